@@ -1,0 +1,89 @@
+# showdown: one C11 library, one CLI, one Criterion test binary.
+# Sources are found by wildcard so adding a file never means editing this one.
+#   make            build/showdown and build/libshowdown.a (-O3 -march=native)
+#   make PORTABLE=1 same without -march=native (ISA kernels still picked at run time)
+#   make run        the main job on an embedded default (no download)
+#   make test       install Criterion if missing, run the suite, the sanitizer suite, the fuzzers
+#   make bench      the CPU benchmark (not a test)
+
+CC      ?= cc
+ARCH    := $(shell $(CC) -dumpmachine | cut -d- -f1)
+BUILD   ?= build
+SHARED  ?= ../shared
+
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter
+ifeq ($(PORTABLE),1)
+OPT     ?= -O3
+else
+OPT     ?= -O3 -march=native
+endif
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -pthread
+LDLIBS  += -lm -lpthread -ldl
+
+# Per-ISA kernel files carry their own target flags so a portable build still has them.
+ifeq ($(ARCH),x86_64)
+ISA_SRC := $(wildcard src/kernels/x86/*.c)
+else ifeq ($(ARCH),aarch64)
+ISA_SRC := $(wildcard src/kernels/arm/*.c)
+endif
+LIB_SRC := $(filter-out src/cli/% src/kernels/x86/% src/kernels/arm/%, $(wildcard src/*/*.c)) $(ISA_SRC)
+CLI_SRC := $(wildcard src/cli/*.c)
+TEST_SRC:= $(wildcard tests/*.c)
+FUZZ_SRC:= $(wildcard fuzz/*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+.PHONY: all run test test-fast test-san fuzz bench deps clean
+all: $(BUILD)/showdown $(BUILD)/libshowdown.a
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/src/kernels/x86/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+$(BUILD)/src/kernels/arm/%_neon.o: CFLAGS += -march=armv8.2-a+dotprod+fp16
+
+$(BUILD)/libshowdown.a: $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/showdown: $(CLI_OBJ) $(BUILD)/libshowdown.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/run_tests: $(TEST_OBJ) $(BUILD)/libshowdown.a
+	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcriterion
+
+# The main job: see README. Uses only what the binary can make itself.
+run: $(BUILD)/showdown
+	./scripts/main-job.sh $(BUILD)/showdown
+
+deps:
+	@./scripts/install-test-deps.sh
+
+# Criterion forks per test; -j2 matches the two-core machines.
+test-fast: deps $(BUILD)/tests/run_tests $(BUILD)/showdown
+	SHOWDOWN_SHARED=$(SHARED) SHOWDOWN_BIN=$(BUILD)/showdown $(BUILD)/tests/run_tests -j2
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+test-san: deps
+	$(MAKE) --no-print-directory BUILD=build/san CFLAGS="$(SAN_FLAGS) -march=native" LDFLAGS="-fsanitize=address,undefined" build/san/tests/run_tests build/san/showdown
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SHOWDOWN_SANITIZED=1 \
+	  SHOWDOWN_SHARED=$(SHARED) SHOWDOWN_BIN=build/san/showdown build/san/tests/run_tests -j2
+
+FUZZ_SECONDS ?= 20
+fuzz:
+	@./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+test: test-fast test-san fuzz
+
+bench: $(BUILD)/showdown
+	./scripts/bench-cpu.sh $(BUILD)/showdown
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds each fuzz/*.c as a libFuzzer target (with ASan and UBSan) and runs it
+# for a bounded time. Crashes fail the run; the crashing input is kept in
+# build/fuzz/. Usage: fuzz.sh SECONDS_PER_TARGET
+set -euo pipefail
+secs=${1:-20}
+out=build/fuzz
+mkdir -p "$out"
+srcs=$(ls src/*/*.c | grep -v -e '^src/cli/' -e '^src/kernels/x86/' -e '^src/kernels/arm/')
+flags="-g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+export SHOWDOWN_SHARED=${SHOWDOWN_SHARED:-../shared}
+status=0
+for f in fuzz/*.c; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f" .c)
+  echo "fuzz: building $name" >&2
+  clang $flags "$f" $srcs -o "$out/$name" -lm -lpthread -ldl
+  corpus="$out/$name-corpus"
+  mkdir -p "$corpus"
+  seeds="fuzz/seeds/$name"
+  echo "fuzz: running $name for ${secs}s" >&2
+  if ! "$out/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -artifact_prefix="$out/$name-" "$corpus" $( [ -d "$seeds" ] && echo "$seeds" ) >"$out/$name.log" 2>&1; then
+    echo "fuzz: $name FAILED, see $out/$name.log" >&2
+    tail -30 "$out/$name.log" >&2
+    status=1
+  else
+    echo "fuzz: $name ok ($(grep -o 'Done [0-9]* runs' "$out/$name.log" | tail -1))" >&2
+  fi
+done
+exit $status

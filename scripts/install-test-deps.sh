@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing: Criterion (and clang for the
+# fuzzers). Debian/Ubuntu via apt-get; elsewhere, says what to install.
+set -euo pipefail
+have_criterion() { [ -f /usr/include/criterion/criterion.h ] || [ -f /usr/local/include/criterion/criterion.h ]; }
+have_clang() { command -v clang >/dev/null 2>&1; }
+missing=()
+have_criterion || missing+=(libcriterion-dev)
+have_clang || missing+=(clang)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "error: the tests need ${missing[*]} (Criterion: https://github.com/Snaipe/Criterion; clang with libFuzzer); install them with your package manager" >&2
+  exit 1
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing test dependencies: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,23 @@
+/* The subcommands: each lives in its own cmd_*.c and is listed in main.c. */
+#ifndef SD_CLI_H
+#define SD_CLI_H
+
+#include <stdio.h>
+
+/* Every command: argv[0] is the command name. Returns the process exit code. */
+typedef int (*sd_cmd_fn)(int argc, char **argv);
+
+int cmd_run(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
+
+/* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Strict number parsing for flags: 0 ok, -1 with a message printed. */
+int parse_int(const char *flag, const char *s, long lo, long hi, long *out);
+int parse_float(const char *flag, const char *s, double lo, double hi, double *out);
+/* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
+char *read_file_bytes(const char *path, size_t *len);
+
+#endif

@@ -1,0 +1,25 @@
+/* The operations of a transformer layer on F32 activations. Matrix products
+ * go through the weight format's traits row (and its ISA kernels). */
+#ifndef SD_OPS_H
+#define SD_OPS_H
+
+#include <stddef.h>
+
+#include "model/model.h"
+#include "runtime/pool.h"
+
+void sd_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
+void sd_softmax(float *x, int n);
+float sd_silu(float x);
+/* Rotates each head of v (n_heads x head_dim) in place for position pos.
+ * neox: rotate (i, i + d/2) pairs; otherwise adjacent (2i, 2i + 1) pairs. */
+void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float scale, int neox,
+             const float *freq_factors);
+
+/* Bytes of scratch sd_matmul needs to hold n_tok activation rows of `cols`
+ * converted to the activation format of weight type `type`. */
+size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok);
+/* out[t * w->rows + r] = w->scale * dot(row r of w, x[t * w->cols ...]) for t < n_tok. */
+void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch);
+
+#endif

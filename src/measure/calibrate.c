@@ -1,0 +1,189 @@
+/* `showdown calibrate`: measure the machine's ceilings and keep them in a
+ * small TSV profile (key, value[, value]) that bench and plan read back. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "showdown.h"
+#include "measure/calib_kernels.h"
+#include "measure/calibrate.h"
+#include "measure/sysinfo.h"
+
+#define PROFILE_MAGIC "# showdown calibration profile v1"
+
+const char *sd_calib_path(char *buf, unsigned long n)
+{
+    const char *p = getenv("SHOWDOWN_PROFILE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (p && *p) snprintf(buf, n, "%s", p);
+    else if (xdg && *xdg) snprintf(buf, n, "%s/showdown/calibration.tsv", xdg);
+    else snprintf(buf, n, "%s/.cache/showdown/calibration.tsv", home && *home ? home : ".");
+    return buf;
+}
+
+/* Buffer for the bandwidth test: 1 GiB, but at most a quarter of RAM. */
+static unsigned long long bw_buffer_bytes(void)
+{
+    unsigned long long want = 1ULL << 30;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0) {
+        unsigned long long quarter = (unsigned long long)pages * (unsigned long long)psz / 4;
+        if (quarter < want) want = quarter;
+    }
+    return want / 4096 * 4096;
+}
+
+int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int verbose, char *err)
+{
+    memset(c, 0, sizeof *c);
+    c->n_cpus = sd_online_cpus();
+    if (max_threads <= 0) max_threads = c->n_cpus;
+    if (max_threads > SD_CALIB_MAX_THREADS) max_threads = SD_CALIB_MAX_THREADS;
+    if (seconds <= 0) seconds = 10;
+    c->max_threads = max_threads;
+    sd_cpu_model(c->cpu_model, sizeof c->cpu_model);
+
+    unsigned long long bytes = bw_buffer_bytes();
+    unsigned char *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, bytes) != 0) {
+        snprintf(err, SD_ERR_LEN, "cannot allocate %llu MiB for the bandwidth test", bytes >> 20);
+        return -1;
+    }
+    /* Touch every page (and give the reads something non-zero to add). */
+    for (unsigned long long i = 0; i < bytes; i += 8) {
+        unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
+        memcpy(buf + i, &v, 8);
+    }
+    /* About 60% of the time on bandwidth: passes per thread count from a trial. */
+    double t0 = sd_time_ms();
+    sd_calib_bw(buf, bytes, 1, 1);
+    double one_pass_s = (sd_time_ms() - t0) / 1e3;
+    int passes = (int)(0.6 * seconds / (one_pass_s * max_threads));
+    if (passes < 2) passes = 2;
+    if (passes > 8) passes = 8;
+    for (int t = 1; t <= max_threads; t++) {
+        c->bw_gbps[t] = sd_calib_bw(buf, bytes, t, passes);
+        if (verbose) fprintf(stderr, "calibrate: read bandwidth, %3d thread%s: %7.2f GB/s\n", t, t > 1 ? "s" : " ", c->bw_gbps[t]);
+        if (c->bw_gbps[t] < 0) {
+            free(buf);
+            snprintf(err, SD_ERR_LEN, "cannot start %d threads for the bandwidth test", t);
+            return -1;
+        }
+    }
+    free(buf);
+
+    double per_kind = 0.4 * seconds / 3;
+    double *rates[3] = {&c->gflops_f32, &c->gflops_bf16, &c->gops_int8};
+    const char *names[3] = {"f32 FMA", "bf16 dot", "int8 dot"};
+    for (int k = 0; k < 3; k++) {
+        *rates[k] = sd_calib_rate((calib_kind)k, max_threads, per_kind);
+        if (*rates[k] < 0) { snprintf(err, SD_ERR_LEN, "cannot start %d threads for the compute test", max_threads); return -1; }
+        if (verbose) fprintf(stderr, "calibrate: %-8s (%s, %d threads): %9.1f G ops/s\n", names[k],
+                             sd_calib_kernel_isa((calib_kind)k), max_threads, *rates[k]);
+    }
+    snprintf(c->isa, sizeof c->isa, "%s", sd_calib_kernel_isa(CALIB_INT8));
+    c->measured_unix = (long long)time(NULL);
+    return 0;
+}
+
+/* mkdir -p of the directory part of path. */
+static int make_parent_dirs(const char *path, char *err)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = 0;
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) goto fail;
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) goto fail;
+    return 0;
+fail:
+    snprintf(err, SD_ERR_LEN, "cannot create directory %.400s: %s", dir, strerror(errno));
+    return -1;
+}
+
+int sd_calib_save(const sd_calibration *c, const char *path, char *err)
+{
+    if (make_parent_dirs(path, err) != 0) return -1;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) { snprintf(err, SD_ERR_LEN, "%.400s: %s", tmp, strerror(errno)); return -1; }
+    fprintf(f, PROFILE_MAGIC " (written by `showdown calibrate`)\n");
+    fprintf(f, "cpu_model\t%s\n", c->cpu_model);
+    fprintf(f, "n_cpus\t%d\n", c->n_cpus);
+    fprintf(f, "max_threads\t%d\n", c->max_threads);
+    fprintf(f, "isa\t%s\n", c->isa);
+    fprintf(f, "measured_unix\t%lld\n", c->measured_unix);
+    fprintf(f, "gflops_f32\t%.3f\n", c->gflops_f32);
+    fprintf(f, "gflops_bf16\t%.3f\n", c->gflops_bf16);
+    fprintf(f, "gops_int8\t%.3f\n", c->gops_int8);
+    for (int t = 1; t <= c->max_threads; t++) fprintf(f, "bw_gbps\t%d\t%.3f\n", t, c->bw_gbps[t]);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
+        snprintf(err, SD_ERR_LEN, "%.400s: write failed: %s", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int sd_calib_load(sd_calibration *c, const char *path, char *err)
+{
+    memset(c, 0, sizeof *c);
+    FILE *f = fopen(path, "r");
+    if (!f) { snprintf(err, SD_ERR_LEN, "%.400s: %s", path, strerror(errno)); return -1; }
+    char line[512];
+    int lineno = 0, rc = 0, have_bw = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        line[strcspn(line, "\r\n")] = 0;
+        if (lineno == 1 && strncmp(line, PROFILE_MAGIC, strlen(PROFILE_MAGIC))) {
+            snprintf(err, SD_ERR_LEN, "%.400s: not a showdown calibration profile", path);
+            rc = -1;
+            break;
+        }
+        if (!line[0] || line[0] == '#') continue;
+        char *tab = strchr(line, '\t');
+        if (!tab) { rc = -1; break; }
+        *tab = 0;
+        const char *key = line, *val = tab + 1;
+        int t;
+        double v;
+        if (!strcmp(key, "cpu_model")) snprintf(c->cpu_model, sizeof c->cpu_model, "%s", val);
+        else if (!strcmp(key, "isa")) snprintf(c->isa, sizeof c->isa, "%s", val);
+        else if (!strcmp(key, "n_cpus")) c->n_cpus = atoi(val);
+        else if (!strcmp(key, "max_threads")) c->max_threads = atoi(val);
+        else if (!strcmp(key, "measured_unix")) c->measured_unix = atoll(val);
+        else if (!strcmp(key, "gflops_f32")) c->gflops_f32 = atof(val);
+        else if (!strcmp(key, "gflops_bf16")) c->gflops_bf16 = atof(val);
+        else if (!strcmp(key, "gops_int8")) c->gops_int8 = atof(val);
+        else if (!strcmp(key, "bw_gbps")) {
+            if (sscanf(val, "%d\t%lf", &t, &v) != 2 || t < 1 || t > SD_CALIB_MAX_THREADS || v <= 0) { rc = -1; break; }
+            c->bw_gbps[t] = v;
+            have_bw = 1;
+        }
+        /* unknown keys: a newer profile; ignore them */
+    }
+    fclose(f);
+    if (rc == 0 && lineno == 0) { snprintf(err, SD_ERR_LEN, "%.400s: empty profile", path); return -1; }
+    if (rc != 0) {
+        if (lineno > 1) snprintf(err, SD_ERR_LEN, "%.400s:%d: malformed line (rerun showdown calibrate)", path, lineno);
+        return -1;
+    }
+    if (c->max_threads < 1 || c->max_threads > SD_CALIB_MAX_THREADS || !have_bw || c->bw_gbps[1] <= 0) {
+        snprintf(err, SD_ERR_LEN, "%.400s: incomplete profile (rerun showdown calibrate)", path);
+        return -1;
+    }
+    return 0;
+}

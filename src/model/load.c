@@ -1,0 +1,266 @@
+/* Model loading: read and check the hyper-parameters, find every weight,
+ * check its shape and format, and keep views of the mapped data. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "tensor/scale.h"
+#include "tensor/types.h"
+#include "text/tokenizer.h"
+
+#define MAX_LAYERS 4096
+
+static int load_fail(char *err, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(err, SD_ERR_LEN, "%s: ", path);
+    if (n < 0 || n >= SD_ERR_LEN) n = 0;
+    va_start(ap, fmt);
+    vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+typedef struct { const char *name; sd_arch arch; int neox; } arch_row;
+static const arch_row archs[] = {
+    {"llama", SD_ARCH_LLAMA, 0},
+    {"mistral", SD_ARCH_LLAMA, 0},
+    {"qwen2", SD_ARCH_QWEN2, 1},
+    {"qwen3", SD_ARCH_QWEN3, 1},
+};
+
+/* "{arch}.suffix" as an integer hyper-parameter; required ones must be present. */
+static int hp_u32(const sd_model *m, const char *suffix, int required, uint32_t def, int *out, char *err)
+{
+    char key[96];
+    uint32_t v = def;
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    int r = gguf_get_u32(m->gguf, key, &v, err);
+    if (r < 0) return -1;
+    if (r == 0 && required) return load_fail(err, m->path, "missing hyper-parameter %s", key);
+    if (v > (1u << 30)) return load_fail(err, m->path, "hyper-parameter %s = %u is absurd", key, v);
+    *out = (int)v;
+    return 0;
+}
+
+static int hp_f32(const sd_model *m, const char *suffix, float def, float *out, char *err)
+{
+    char key[96];
+    float v = def;
+    snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
+    if (gguf_get_f32(m->gguf, key, &v, err) < 0) return -1;
+    if (!isfinite(v)) return load_fail(err, m->path, "hyper-parameter %s is not finite", key);
+    *out = v;
+    return 0;
+}
+
+static int read_hparams(sd_model *m, char *err)
+{
+    sd_hparams *hp = &m->hp;
+    gguf_str a;
+    int r = gguf_get_str(m->gguf, "general.architecture", &a, err);
+    if (r < 0) return -1;
+    if (r == 0) return load_fail(err, m->path, "not a model: no general.architecture (a vocabulary-only file?)");
+    const arch_row *row = NULL;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
+    if (!row)
+        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3 are)",
+                         (int)(a.len > 32 ? 32 : a.len), a.ptr);
+    hp->arch = row->arch;
+    hp->rope_neox = row->neox;
+    snprintf(hp->arch_name, sizeof hp->arch_name, "%s", row->name);
+
+    if (hp_u32(m, "embedding_length", 1, 0, &hp->n_embd, err) ||
+        hp_u32(m, "block_count", 1, 0, &hp->n_layer, err) ||
+        hp_u32(m, "feed_forward_length", 1, 0, &hp->n_ff, err) ||
+        hp_u32(m, "attention.head_count", 1, 0, &hp->n_head, err) ||
+        hp_u32(m, "context_length", 0, 2048, &hp->n_ctx_train, err))
+        return -1;
+    if (hp->n_head == 0) return load_fail(err, m->path, "zero attention heads");
+    if (hp_u32(m, "attention.head_count_kv", 0, (uint32_t)hp->n_head, &hp->n_head_kv, err)) return -1;
+    if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_ff == 0 || hp->n_head_kv == 0)
+        return load_fail(err, m->path, "zero-sized hyper-parameter (embedding %d, layers %d, ffn %d, kv heads %d)",
+                         hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head_kv);
+    if (hp->n_head % hp->n_head_kv)
+        return load_fail(err, m->path, "%d KV heads do not divide %d heads", hp->n_head_kv, hp->n_head);
+    if (hp->n_layer > MAX_LAYERS) return load_fail(err, m->path, "%d layers is absurd", hp->n_layer);
+    if (hp_u32(m, "attention.key_length", 0, (uint32_t)(hp->n_embd / hp->n_head), &hp->head_dim, err)) return -1;
+    if (hp->head_dim == 0 || hp->head_dim % 2)
+        return load_fail(err, m->path, "head size %d must be even and non-zero", hp->head_dim);
+    int rope_dim = hp->head_dim;
+    if (hp_u32(m, "rope.dimension_count", 0, (uint32_t)hp->head_dim, &rope_dim, err)) return -1;
+    if (rope_dim != hp->head_dim)
+        return load_fail(err, m->path, "partial rotary embedding (%d of %d) is not supported", rope_dim, hp->head_dim);
+    if (hp_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err) ||
+        hp_f32(m, "rope.freq_base", 10000.0f, &hp->rope_base, err))
+        return -1;
+    if (hp->norm_eps < 0 || hp->rope_base <= 0)
+        return load_fail(err, m->path, "nonsense rms epsilon %g or rope base %g", hp->norm_eps, hp->rope_base);
+    hp->rope_scale = 1.0f;
+    char key[96];
+    gguf_str st;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
+    r = gguf_get_str(m->gguf, key, &st, err);
+    if (r < 0) return -1;
+    if (r == 1 && gguf_str_eq(st, "linear")) {
+        if (hp_f32(m, "rope.scaling.factor", 1.0f, &hp->rope_scale, err)) return -1;
+        if (hp->rope_scale <= 0) return load_fail(err, m->path, "rope scaling factor must be positive");
+    } else if (r == 1 && !gguf_str_eq(st, "none")) {
+        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear is)",
+                         (int)(st.len > 32 ? 32 : st.len), st.ptr);
+    }
+    return 0;
+}
+
+/* A matrix weight of the expected shape, kept mapped. */
+static int get_weight(sd_model *m, const char *name, int64_t cols, int64_t rows, int optional, sd_weight *w, char *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    if (!t) return optional ? 0 : load_fail(err, m->path, "missing tensor %s", name);
+    if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
+        return load_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
+                         (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
+    const sd_type_traits *tr = sd_type_get(t->type);
+    if (!tr || !tr->to_float || !tr->vec_dot)
+        return load_fail(err, m->path, "tensor %s: format %s cannot be computed with", name, sd_type_name(t->type));
+    w->data = t->data;
+    w->type = t->type;
+    w->rows = rows;
+    w->cols = cols;
+    w->row_bytes = sd_row_bytes(t->type, cols);
+    w->scale = sd_tensor_scale(m->gguf, t);
+    return 0;
+}
+
+/* A small vector (norm weights, biases) converted to an owned F32 copy. */
+static int get_vector(sd_model *m, const char *name, int64_t n, int optional, float **out, char *err)
+{
+    const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
+    *out = NULL;
+    if (!t) return optional ? 0 : load_fail(err, m->path, "missing tensor %s", name);
+    if (t->n_elements != (uint64_t)n || t->ne[0] != n)
+        return load_fail(err, m->path, "tensor %s has %llu elements, expected %lld", name,
+                         (unsigned long long)t->n_elements, (long long)n);
+    const sd_type_traits *tr = sd_type_get(t->type);
+    if (!tr || !tr->to_float) return load_fail(err, m->path, "tensor %s: format %s unreadable", name, sd_type_name(t->type));
+    *out = malloc((size_t)n * sizeof **out);
+    if (!*out) return load_fail(err, m->path, "out of memory");
+    tr->to_float(t->data, *out, n);
+    float s = sd_tensor_scale(m->gguf, t);
+    for (int64_t i = 0; i < n; i++) (*out)[i] *= s;
+    return 0;
+}
+
+static int load_layer(sd_model *m, int il, char *err)
+{
+    const sd_hparams *hp = &m->hp;
+    sd_layer *L = &m->layers[il];
+    int64_t e = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim, kv = (int64_t)hp->n_head_kv * hp->head_dim;
+    char n[14][64];
+    static const char *sfx[14] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight", "attn_k.weight",
+                                  "attn_v.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
+                                  "ffn_down.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
+                                  "attn_q_norm.weight", "attn_k_norm.weight"};
+    for (int i = 0; i < 14; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, sfx[i]);
+    int qwen2 = hp->arch == SD_ARCH_QWEN2, qwen3 = hp->arch == SD_ARCH_QWEN3;
+    if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
+        get_weight(m, n[2], e, q, 0, &L->wq, err) || get_weight(m, n[3], e, kv, 0, &L->wk, err) ||
+        get_weight(m, n[4], e, kv, 0, &L->wv, err) || get_weight(m, n[5], q, e, 0, &L->wo, err) ||
+        get_weight(m, n[6], e, hp->n_ff, 0, &L->w_gate, err) || get_weight(m, n[7], e, hp->n_ff, 0, &L->w_up, err) ||
+        get_weight(m, n[8], hp->n_ff, e, 0, &L->w_down, err) ||
+        get_vector(m, n[9], q, !qwen2, &L->bq, err) || get_vector(m, n[10], kv, !qwen2, &L->bk, err) ||
+        get_vector(m, n[11], kv, !qwen2, &L->bv, err) ||
+        get_vector(m, n[12], hp->head_dim, !qwen3, &L->q_norm, err) ||
+        get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err))
+        return -1;
+    return 0;
+}
+
+/* The most common weight format by bytes names the model ("Q4_0"), with
+ * "mixed" when no format holds 90% of the matrix bytes. */
+static void summarize(sd_model *m)
+{
+    uint64_t bytes[SD_TYPE_COUNT] = {0}, total = 0;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) {
+        const gguf_tensor *t = &m->gguf->tensors[i];
+        m->n_params += t->n_elements;
+        m->weight_bytes += t->n_bytes;
+        if (t->n_dims >= 2 && t->type < SD_TYPE_COUNT) { bytes[t->type] += t->n_bytes; total += t->n_bytes; }
+    }
+    int best = 0;
+    for (int i = 1; i < SD_TYPE_COUNT; i++)
+        if (bytes[i] > bytes[best]) best = i;
+    snprintf(m->type_name, sizeof m->type_name, "%s%s", sd_type_name((uint32_t)best),
+             bytes[best] * 10 < total * 9 ? " - mixed" : "");
+}
+
+static int load_tensors(sd_model *m, char *err)
+{
+    const sd_hparams *hp = &m->hp;
+    const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
+    if (!te) return load_fail(err, m->path, "missing tensor token_embd.weight");
+    if (te->ne[1] > (1 << 24)) return load_fail(err, m->path, "vocabulary of %lld tokens is absurd", (long long)te->ne[1]);
+    m->hp.n_vocab = (int)te->ne[1];
+    if (get_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, 0, &m->tok_embd, err)) return -1;
+    if (get_vector(m, "output_norm.weight", hp->n_embd, 0, &m->output_norm, err)) return -1;
+    if (get_weight(m, "output.weight", hp->n_embd, hp->n_vocab, 1, &m->output, err)) return -1;
+    if (!m->output.data) m->output = m->tok_embd;  /* tied embeddings */
+    if (get_vector(m, "rope_freqs.weight", hp->head_dim / 2, 1, &m->rope_freq_factors, err)) return -1;
+    if ((uint64_t)hp->n_layer * 9 > m->gguf->n_tensors)
+        return load_fail(err, m->path, "%d layers but only %llu tensors", hp->n_layer,
+                         (unsigned long long)m->gguf->n_tensors);
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return load_fail(err, m->path, "out of memory");
+    for (int il = 0; il < hp->n_layer; il++)
+        if (load_layer(m, il, err)) return -1;
+    return 0;
+}
+
+int sd_model_load(const char *path, sd_model **out, char *err)
+{
+    sd_model *m = calloc(1, sizeof *m);
+    if (!m) return load_fail(err, path, "out of memory");
+    snprintf(m->path, sizeof m->path, "%s", path);
+    if (gguf_open(path, &m->gguf, err) || read_hparams(m, err) || load_tensors(m, err) ||
+        sd_tokenizer_from_gguf(m->gguf, &m->tok, err)) {
+        sd_model_free(m);
+        return -1;
+    }
+    if (sd_tokenizer_n_vocab(m->tok) != m->hp.n_vocab) {
+        load_fail(err, path, "tokenizer has %d tokens but the embedding has %d rows", sd_tokenizer_n_vocab(m->tok),
+                  m->hp.n_vocab);
+        sd_model_free(m);
+        return -1;
+    }
+    summarize(m);
+    *out = m;
+    return 0;
+}
+
+void sd_model_free(sd_model *m)
+{
+    if (!m) return;
+    if (m->layers)
+        for (int i = 0; i < m->hp.n_layer; i++) {
+            sd_layer *L = &m->layers[i];
+            free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
+            free(L->q_norm); free(L->k_norm);
+        }
+    free(m->layers);
+    free(m->output_norm);
+    free(m->rope_freq_factors);
+    if (m->tok) sd_tokenizer_free(m->tok);
+    gguf_close(m->gguf);
+    free(m);
+}
+
+const sd_hparams *sd_model_hparams(const sd_model *m) { return &m->hp; }
+sd_tokenizer *sd_model_tokenizer(sd_model *m) { return m->tok; }
+uint64_t sd_model_n_params(const sd_model *m) { return m->n_params; }
+uint64_t sd_model_weight_bytes(const sd_model *m) { return m->weight_bytes; }
+const char *sd_model_path(const sd_model *m) { return m->path; }
+const char *sd_model_type_name(const sd_model *m) { return m->type_name; }

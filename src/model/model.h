@@ -1,0 +1,37 @@
+/* The loaded model: hyper-parameters and views of the mapped weights. */
+#ifndef SD_MODEL_H
+#define SD_MODEL_H
+
+#include "showdown.h"
+#include "gguf/gguf.h"
+
+/* A weight matrix: rows of `cols` elements in format `type`, still mapped. */
+typedef struct {
+    const void *data;
+    uint32_t type;
+    int64_t rows, cols;
+    size_t row_bytes;
+    float scale;       /* second-level per-tensor factor (NVFP4); 1 otherwise */
+} sd_weight;
+
+typedef struct {
+    float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
+    float *bq, *bk, *bv;                  /* qwen2 biases, or NULL */
+    float *q_norm, *k_norm;               /* qwen3 per-head norms (head_dim), or NULL */
+    sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+} sd_layer;
+
+struct sd_model {
+    char path[256];
+    gguf_file *gguf;
+    sd_hparams hp;
+    sd_weight tok_embd, output;           /* output aliases tok_embd when tied */
+    float *output_norm;
+    float *rope_freq_factors;             /* head_dim/2 divisors (llama 3), or NULL */
+    sd_layer *layers;
+    sd_tokenizer *tok;
+    uint64_t n_params, weight_bytes;
+    char type_name[48];
+};
+
+#endif

@@ -1,0 +1,28 @@
+/* An inference session: the KV cache, the activation scratch, the threads. */
+#ifndef SD_SESSION_H
+#define SD_SESSION_H
+
+#include "model/model.h"
+#include "runtime/pool.h"
+
+#define SD_UBATCH 64   /* tokens per pass through the layers during prefill */
+
+struct sd_session {
+    sd_model *m;
+    sd_pool *pool;
+    int n_ctx, pos;
+    sd_kv_type kv_type;
+    size_t kv_elem;            /* bytes per cached value */
+    void *k_cache, *v_cache;   /* [layer][n_ctx][n_head_kv * head_dim] */
+    /* scratch, sized for SD_UBATCH tokens */
+    float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
+    float *att;                /* per thread: n_ctx scores */
+    void *xq;                  /* activations converted for the weight format */
+    float *logits;             /* last row */
+};
+
+/* Runs n <= SD_UBATCH tokens at positions pos..pos+n-1 through the model.
+ * logits_out: NULL (only the last row, into s->logits) or n rows. */
+void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out);
+
+#endif

@@ -1,0 +1,378 @@
+/* The legacy block formats (blocks of 32, one or two FP16 factors):
+ * Q8_0, Q8_1 (activations only), Q4_0, Q4_1, Q5_0, Q5_1.
+ *
+ * Encoders: every stored factor is rounded to FP16 before the integers are
+ * chosen, and each integer is the nearest level for the factor actually
+ * stored, so for the reference encoder's own factor we are never worse. On
+ * top of that a small search over factors (a sweep around the full-range
+ * factor, then a least-squares refit) keeps whichever candidate has the
+ * smallest squared error after the FP16 rounding. */
+#include "tensor/formats.h"
+
+/* ---- encoder searches shared by the 4- and 5-bit formats ---- */
+
+/* Squared error of block x with stored factor d (levels lo..hi), the levels in q. */
+static float sym_eval(const float *x, int n, float d, int lo, int hi, int8_t *q)
+{
+    float err = 0, id = d != 0 ? 1.0f / d : 0;
+    for (int i = 0; i < n; i++) {
+        int l = sd_nearest(x[i] * id);
+        l = l < lo ? lo : l > hi ? hi : l;
+        q[i] = (int8_t)l;
+        float e = x[i] - d * (float)l;
+        err += e * e;
+    }
+    return err;
+}
+
+/* x ~ d*q with q in lo..hi (lo = -hi-1). Returns the FP16 factor, levels in q. */
+static float sym_search(const float *x, int n, int lo, int hi, int8_t *q)
+{
+    float amax = 0, max = 0;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
+    if (amax == 0) { memset(q, 0, (size_t)n); return 0; }
+    int8_t tq[QK32];
+    float best_d = sd_f16_round(max / (float)lo);         /* the reference's choice */
+    float best = sym_eval(x, n, best_d, lo, hi, q);
+    for (int side = 0; side < 2; side++) {
+        for (int t = -10; t <= 10; t++) {
+            /* the largest value lands on the bottom level, or on the top one */
+            float k = side == 0 ? (float)lo - 0.1f * (float)t : (float)hi + 0.1f * (float)t;
+            float d = sd_f16_round(max / k);
+            float err = sym_eval(x, n, d, lo, hi, tq);
+            for (int it = 0; it < 2; it++) {               /* least-squares refit */
+                float sxq = 0, sqq = 0;
+                for (int i = 0; i < n; i++) { sxq += x[i] * tq[i]; sqq += (float)(tq[i] * tq[i]); }
+                if (sqq == 0) break;
+                float d2 = sd_f16_round(sxq / sqq);
+                int8_t rq[QK32];
+                float e2 = sym_eval(x, n, d2, lo, hi, rq);
+                if (!(e2 < err)) break;
+                err = e2; d = d2; memcpy(tq, rq, (size_t)n);
+            }
+            if (err < best) { best = err; best_d = d; memcpy(q, tq, (size_t)n); }
+        }
+    }
+    return best_d;
+}
+
+static float asym_eval(const float *x, int n, float d, float m, int nmax, uint8_t *q)
+{
+    float err = 0, id = d != 0 ? 1.0f / d : 0;
+    for (int i = 0; i < n; i++) {
+        int l = sd_nearest((x[i] - m) * id);
+        l = l < 0 ? 0 : l > nmax ? nmax : l;
+        q[i] = (uint8_t)l;
+        float e = x[i] - (d * (float)l + m);
+        err += e * e;
+    }
+    return err;
+}
+
+/* x ~ d*q + m with q in 0..nmax; stores FP16-rounded d and m. */
+static void asym_search(const float *x, int n, int nmax, float *dout, float *mout, uint8_t *q)
+{
+    float min = x[0], max = x[0];
+    for (int i = 1; i < n; i++) { min = fminf(min, x[i]); max = fmaxf(max, x[i]); }
+    float best_d = sd_f16_round((max - min) / (float)nmax), best_m = sd_f16_round(min);
+    float best = asym_eval(x, n, best_d, best_m, nmax, q);  /* the reference's choice */
+    if (max > min) {
+        uint8_t tq[QK32];
+        for (int is = 0; is <= 20; is++) {
+            float iscale = ((float)nmax - 1.0f + 0.1f * (float)is) / (max - min);
+            float sl = 0, sll = 0, sx = 0, sxl = 0;
+            for (int i = 0; i < n; i++) {
+                int l = sd_nearest((x[i] - min) * iscale);
+                l = l < 0 ? 0 : l > nmax ? nmax : l;
+                sl += (float)l; sll += (float)(l * l); sx += x[i]; sxl += x[i] * (float)l;
+            }
+            float D = (float)n * sll - sl * sl;
+            if (D <= 0) continue;
+            float d = sd_f16_round(((float)n * sxl - sx * sl) / D);
+            float m = sd_f16_round((sll * sx - sl * sxl) / D);
+            float err = asym_eval(x, n, d, m, nmax, tq);
+            if (err < best) { best = err; best_d = d; best_m = m; memcpy(q, tq, (size_t)n); }
+        }
+    }
+    *dout = best_d; *mout = best_m;
+}
+
+/* ---- Q8_0 ---- */
+static void q8_0_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q8_0 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        float d = sd_f16_to_f32(b[i].d);
+        for (int j = 0; j < QK32; j++) dst[i * QK32 + j] = d * (float)b[i].qs[j];
+    }
+}
+
+/* Also the activation encoder of many dot products, so it stays one pass. */
+static void q8_0_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        const float *x = src + i * QK32;
+        float amax = 0;
+        for (int j = 0; j < QK32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        b[i].d = sd_f32_to_f16(amax / 127.0f);
+        float d = sd_f16_to_f32(b[i].d), id = d != 0 ? 1.0f / d : 0;
+        for (int j = 0; j < QK32; j++) {
+            int l = sd_nearest(x[j] * id);
+            b[i].qs[j] = (int8_t)(l > 127 ? 127 : l < -127 ? -127 : l);
+        }
+    }
+}
+
+static float q8_0_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q8_0 *a = w, *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int s = 0;
+        for (int j = 0; j < QK32; j++) s += a[i].qs[j] * b[i].qs[j];
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s;
+    }
+    return (float)sum;
+}
+
+/* ---- Q8_1: activations for the formats with an offset ---- */
+static void q8_1_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q8_1 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        float d = sd_f16_to_f32(b[i].d);
+        for (int j = 0; j < QK32; j++) dst[i * QK32 + j] = d * (float)b[i].qs[j];
+    }
+}
+
+static void q8_1_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q8_1 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        const float *x = src + i * QK32;
+        float amax = 0;
+        for (int j = 0; j < QK32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        b[i].d = sd_f32_to_f16(amax / 127.0f);
+        float d = sd_f16_to_f32(b[i].d), id = d != 0 ? 1.0f / d : 0;
+        int sum = 0;
+        for (int j = 0; j < QK32; j++) {
+            int l = sd_nearest(x[j] * id);
+            l = l > 127 ? 127 : l < -127 ? -127 : l;
+            b[i].qs[j] = (int8_t)l;
+            sum += l;
+        }
+        b[i].s = sd_f32_to_f16(d * (float)sum);
+    }
+}
+
+static float q8_1_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q8_1 *a = w, *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int s = 0;
+        for (int j = 0; j < QK32; j++) s += a[i].qs[j] * b[i].qs[j];
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s;
+    }
+    return (float)sum;
+}
+
+/* ---- Q4_0 ---- */
+static void q4_0_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q4_0 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        float d = sd_f16_to_f32(b[i].d);
+        float *y = dst + i * QK32;
+        for (int j = 0; j < 16; j++) {
+            y[j]      = d * (float)((b[i].qs[j] & 0x0f) - 8);
+            y[j + 16] = d * (float)((b[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+static void q4_0_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q4_0 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int8_t q[QK32];
+        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -8, 7, q));
+        for (int j = 0; j < 16; j++)
+            b[i].qs[j] = (uint8_t)((q[j] + 8) | ((q[j + 16] + 8) << 4));
+    }
+}
+
+static float q4_0_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q4_0 *a = w;
+    const blk_q8_0 *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += ((a[i].qs[j] & 0x0f) - 8) * b[i].qs[j] + ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + 16];
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s;
+    }
+    return (float)sum;
+}
+
+/* ---- Q4_1 ---- */
+static void q4_1_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q4_1 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        float d = sd_f16_to_f32(b[i].d), m = sd_f16_to_f32(b[i].m);
+        float *y = dst + i * QK32;
+        for (int j = 0; j < 16; j++) {
+            y[j]      = (float)(b[i].qs[j] & 0x0f) * d + m;
+            y[j + 16] = (float)(b[i].qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+static void q4_1_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q4_1 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        uint8_t q[QK32];
+        float d, m;
+        asym_search(src + i * QK32, QK32, 15, &d, &m, q);
+        b[i].d = sd_f32_to_f16(d); b[i].m = sd_f32_to_f16(m);
+        for (int j = 0; j < 16; j++) b[i].qs[j] = (uint8_t)(q[j] | (q[j + 16] << 4));
+    }
+}
+
+/* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*d_x*sum(qx). Q8_1 carries d_x*sum(qx) as
+ * FP16 `s` for fast kernels; this reference sums qx itself so that it equals
+ * the dot of the dequantized rows (s would add a relative error near 1e-5). */
+static float q4_1_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q4_1 *a = w;
+    const blk_q8_1 *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int s = 0;
+        for (int j = 0; j < 16; j++)
+            s += (a[i].qs[j] & 0x0f) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+        int sx = 0;
+        for (int j = 0; j < QK32; j++) sx += b[i].qs[j];
+        float dx = sd_f16_to_f32(b[i].d);
+        sum += (double)(sd_f16_to_f32(a[i].d) * dx) * s + (double)(sd_f16_to_f32(a[i].m) * dx) * sx;
+    }
+    return (float)sum;
+}
+
+/* ---- Q5_0 / Q5_1: the fifth bit of value j is bit j of the 32-bit qh ---- */
+static uint32_t load_qh(const uint8_t qh[4])
+{
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+static void store_qh(uint8_t qh[4], uint32_t h)
+{
+    for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(h >> (8 * k));
+}
+/* The 32 unsigned 5-bit levels of a block. */
+static void q5_levels(const uint8_t qs[16], const uint8_t qh[4], int *q)
+{
+    uint32_t h = load_qh(qh);
+    for (int j = 0; j < 16; j++) {
+        q[j]      = (qs[j] & 0x0f) | (int)((h >> j) & 1) << 4;
+        q[j + 16] = (qs[j] >> 4)   | (int)((h >> (j + 16)) & 1) << 4;
+    }
+}
+static void q5_pack(const int *q, uint8_t qs[16], uint8_t qh[4])
+{
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 0x0f) | (q[j + 16] & 0x0f) << 4);
+        h |= (uint32_t)(q[j] >> 4) << j | (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    store_qh(qh, h);
+}
+
+static void q5_0_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q5_0 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int q[QK32];
+        q5_levels(b[i].qs, b[i].qh, q);
+        float d = sd_f16_to_f32(b[i].d);
+        for (int j = 0; j < QK32; j++) dst[i * QK32 + j] = d * (float)(q[j] - 16);
+    }
+}
+
+static void q5_0_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q5_0 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int8_t q[QK32];
+        int u[QK32];
+        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -16, 15, q));
+        for (int j = 0; j < QK32; j++) u[j] = q[j] + 16;
+        q5_pack(u, b[i].qs, b[i].qh);
+    }
+}
+
+static float q5_0_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q5_0 *a = w;
+    const blk_q8_0 *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int q[QK32], s = 0;
+        q5_levels(a[i].qs, a[i].qh, q);
+        for (int j = 0; j < QK32; j++) s += (q[j] - 16) * b[i].qs[j];
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s;
+    }
+    return (float)sum;
+}
+
+static void q5_1_to_float(const void *src, float *dst, int64_t n)
+{
+    const blk_q5_1 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int q[QK32];
+        q5_levels(b[i].qs, b[i].qh, q);
+        float d = sd_f16_to_f32(b[i].d), m = sd_f16_to_f32(b[i].m);
+        for (int j = 0; j < QK32; j++) dst[i * QK32 + j] = (float)q[j] * d + m;
+    }
+}
+
+static void q5_1_from_float(const float *src, void *dst, int64_t n)
+{
+    blk_q5_1 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        uint8_t q[QK32];
+        int u[QK32];
+        float d, m;
+        asym_search(src + i * QK32, QK32, 31, &d, &m, q);
+        b[i].d = sd_f32_to_f16(d); b[i].m = sd_f32_to_f16(m);
+        for (int j = 0; j < QK32; j++) u[j] = q[j];
+        q5_pack(u, b[i].qs, b[i].qh);
+    }
+}
+
+static float q5_1_dot(int64_t n, const void *w, const void *x)
+{
+    const blk_q5_1 *a = w;
+    const blk_q8_1 *b = x;
+    double sum = 0;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        int q[QK32], s = 0;
+        q5_levels(a[i].qs, a[i].qh, q);
+        int sx = 0;
+        for (int j = 0; j < QK32; j++) { s += q[j] * b[i].qs[j]; sx += b[i].qs[j]; }
+        float dx = sd_f16_to_f32(b[i].d);
+        sum += (double)(sd_f16_to_f32(a[i].d) * dx) * s + (double)(sd_f16_to_f32(a[i].m) * dx) * sx;
+    }
+    return (float)sum;
+}
+
+const sd_type_traits sd_traits_q8_0 = { "Q8_0", QK32, sizeof(blk_q8_0), q8_0_to_float, q8_0_from_float, SD_TYPE_Q8_0, q8_0_dot, 1 };
+const sd_type_traits sd_traits_q8_1 = { "Q8_1", QK32, sizeof(blk_q8_1), q8_1_to_float, q8_1_from_float, SD_TYPE_Q8_1, q8_1_dot, 1 };
+const sd_type_traits sd_traits_q4_0 = { "Q4_0", QK32, sizeof(blk_q4_0), q4_0_to_float, q4_0_from_float, SD_TYPE_Q8_0, q4_0_dot, 1 };
+const sd_type_traits sd_traits_q4_1 = { "Q4_1", QK32, sizeof(blk_q4_1), q4_1_to_float, q4_1_from_float, SD_TYPE_Q8_1, q4_1_dot, 1 };
+const sd_type_traits sd_traits_q5_0 = { "Q5_0", QK32, sizeof(blk_q5_0), q5_0_to_float, q5_0_from_float, SD_TYPE_Q8_0, q5_0_dot, 1 };
+const sd_type_traits sd_traits_q5_1 = { "Q5_1", QK32, sizeof(blk_q5_1), q5_1_to_float, q5_1_from_float, SD_TYPE_Q8_1, q5_1_dot, 1 };

@@ -1,0 +1,39 @@
+/* Test helpers shared by the test files: where ../shared is, file loading. */
+#ifndef SD_TESTS_COMMON_H
+#define SD_TESTS_COMMON_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Path of a file under ../shared (SHOWDOWN_SHARED overrides). */
+static inline const char *shared_path(char *buf, size_t n, const char *rel)
+{
+    const char *root = getenv("SHOWDOWN_SHARED");
+    snprintf(buf, n, "%s/%s", root ? root : "../shared", rel);
+    return buf;
+}
+
+/* The CLI binary the suite was built with (SHOWDOWN_BIN). */
+static inline const char *showdown_bin(void)
+{
+    const char *b = getenv("SHOWDOWN_BIN");
+    return b ? b : "build/showdown";
+}
+
+/* Whole file into a malloc'd buffer; NULL if unreadable. */
+static inline void *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *b = malloc(n > 0 ? (size_t)n : 1);
+    if (b && n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    if (b && len) *len = (size_t)n;
+    return b;
+}
+
+#endif
