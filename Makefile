@@ -18,8 +18,10 @@ else
 OPT     ?= -O3 -march=native
 endif
 CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -pthread
-LDLIBS  += -lm -lpthread -ldl
+override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -pthread
+override LDLIBS += -lm -lpthread -ldl
+COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+override CFLAGS += -DSD_BUILD_COMMIT=\"$(COMMIT)\"
 
 # Per-ISA kernel files carry their own target flags so a portable build still has them.
 ifeq ($(ARCH),x86_64)
@@ -43,9 +45,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/src/kernels/x86/%_avx2.o: CFLAGS += -mavx2 -mfma -mf16c
-$(BUILD)/src/kernels/x86/%_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
-$(BUILD)/src/kernels/arm/%_neon.o: CFLAGS += -march=armv8.2-a+dotprod+fp16
+$(BUILD)/src/kernels/x86/%_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/x86/%_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
+$(BUILD)/src/kernels/arm/%_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
 
 $(BUILD)/libshowdown.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,4 +1,74 @@
-/* Picks the kernels for this CPU once, at start-up. */
-#include "showdown.h"
+/* Picks the kernels for this CPU once, at start-up: the generic rows of the
+ * traits table, overlaid by each ISA level the CPU has, lowest first, so a
+ * level fills only what it does better. SHOWDOWN_ISA caps the level. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
-const char *sd_kernel_isa(void) { return "generic"; }
+#include "showdown.h"
+#include "kernels/dispatch.h"
+
+static sd_kernel_table table;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Levels in order; an ISA is used when the CPU has it and the cap allows it. */
+enum { LV_GENERIC, LV_AVX2, LV_AVX512, LV_NEON };
+
+static int cap_level(void)
+{
+    const char *e = getenv("SHOWDOWN_ISA");
+    if (!e || !*e) return 99;
+    if (!strcmp(e, "generic")) return LV_GENERIC;
+    if (!strcmp(e, "avx2")) return LV_AVX2;
+    if (!strcmp(e, "avx512")) return LV_AVX512;
+    if (!strcmp(e, "neon")) return LV_NEON;
+    return 99;   /* unknown names change nothing rather than fail */
+}
+
+static void init(void)
+{
+    int cap = cap_level();
+    table.isa = "generic";
+    for (int t = 0; t < SD_TYPE_COUNT; t++) {
+        const sd_type_traits *tr = sd_type_get((uint32_t)t);
+        if (!tr) continue;
+        table.vec_dot[t] = tr->vec_dot;
+        table.quantize_act[t] = tr->from_float;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (cap >= LV_AVX2 && avx2) { sd_kernels_register_avx2(&table); table.isa = "avx2"; }
+    int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                 __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+    if (cap >= LV_AVX512 && avx512) { sd_kernels_register_avx512(&table); table.isa = "avx512"; }
+#elif defined(__aarch64__)
+    if (cap >= LV_NEON) { sd_kernels_register_neon(&table); table.isa = "neon"; }
+#else
+    (void)cap;
+#endif
+}
+
+const sd_kernel_table *sd_kernels(void)
+{
+    pthread_once(&once, init);
+    return &table;
+}
+
+sd_vec_dot_fn sd_kernel_vec_dot(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->vec_dot[type] : NULL;
+}
+
+sd_from_float_fn sd_kernel_quantize_act(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->quantize_act[type] : NULL;
+}
+
+sd_gemm_fn sd_kernel_gemm(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->gemm[type] : NULL;
+}
+
+const char *sd_kernel_isa(void) { return sd_kernels()->isa; }

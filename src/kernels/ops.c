@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/dispatch.h"
 #include "kernels/ops.h"
 #include "tensor/types.h"
 
@@ -53,7 +54,7 @@ size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok)
 
 typedef struct {
     const sd_weight *w;
-    const sd_type_traits *tr;
+    sd_vec_dot_fn dot;
     const void *xq;
     size_t xq_row;
     int n_tok;
@@ -71,21 +72,21 @@ static void matmul_band(void *ctx, int i, int n)
         const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
         for (int t = 0; t < j->n_tok; t++)
             j->out[(size_t)t * w->rows + r] =
-                w->scale * j->tr->vec_dot(w->cols, row, (const char *)j->xq + (size_t)t * j->xq_row);
+                w->scale * j->dot(w->cols, row, (const char *)j->xq + (size_t)t * j->xq_row);
     }
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)
 {
     const sd_type_traits *tr = sd_type_get(w->type);
-    const sd_type_traits *xt = sd_type_get((unsigned)tr->vec_dot_type);
+    sd_from_float_fn enc = sd_kernel_quantize_act((unsigned)tr->vec_dot_type);
     size_t xq_row = sd_row_bytes((unsigned)tr->vec_dot_type, w->cols);
     const void *xq = x;
     if (tr->vec_dot_type != 0) {  /* F32 activations are used as they are */
         for (int t = 0; t < n_tok; t++)
-            xt->from_float(x + (size_t)t * w->cols, (char *)scratch + (size_t)t * xq_row, w->cols);
+            enc(x + (size_t)t * w->cols, (char *)scratch + (size_t)t * xq_row, w->cols);
         xq = scratch;
     }
-    matmul_job j = {w, tr, xq, xq_row, n_tok, out};
+    matmul_job j = {w, sd_kernel_vec_dot(w->type), xq, xq_row, n_tok, out};
     sd_pool_run(pool, matmul_band, &j);
 }

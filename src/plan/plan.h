@@ -53,7 +53,6 @@ void sd_hw_list(const sd_hw_table *t, char *buf, size_t n);
 /* Host link bandwidth (GB/s, one direction) of "pcie4x16"-style names; 0 otherwise. */
 double sd_link_gbps(const char *link);
 
-struct sd_calibration_s;
 /* The `this` profile from a calibrate profile: -1 with a message suggesting
  * `showdown calibrate` when none exists. threads <= 0: the best thread count. */
 int sd_hw_this(const char *calib_path, int threads, sd_hw *out, char *err);
@@ -110,13 +109,13 @@ typedef struct {
 } sd_recipe;
 
 /* Mixed recipes (q4_k_m, q2_k, ...) or any single type in the format table. */
-int sd_recipe_find(const char *name, sd_recipe *out, char *err);
+int sd_plan_recipe_find(const char *name, sd_recipe *out, char *err);
 /* Bits per weight of one GGUF type (format table, then GGUF's block sizes). */
-double sd_type_bpw(int type);
+double sd_plan_type_bpw(int type);
 /* Bytes per element of a KV-cache type name ("f16", "q8_0"); 0 if unknown. */
 double sd_kv_type_bytes(const char *name);
 /* Known recipes from highest quality to lowest (for "best that fits"). */
-int sd_recipe_ladder(sd_recipe *out, int max);
+int sd_plan_recipe_ladder(sd_recipe *out, int max);
 
 /* ---- cost of one model in one format (model_cost.c) --------------------- */
 
@@ -209,7 +208,7 @@ int sd_published_check(const char *tsv_path, const sd_hw_table *hw, sd_published
 
 typedef struct {
     char model_filename[512];
-    int n_prompt, n_gen, n_threads;
+    int n_prompt, n_gen, n_threads, n_depth;   /* n_depth optional (0 when absent) */
     double avg_ts;
 } sd_bench_row;
 

@@ -5,19 +5,28 @@
  * every step instead:
  *   1. each sub-block gets its best float scale (and min) from a sweep of
  *      candidate grids, each refit by least squares;
+ *      (twice: unweighted, and weighted the way the reference weights);
  *   2. the super-scales d (and dmin) are searched around max/smax; for each
- *      candidate every sub-block tries the integer scales next to its ideal
- *      one and keeps the one whose re-rounded levels give the least error.
+ *      candidate every sub-block hill-climbs from its nearest integer scale
+ *      (and min) to the pair whose re-rounded levels give the least error.
+ * It is slow next to the reference (about 0.3-1 M weights/s per core) and
+ * meant for offline quantization.
  * Errors are always measured on the values exactly as they dequantize. */
 #include "tensor/q_k.h"
 
 #define NSTEP 20   /* grid sweep for the sub-block fits */
 #define NMULT 8    /* super-scale candidates on each side of the start */
+/* Hill-climbing steps per sub-block while the super-scales are searched
+ * coarsely, then finely. More coarse steps cost time for little gain; fewer
+ * lose the rare outlier case (Q3_K, row 1 of the reference vectors). */
+#define CLIMB_COARSE 2
+#define CLIMB_FINE 16
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-/* x ~ s*L - m with L in 0..nmax, m >= 0 (the formats can only subtract). */
-static void fit_min(const float *x, int n, int nmax, float *s_out, float *m_out)
+/* x ~ s*L - m with L in 0..nmax, m >= 0 (the formats can only subtract),
+ * minimising the w-weighted squared error. */
+static void fit_min(const float *x, const float *w, int n, int nmax, float *s_out, float *m_out)
 {
     float min = 0, max = x[0];
     for (int i = 0; i < n; i++) { min = fminf(min, x[i]); max = fmaxf(max, x[i]); }
@@ -28,21 +37,18 @@ static void fit_min(const float *x, int n, int nmax, float *s_out, float *m_out)
         float iscale = ((float)nmax + (is < 0 ? 0 : -1.0f + 0.1f * (float)is)) / (max - min);
         float s = 1.0f / iscale, o = min;
         for (int it = 0; it < 3; it++) {
-            float sl = 0, sll = 0, sx = 0, sxl = 0;
-            for (int i = 0; i < n; i++) {
-                int l = clampi(sd_nearest((x[i] - o) / s), 0, nmax);
-                sl += (float)l; sll += (float)(l * l); sx += x[i]; sxl += x[i] * (float)l;
-            }
-            float err = 0;
+            float sw = 0, sl = 0, sll = 0, sx = 0, sxl = 0, err = 0;
             for (int i = 0; i < n; i++) {
                 int l = clampi(sd_nearest((x[i] - o) / s), 0, nmax);
                 float e = s * (float)l + o - x[i];
-                err += e * e;
+                err += w[i] * e * e;
+                sw += w[i]; sl += w[i] * (float)l; sll += w[i] * (float)(l * l);
+                sx += w[i] * x[i]; sxl += w[i] * x[i] * (float)l;
             }
             if (err < best) { best = err; best_s = s; best_o = o; }
-            float D = (float)n * sll - sl * sl;
+            float D = sw * sll - sl * sl;
             if (D <= 0) break;
-            float ns = ((float)n * sxl - sx * sl) / D, no = (sll * sx - sl * sxl) / D;
+            float ns = (sw * sxl - sx * sl) / D, no = (sll * sx - sl * sxl) / D;
             if (no > 0) { no = 0; ns = sxl / sll; }
             if (!(ns > 0)) break;
             s = ns; o = no;
@@ -53,7 +59,7 @@ static void fit_min(const float *x, int n, int nmax, float *s_out, float *m_out)
 
 /* x ~ s*L with L in lmin..lmax (lmin = -lmax-1); s may be negative so the
  * largest magnitude can use the extra negative level. */
-static float fit_sym(const float *x, int n, int lmin, int lmax)
+static float fit_sym(const float *x, const float *w, int n, int lmin, int lmax)
 {
     float amax = 0, max = 0;
     for (int i = 0; i < n; i++) if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
@@ -67,9 +73,9 @@ static float fit_sym(const float *x, int n, int lmin, int lmax)
                 float sxl = 0, sll = 0, err = 0;
                 for (int i = 0; i < n; i++) {
                     int l = clampi(sd_nearest(x[i] / s), lmin, lmax);
-                    sxl += x[i] * (float)l; sll += (float)(l * l);
+                    sxl += w[i] * x[i] * (float)l; sll += w[i] * (float)(l * l);
                     float e = s * (float)l - x[i];
-                    err += e * e;
+                    err += w[i] * e * e;
                 }
                 if (err < best) { best = err; best_s = s; }
                 if (sll == 0 || sxl == 0) break;
@@ -96,10 +102,11 @@ static float sub_eval(const kq_shape *s, const float *x, float d, float dmin, in
     return err;
 }
 
-/* For fixed super-scales: each sub-block's best integer scale/min near its
- * ideal float ones. Fills u (if not NULL) and returns the total error. */
+/* For fixed super-scales: each sub-block's integer scale/min nearest its
+ * ideal float ones, improved by up to `climb` hill-climbing steps. Fills u
+ * (if not NULL) and returns the total error. */
 static float encode_with(const kq_shape *s, const float *x, const float *fs, const float *fm,
-                         float d, float dmin, kq_block *u)
+                         float d, float dmin, int climb, kq_block *u)
 {
     float total = 0;
     int8_t L[32];
@@ -107,16 +114,22 @@ static float encode_with(const kq_shape *s, const float *x, const float *fs, con
         const float *xs = x + k * s->sublen;
         int c0 = d != 0 ? clampi(sd_nearest(fs[k] / d), s->smin, s->smax) : 0;
         int m0 = s->has_min && dmin != 0 ? clampi(sd_nearest(fm[k] / dmin), 0, s->smax) : 0;
-        float best = INFINITY;
+        /* hill-climb over the integer (scale, min) pairs next to the ideal */
         int bc = c0, bm = m0;
+        float best = sub_eval(s, xs, d, dmin, bc, bm, L);
         int mr = s->has_min ? 1 : 0;
-        for (int c = c0 - 1; c <= c0 + 1; c++) {
-            if (c < s->smin || c > s->smax) continue;
-            for (int m = m0 - mr; m <= m0 + mr; m++) {
-                if (m < 0 || m > s->smax) continue;
-                float e = sub_eval(s, xs, d, dmin, c, m, L);
-                if (e < best) { best = e; bc = c; bm = m; }
+        for (int step = 0; step < climb; step++) {
+            int nc = bc, nm = bm;
+            for (int c = bc - 1; c <= bc + 1; c++) {
+                if (c < s->smin || c > s->smax) continue;
+                for (int m = bm - mr; m <= bm + mr; m++) {
+                    if (m < 0 || m > s->smax || (c == bc && m == bm)) continue;
+                    float e = sub_eval(s, xs, d, dmin, c, m, L);
+                    if (e < best) { best = e; nc = c; nm = m; }
+                }
             }
+            if (nc == bc && nm == bm) break;
+            bc = nc; bm = nm;
         }
         total += best;
         if (u) {
@@ -127,41 +140,73 @@ static float encode_with(const kq_shape *s, const float *x, const float *fs, con
     return total;
 }
 
-void kq_encode(const kq_shape *s, const float *x, kq_block *u)
+/* From one set of float sub-block fits: search the super-scales, fill u,
+ * return the error. */
+static float encode_fits(const kq_shape *s, const float *x, const float *fs, const float *fm, kq_block *u)
 {
-    float fs[16], fm[16];
     float smax_abs = 0, smax_signed = 0, mmax = 0;
     for (int k = 0; k < s->nsub; k++) {
-        const float *xs = x + k * s->sublen;
-        if (s->has_min) fit_min(xs, s->sublen, s->lmax, &fs[k], &fm[k]);
-        else { fs[k] = fit_sym(xs, s->sublen, s->lmin, s->lmax); fm[k] = 0; }
         if (fabsf(fs[k]) > smax_abs) { smax_abs = fabsf(fs[k]); smax_signed = fs[k]; }
         mmax = fmaxf(mmax, fm[k]);
     }
-    memset(u, 0, sizeof *u);
     /* Start where the reference starts: the largest sub-scale (min) on the
      * largest integer; symmetric formats also try the largest on -smin. */
     float d0 = s->has_min ? smax_abs / (float)s->smax : smax_signed / (float)s->smin;
     float dm0 = s->has_min ? mmax / (float)s->smax : 0;
     float bd = sd_f16_round(d0), bdm = sd_f16_round(dm0);
-    float best = encode_with(s, x, fs, fm, bd, bdm, NULL);
     int sides = s->has_min ? 1 : 2;
+    /* pass 0, coarse and cheap (nearest integers only): a geometric grid from
+     * 0.6x to 1.3x, since an outlier sub-block may prefer a smaller step on a
+     * higher level; pass 1, fine around the best, with hill-climbing */
     for (int pass = 0; pass < 2; pass++) {
+        int climb = pass ? CLIMB_FINE : CLIMB_COARSE, nt = pass ? 3 : NMULT;
+        float best = encode_with(s, x, fs, fm, bd, bdm, climb, NULL), pd = bd;
         for (int side = 0; side < sides; side++) {
-            float base = side == 0 ? d0 : smax_signed / (float)s->smax;
-            for (int t = -NMULT; t <= NMULT; t++) {
-                float d = sd_f16_round(base * (t <= 0 ? 1.0f + 0.04f * (float)t : 1.0f + 0.015f * (float)t));
-                float e = encode_with(s, x, fs, fm, d, bdm, NULL);
+            float base = pass ? pd : side == 0 ? d0 : smax_signed / (float)s->smax;
+            for (int t = -nt; t <= nt; t++) {
+                if (pass && side) break;
+                float f = pass ? 1.0f + 0.006f * (float)t : expf(0.025f * (float)(t < 0 ? 2 * t : t));
+                float e, d = sd_f16_round(base * f);
+                if (d == bd) continue;
+                e = encode_with(s, x, fs, fm, d, bdm, climb, NULL);
                 if (e < best) { best = e; bd = d; }
             }
         }
-        if (!s->has_min) break;
-        for (int t = -NMULT; t <= NMULT; t++) {
-            float dm = sd_f16_round(dm0 * (1.0f + 0.03f * (float)t));
-            float e = encode_with(s, x, fs, fm, bd, dm, NULL);
+        if (!s->has_min) continue;
+        float pm = bdm;
+        for (int t = -nt; t <= nt; t++) {
+            float f = pass ? 1.0f + 0.006f * (float)t : expf(0.03f * (float)t);
+            float e, dm = sd_f16_round((pass ? pm : dm0) * f);
+            if (dm == bdm) continue;
+            e = encode_with(s, x, fs, fm, bd, dm, climb, NULL);
             if (e < best) { best = e; bdm = dm; }
         }
     }
+    memset(u, 0, sizeof *u);
     u->d = bd; u->dmin = bdm;
-    encode_with(s, x, fs, fm, bd, bdm, u);
+    return encode_with(s, x, fs, fm, bd, bdm, 16, u);
+}
+
+/* Two sets of sub-block fits compete: unweighted (our metric), and weighted
+ * the way the reference weights them (|x|-heavy), which can serve outliers
+ * better once the scales are rounded. */
+void kq_encode(const kq_shape *s, const float *x, kq_block *u)
+{
+    float fs[16], fm[16], w[QKK];
+    kq_block alt;
+    float best = INFINITY;
+    for (int set = 0; set < 2; set++) {
+        for (int k = 0; k < s->nsub; k++) {
+            const float *xs = x + k * s->sublen;
+            float *ws = w + k * s->sublen, sum2 = 0;
+            for (int i = 0; i < s->sublen; i++) sum2 += xs[i] * xs[i];
+            float av = sqrtf(sum2 / (float)s->sublen);
+            for (int i = 0; i < s->sublen; i++)
+                ws[i] = set == 0 ? 1.0f : s->has_min ? av + fabsf(xs[i]) : xs[i] * xs[i];
+            if (s->has_min) fit_min(xs, ws, s->sublen, s->lmax, &fs[k], &fm[k]);
+            else { fs[k] = fit_sym(xs, ws, s->sublen, s->lmin, s->lmax); fm[k] = 0; }
+        }
+        float e = encode_fits(s, x, fs, fm, &alt);
+        if (e < best) { best = e; *u = alt; }
+    }
 }

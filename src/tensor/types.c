@@ -22,6 +22,7 @@ static const sd_type_traits *const table[SD_TYPE_COUNT] = {
     [SD_TYPE_Q2_K] = &sd_traits_q2_k, [SD_TYPE_Q3_K] = &sd_traits_q3_k,
     [SD_TYPE_Q4_K] = &sd_traits_q4_k, [SD_TYPE_Q5_K] = &sd_traits_q5_k,
     [SD_TYPE_Q6_K] = &sd_traits_q6_k, [SD_TYPE_Q8_K] = &sd_traits_q8_k,
+    [SD_TYPE_MXFP4] = &sd_traits_mxfp4, [SD_TYPE_NVFP4] = &sd_traits_nvfp4,
 };
 
 const sd_type_traits *sd_type_get(uint32_t type)

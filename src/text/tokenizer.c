@@ -42,7 +42,7 @@ static int get_token_id(const gguf_file *f, const char *key, int n_vocab, int *o
     int64_t v;
     switch (kv->type) {
     case GGUF_UINT8: case GGUF_UINT16: case GGUF_UINT32: case GGUF_UINT64:
-        v = kv->v.u == UINT32_MAX || kv->v.u == UINT64_MAX ? -1 : kv->v.u > MAX_VOCAB ? MAX_VOCAB : (int64_t)kv->v.u;
+        v = kv->v.u == UINT32_MAX || kv->v.u == UINT64_MAX ? -1 : kv->v.u > INT64_MAX ? INT64_MAX : (int64_t)kv->v.u;
         break;
     case GGUF_INT8: case GGUF_INT16: case GGUF_INT32: case GGUF_INT64:
         v = kv->v.i;
@@ -364,6 +364,10 @@ static int split_user_defined(const sd_tokenizer *t, const char *text, fragment 
     return 0;
 }
 
+/* add_bos asks for the special tokens the vocabulary wants in front (BOS when
+ * tokenizer.ggml.add_bos_token says so, which defaults to true for
+ * SentencePiece and Llama 3 vocabularies), as llama.cpp's add_special does.
+ * Special tokens are not parsed from the text; user-defined ones are. */
 int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
                 int32_t **out, int *n_out, char *err)
 {

@@ -1,0 +1,187 @@
+/* CPU benchmark driver for `make bench` (scripts/bench-cpu.sh): builds the
+ * 1.1B Llama shape (dim 2048, 16 layers, 32 heads, 8 KV heads, FFN 8192,
+ * vocab 32000) in memory in one weight format, then times decode and prefill
+ * through the library's own session. The weights are a few really quantized
+ * random rows tiled over each matrix: the timing depends on the bytes and
+ * the kernels, not on the values, and no multi-GB file is written.
+ *
+ *   bench_driver TYPE [-t threads] [-r reps] [-n decode_tokens] [-p 64,128,512] [-d 0,512,2048,4096]
+ *
+ * Prints one line per measurement: what, tok/s mean and stdev, and the
+ * fraction of the bandwidth ceiling (decode) or of the int8/bf16/f32
+ * multiply-add ceiling (prefill) measured by sd_calib_measure. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "showdown.h"
+#include "measure/calibrate.h"
+#include "model/model.h"
+#include "tensor/types.h"
+
+static uint64_t rng = 88172645463325252ULL;
+static float frand(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+/* rows x cols in `type`: 16 encoded random rows, repeated. */
+static sd_weight make_weight(uint32_t type, int64_t rows, int64_t cols, uint64_t *bytes)
+{
+    sd_weight w = {0};
+    w.type = type; w.rows = rows; w.cols = cols; w.scale = 1.0f;
+    w.row_bytes = sd_row_bytes(type, cols);
+    size_t total = w.row_bytes * (size_t)rows;
+    char *d = aligned_alloc(64, (total + 63) / 64 * 64);
+    float *x = malloc((size_t)cols * sizeof *x);
+    const sd_type_traits *tr = sd_type_get(type);
+    int seed_rows = rows < 16 ? (int)rows : 16;
+    for (int r = 0; r < seed_rows; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand() * 0.05f;
+        tr->from_float(x, d + (size_t)r * w.row_bytes, cols);
+    }
+    for (int64_t r = seed_rows; r < rows; r++) memcpy(d + (size_t)r * w.row_bytes, d + (size_t)(r % 16) * w.row_bytes, w.row_bytes);
+    free(x);
+    w.data = d;
+    *bytes += total;
+    return w;
+}
+
+static float *ones(int n)
+{
+    float *v = malloc((size_t)n * sizeof *v);
+    for (int i = 0; i < n; i++) v[i] = 1.0f;
+    return v;
+}
+
+static sd_model *make_model(uint32_t type, uint64_t *per_token_bytes)
+{
+    sd_model *m = calloc(1, sizeof *m);
+    snprintf(m->path, sizeof m->path, "synthetic-1.1b-%s", sd_type_name(type));
+    sd_hparams *hp = &m->hp;
+    snprintf(hp->arch_name, sizeof hp->arch_name, "llama");
+    hp->n_vocab = 32000; hp->n_embd = 2048; hp->n_layer = 16; hp->n_head = 32; hp->n_head_kv = 8;
+    hp->n_ff = 8192; hp->head_dim = 64; hp->n_ctx_train = 8192;
+    hp->norm_eps = 1e-5f; hp->rope_base = 10000.0f; hp->rope_scale = 1.0f;
+    uint64_t all = 0, stream = 0;
+    m->tok_embd = make_weight(type, hp->n_vocab, hp->n_embd, &all);
+    m->output = make_weight(type, hp->n_vocab, hp->n_embd, &stream);
+    m->output_norm = ones(hp->n_embd);
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    int kvd = hp->n_head_kv * hp->head_dim;
+    for (int l = 0; l < hp->n_layer; l++) {
+        sd_layer *L = &m->layers[l];
+        L->attn_norm = ones(hp->n_embd);
+        L->ffn_norm = ones(hp->n_embd);
+        L->wq = make_weight(type, hp->n_embd, hp->n_embd, &stream);
+        L->wk = make_weight(type, kvd, hp->n_embd, &stream);
+        L->wv = make_weight(type, kvd, hp->n_embd, &stream);
+        L->wo = make_weight(type, hp->n_embd, hp->n_embd, &stream);
+        L->w_gate = make_weight(type, hp->n_ff, hp->n_embd, &stream);
+        L->w_up = make_weight(type, hp->n_ff, hp->n_embd, &stream);
+        L->w_down = make_weight(type, hp->n_embd, hp->n_ff, &stream);
+    }
+    m->weight_bytes = all + stream;
+    *per_token_bytes = stream;   /* decode reads every matrix but the embedding once */
+    return m;
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (s && *s && n < max) {
+        out[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (s) s++;
+    }
+    return n;
+}
+
+static void stats(const double *v, int n, double *mean, double *sd)
+{
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { fprintf(stderr, "usage: bench_driver TYPE [-t N] [-r N] [-n N] [-p LIST] [-d LIST]\n"); return 2; }
+    int type = sd_type_from_name(argv[1]);
+    if (type < 0) { fprintf(stderr, "bench_driver: unknown type %s\n", argv[1]); return 2; }
+    int threads = 2, reps = 3, n_dec = 32, pp[8] = {64, 128, 512}, npp = 3, depth[8] = {0}, ndepth = 1;
+    double bw_override = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-n")) n_dec = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "-p")) npp = parse_list(argv[i + 1], pp, 8);
+        else if (!strcmp(argv[i], "-d")) ndepth = parse_list(argv[i + 1], depth, 8);
+        else if (!strcmp(argv[i], "--bw")) bw_override = atof(argv[i + 1]);
+    }
+    char err[SD_ERR_LEN];
+    sd_calibration cal;
+    double bw = bw_override, ops = 0;
+    if (sd_calib_measure(&cal, threads, 3.0, 0, err) == 0) {
+        if (bw <= 0) bw = cal.bw_gbps[threads];
+        ops = type == SD_TYPE_BF16 ? cal.gflops_bf16 : type == SD_TYPE_F16 || type == SD_TYPE_F32 ? cal.gflops_f32 : cal.gops_int8;
+    }
+    uint64_t tok_bytes;
+    sd_model *m = make_model((uint32_t)type, &tok_bytes);
+    int max_depth = 0, max_pp = 0;
+    for (int i = 0; i < ndepth; i++) max_depth = depth[i] > max_depth ? depth[i] : max_depth;
+    for (int i = 0; i < npp; i++) max_pp = pp[i] > max_pp ? pp[i] : max_pp;
+    sd_session_params sp = {max_depth + n_dec + max_pp + 8, threads, SD_KV_F16};
+    const char *kv = getenv("BENCH_KV");
+    if (kv && !strcmp(kv, "q8_0")) sp.kv_type = SD_KV_Q8_0;
+    if (kv && !strcmp(kv, "f32")) sp.kv_type = SD_KV_F32;
+    sd_session *s;
+    if (sd_session_new(m, &sp, &s, err)) { fprintf(stderr, "bench_driver: %s\n", err); return 1; }
+    int n_tok = max_depth > max_pp ? max_depth : max_pp;
+    int32_t *toks = malloc((size_t)(n_tok + n_dec + 8) * sizeof *toks);
+    for (int i = 0; i < n_tok + n_dec + 8; i++) toks[i] = (int32_t)((i * 7919) % 32000);
+    double params = (double)(tok_bytes) / sd_type_bpw((uint32_t)type) * 8.0;
+    printf("# %s, %d threads, isa %s, %.0f MB read per decoded token, bandwidth %.1f GB/s (ceiling %.1f tok/s), "
+           "multiply-add ceiling %.0f G ops/s (%.1f tok/s)\n",
+           sd_type_name((uint32_t)type), threads, sd_kernel_isa(), tok_bytes / 1e6, bw, bw * 1e9 / tok_bytes, ops,
+           ops * 1e9 / (2 * params));
+    /* warm-up: two passes touch every weight page and the KV cache */
+    sd_session_eval(s, toks, 8, NULL, err);
+    sd_session_eval(s, toks, 1, NULL, err);
+    double v[64];
+    for (int di = 0; di < ndepth; di++) {
+        for (int r = 0; r < reps && r < 64; r++) {
+            sd_session_reset(s);
+            for (int done = 0; done < depth[di];) {
+                int c = depth[di] - done < 512 ? depth[di] - done : 512;
+                sd_session_eval(s, toks + done, c, NULL, err);
+                done += c;
+            }
+            double t0 = sd_time_ms();
+            for (int i = 0; i < n_dec; i++)
+                if (sd_session_eval(s, toks + i, 1, NULL, err)) { fprintf(stderr, "%s\n", err); return 1; }
+            v[r] = n_dec / ((sd_time_ms() - t0) / 1e3);
+        }
+        double mean, sd;
+        stats(v, reps, &mean, &sd);
+        printf("tg%d@d%d  %8.2f +- %5.2f tok/s   %5.1f%% of bandwidth ceiling\n", n_dec, depth[di], mean, sd,
+               100.0 * mean / (bw * 1e9 / tok_bytes));
+    }
+    for (int pi = 0; pi < npp; pi++) {
+        for (int r = 0; r < reps && r < 64; r++) {
+            sd_session_reset(s);
+            double t0 = sd_time_ms();
+            sd_session_eval(s, toks, pp[pi], NULL, err);
+            v[r] = pp[pi] / ((sd_time_ms() - t0) / 1e3);
+        }
+        double mean, sd;
+        stats(v, reps, &mean, &sd);
+        printf("pp%-5d   %8.2f +- %5.2f tok/s   %5.1f%% of multiply-add ceiling\n", pp[pi], mean, sd,
+               ops > 0 ? 100.0 * mean * 2 * params / (ops * 1e9) : 0);
+    }
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* ISA kernels: chosen once at start-up from cpuid, tested against the generic
+ * kernels in the traits table (tensor/types.c). */
+#ifndef SD_DISPATCH_H
+#define SD_DISPATCH_H
+
+#include "tensor/types.h"
+
+/* A tile of a matrix product: out[t * ldo + r] = dot(weight row r, activation
+ * row t) for r < nr, t < nt. Weight rows lie w_stride bytes apart, activation
+ * rows (already in vec_dot_type) x_stride bytes apart. Any nr, nt >= 1: the
+ * kernel cuts them into its register tiles, so each loaded weight block is
+ * reused across several tokens (the prefill path). */
+typedef void (*sd_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
+                           const void *x, size_t x_stride, int nt, float *out, size_t ldo);
+
+/* What an ISA file may accelerate. NULL entries keep the generic kernel. */
+typedef struct {
+    const char *isa;                                  /* "avx512", "avx2", "neon", "generic" */
+    sd_vec_dot_fn vec_dot[SD_TYPE_COUNT];             /* by weight type */
+    sd_from_float_fn quantize_act[SD_TYPE_COUNT];     /* by activation type (Q8_0, Q8_K, F16 ...) */
+    sd_gemm_fn gemm[SD_TYPE_COUNT];                   /* by weight type; optional */
+} sd_kernel_table;
+
+/* Each ISA file fills the rows it has; called only when the CPU supports it. */
+void sd_kernels_register_avx2(sd_kernel_table *t);
+void sd_kernels_register_avx512(sd_kernel_table *t);
+void sd_kernels_register_neon(sd_kernel_table *t);
+
+/* The table in use (initialized on first call; SHOWDOWN_ISA=generic|avx2|avx512|neon
+ * forces a lower level, for tests and side-by-side benchmarks). */
+const sd_kernel_table *sd_kernels(void);
+sd_vec_dot_fn sd_kernel_vec_dot(uint32_t type);
+sd_from_float_fn sd_kernel_quantize_act(uint32_t type);
+sd_gemm_fn sd_kernel_gemm(uint32_t type);   /* NULL: no tile kernel, use vec_dot */
+
+#endif

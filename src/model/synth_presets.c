@@ -1,0 +1,102 @@
+/* Shapes of real models for `synth`, taken from their published configs
+ * (hidden size, layers, heads, KV heads, head size, FFN, vocabulary, context,
+ * rope base, RMS epsilon, tied embeddings), plus two of our own: `tiny` for
+ * tests and `bench-1.1b`, the benchmark shape. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "model/synth.h"
+#include "showdown.h"
+
+static const sd_synth_shape presets[] = {
+    /* name            arch     embd  lay head kv hd   ffn    vocab   ctx     rope      eps  llama3 tied */
+    {"tiny",           "llama",  128,  2,  4, 2,  32,   384,    512,    512,  10000.f, 1e-5f,  0, 0,
+     "a toy shape for tests and `make run`"},
+    {"bench-1.1b",     "llama", 2048, 16, 32, 8,  64,  8192,  32000,   2048,  10000.f, 1e-5f,  0, 0,
+     "the benchmark shape (Llama-2 vocabulary, 1.1B parameters)"},
+    {"tinyllama-1.1b", "llama", 2048, 22, 32, 4,  64,  5632,  32000,   2048,  10000.f, 1e-5f,  0, 0,
+     "TinyLlama 1.1B"},
+    {"llama-3.2-1b",   "llama", 2048, 16, 32, 8,  64,  8192, 128256, 131072, 500000.f, 1e-5f, 32, 1,
+     "Llama 3.2 1B"},
+    {"llama-3.2-3b",   "llama", 3072, 28, 24, 8, 128,  8192, 128256, 131072, 500000.f, 1e-5f, 32, 1,
+     "Llama 3.2 3B"},
+    {"llama-3.1-8b",   "llama", 4096, 32, 32, 8, 128, 14336, 128256, 131072, 500000.f, 1e-5f,  8, 0,
+     "Llama 3.1 8B"},
+    {"llama-3.3-70b",  "llama", 8192, 80, 64, 8, 128, 28672, 128256, 131072, 500000.f, 1e-5f,  8, 0,
+     "Llama 3.3 70B"},
+    {"mistral-7b",     "llama", 4096, 32, 32, 8, 128, 14336,  32768,  32768, 1000000.f, 1e-5f, 0, 0,
+     "Mistral 7B v0.3"},
+    {"qwen2.5-1.5b",   "qwen2", 1536, 28, 12, 2, 128,  8960, 151936,  32768, 1000000.f, 1e-6f, 0, 1,
+     "Qwen2.5 1.5B"},
+    {"qwen2.5-7b",     "qwen2", 3584, 28, 28, 4, 128, 18944, 152064,  32768, 1000000.f, 1e-6f, 0, 0,
+     "Qwen2.5 7B"},
+    {"qwen3-0.6b",     "qwen3", 1024, 28, 16, 8, 128,  3072, 151936,  40960, 1000000.f, 1e-6f, 0, 1,
+     "Qwen3 0.6B"},
+    {"qwen3-8b",       "qwen3", 4096, 36, 32, 8, 128, 12288, 151936,  40960, 1000000.f, 1e-6f, 0, 0,
+     "Qwen3 8B"},
+};
+#define N_PRESETS ((int)(sizeof presets / sizeof presets[0]))
+
+int sd_synth_n_presets(void) { return N_PRESETS; }
+
+const sd_synth_shape *sd_synth_preset_at(int i) { return i >= 0 && i < N_PRESETS ? &presets[i] : NULL; }
+
+const sd_synth_shape *sd_synth_preset(const char *name)
+{
+    for (int i = 0; name && i < N_PRESETS; i++)
+        if (!strcasecmp(presets[i].name, name)) return &presets[i];
+    return NULL;
+}
+
+int sd_synth_set_arch(sd_synth_shape *s, const char *arch)
+{
+    static const char *archs[] = {"llama", "qwen2", "qwen3"};
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcasecmp(arch, archs[i])) {
+            snprintf(s->arch, sizeof s->arch, "%s", archs[i]);
+            return 0;
+        }
+    return -1;
+}
+
+static int bad(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(char *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, SD_ERR_LEN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int sd_synth_check(const sd_synth_shape *s, char *err)
+{
+    sd_synth_shape tmp = *s;
+    if (sd_synth_set_arch(&tmp, s->arch)) return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3)", s->arch);
+    struct { const char *what; int v, lo, hi; } lim[] = {
+        {"embedding size", s->n_embd, 2, 1 << 16},  {"layer count", s->n_layer, 1, 1024},
+        {"head count", s->n_head, 1, 1024},         {"KV head count", s->n_head_kv, 1, 1024},
+        {"head size", s->head_dim, 2, 4096},        {"FFN size", s->n_ff, 1, 1 << 20},
+        {"vocabulary size", s->n_vocab, 1, 1 << 24}, {"context length", s->n_ctx, 1, 1 << 24},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+        if (lim[i].v < lim[i].lo || lim[i].v > lim[i].hi)
+            return bad(err, "%s %d is out of range (%d..%d)", lim[i].what, lim[i].v, lim[i].lo, lim[i].hi);
+    if (s->n_head % s->n_head_kv) return bad(err, "%d KV heads do not divide %d heads", s->n_head_kv, s->n_head);
+    if (s->head_dim % 2) return bad(err, "head size %d must be even (rotary embedding)", s->head_dim);
+    if (!(s->rope_base > 0) || !(s->norm_eps > 0)) return bad(err, "rope base and RMS epsilon must be positive");
+    return 0;
+}
+
+uint64_t sd_synth_n_params(const sd_synth_shape *s)
+{
+    uint64_t e = (uint64_t)s->n_embd, q = (uint64_t)s->n_head * s->head_dim, kv = (uint64_t)s->n_head_kv * s->head_dim;
+    uint64_t layer = e * q * 2 + e * kv * 2 + 3 * e * (uint64_t)s->n_ff + 2 * e;
+    if (!strcmp(s->arch, "qwen2")) layer += q + 2 * kv;
+    if (!strcmp(s->arch, "qwen3")) layer += 2 * (uint64_t)s->head_dim;
+    uint64_t n = layer * (uint64_t)s->n_layer + e * (uint64_t)s->n_vocab * (s->tied ? 1 : 2) + e;
+    if (s->rope_llama3_factor > 0) n += (uint64_t)s->head_dim / 2;
+    return n;
+}
