@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# The main job `make run` performs: generate text with the shared stories260K
-# model (no download). Replaced by synth + calibrate + bench once they exist.
+# The main job `make run` performs, with nothing downloaded: synthesize a
+# small Llama-shaped model in three formats, measure this machine's ceilings,
+# and benchmark the three, each row against its ceiling.
 set -euo pipefail
 bin=${1:-build/showdown}
-shared=${SHOWDOWN_SHARED:-../shared}
-model="$shared/models/stories260K.gguf"
-if [ ! -f "$model" ]; then
-  echo "error: $model not found (set SHOWDOWN_SHARED to the shared data folder)" >&2
-  exit 1
-fi
-"$bin" run -m "$model" -p "Once upon a time" -n 40 --temp 0
+tmp=$(mktemp -d /tmp/showdown-run.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# ~100M parameters: big enough to leave the caches, small enough for seconds.
+shape=(--preset tiny --dim 768 --layers 12 --heads 12 --kv-heads 4 --ffn 2048 --vocab-size 8000)
+models=()
+for type in f16 q8_0 q4_0; do
+  echo "== synthesizing a ${type} model (${shape[*]})" >&2
+  "$bin" synth "${shape[@]}" --type "$type" -o "$tmp/small-$type.gguf" >&2
+  models+=("$tmp/small-$type.gguf")
+done
+
+echo "== calibrating this machine (bandwidth and multiply-add ceilings)" >&2
+export SHOWDOWN_PROFILE="$tmp/calibration.tsv"
+"$bin" calibrate --seconds 4 >&2
+
+echo "== benchmarking (prefill pp64, decode tg32, 3 repetitions after 2 warm-ups)" >&2
+"$bin" bench -m "$(IFS=,; echo "${models[*]}")" -p 64 -n 32 -r 3 -o md

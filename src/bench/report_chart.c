@@ -21,6 +21,29 @@ void svg_text(FILE *f, const char *s)
     }
 }
 
+/* Centred grey text broken at spaces into lines of at most `width` chars. */
+static void wrapped_text(FILE *f, const char *s, double cx, double y, int width)
+{
+    char line[256];
+    while (*s) {
+        int n = (int)strlen(s), cut = n;
+        if (n > width) {
+            cut = width;
+            while (cut > 0 && s[cut] != ' ') cut--;
+            if (cut == 0) cut = width;
+        }
+        if (cut > (int)sizeof line - 1) cut = (int)sizeof line - 1;
+        memcpy(line, s, (size_t)cut);
+        line[cut] = 0;
+        fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' fill='#666666' text-anchor='middle'>", cx, y);
+        svg_text(f, line);
+        fputs("</text>\n", f);
+        s += cut;
+        while (*s == ' ') s++;
+        y += 18;
+    }
+}
+
 int chart_cat(chart *c, const char *name)
 {
     for (int i = 0; i < c->n_cat; i++)
@@ -141,9 +164,7 @@ void chart_draw(FILE *f, const chart *c, double x, double y, double w, double h)
     fputs("</text>\n", f);
     yaxis a = {.top = T, .bottom = B};
     if (c->n_cat == 0 || c->n_ser == 0 || make_axis(c, &a) != 0) {
-        fprintf(f, "<text x='%.1f' y='%.1f' font-size='13' fill='#666666' text-anchor='middle'>", x + w / 2, y + h / 2);
-        svg_text(f, c->empty[0] ? c->empty : "nothing to draw in these results");
-        fputs("</text>\n", f);
+        wrapped_text(f, c->empty[0] ? c->empty : "nothing to draw in these results", x + w / 2, y + h / 2, (int)(w / 8));
         return;
     }
     ticks(f, &a, L, R);

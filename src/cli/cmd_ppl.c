@@ -101,10 +101,10 @@ static int run_sweep(const ppl_args *a, sd_ppl_params *pp, const char *text, siz
     else sd_sweep_write_md(stdout, info, rows, n);
     rc = 0;
     if (a->svg) {
-        char title[256];
-        const char *slash = strrchr(a->model, '/');
-        snprintf(title, sizeof title, "%s: KL divergence vs bits per weight (ctx %d)", slash ? slash + 1 : a->model,
-                 pp->n_ctx);
+        char title[320];
+        const char *ms = strrchr(a->model, '/'), *ts = strrchr(a->file, '/');
+        snprintf(title, sizeof title, "%.120s: KL divergence vs bits per weight (%.120s, ctx %d)",
+                 ms ? ms + 1 : a->model, ts ? ts + 1 : a->file, pp->n_ctx);
         if (sd_quality_svg(a->svg, title, rows, n, err)) rc = fail("%s", err);
     }
 done:

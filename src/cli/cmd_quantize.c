@@ -1,5 +1,6 @@
 /* showdown quantize: rewrite an F32/F16/BF16 model in another weight format
  * or one of the ecosystem's mixed recipes. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include "cli/cli.h"
 #include "quant/quantize.h"
 #include "quant/recipe.h"
+#include "tensor/types.h"
 
 static void usage(FILE *out)
 {
@@ -25,21 +27,34 @@ static void usage(FILE *out)
             "  --pure               no per-tensor bumps: every matrix in the base format\n"
             "  --keep-output-f16    the output matrix (or tied embedding) in F16\n"
             "  -t, --threads N      threads (default: every CPU)\n"
+            "  --dry-run            print each tensor's format before and after, write nothing\n"
             "  --progress           progress on stderr even when it is not a terminal\n"
             "  -q, --quiet          no progress, no notes\n",
             names);
 }
 
-typedef struct { int on, last_tensor; } progress_state;
+typedef struct { int last_tensor; double last_ms; } progress_state;
 
 static void on_progress(void *ctx, const gguf_write_progress *p)
 {
     progress_state *ps = ctx;
+    double now = sd_time_ms();
+    int done = p->tensors_done == p->n_tensors;
+    if (!done && now - ps->last_ms < 200) return;   /* a few lines a second is plenty */
+    ps->last_ms = now;
     fprintf(stderr, "\r[%4llu/%4llu] %-32.32s %9.1f / %.1f MB", (unsigned long long)p->tensors_done,
             (unsigned long long)p->n_tensors, p->tensor_name, (double)p->bytes_done / 1e6,
             (double)p->bytes_total / 1e6);
-    ps->last_tensor = p->tensors_done == p->n_tensors;
+    ps->last_tensor = done;
     if (ps->last_tensor) fputc('\n', stderr);
+}
+
+/* Ctrl-C: remove the half-written temporary file, then die of the signal. */
+static void on_signal(int sig)
+{
+    gguf_writer_remove_temp_files();
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void on_note(void *ctx, const char *msg)
@@ -48,10 +63,17 @@ static void on_note(void *ctx, const char *msg)
     fprintf(stderr, "note: %s\n", msg);
 }
 
+static void print_plan(void *ctx, const char *name, const int64_t *ne, uint32_t from, uint32_t to)
+{
+    (void)ctx;
+    printf("%-32s [%6lld, %6lld]  %-6s -> %s\n", name, (long long)ne[0], (long long)ne[1], sd_type_name(from),
+           sd_type_name(to));
+}
+
 int cmd_quantize(int argc, char **argv)
 {
     const char *pos[3];
-    int n_pos = 0, progress = isatty(2), quiet = 0;
+    int n_pos = 0, progress = isatty(2), quiet = 0, dry_run = 0;
     sd_quantize_params p = sd_quantize_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -60,6 +82,7 @@ int cmd_quantize(int argc, char **argv)
         else if (!strcmp(a, "--pure")) p.pure = 1;
         else if (!strcmp(a, "--keep-output-f16")) p.keep_output_f16 = 1;
         else if (!strcmp(a, "--progress")) progress = 1;
+        else if (!strcmp(a, "--dry-run")) dry_run = 1;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
             if (i + 1 >= argc) return fail("%s: needs a value", a);
@@ -83,12 +106,15 @@ int cmd_quantize(int argc, char **argv)
         sd_qrecipe_names(names, sizeof names);
         return fail("%s: unknown quantization type (valid: %s)", p.target, names);
     }
-    progress_state ps = {0, 0};
-    if (progress && !quiet) { p.progress = on_progress; p.progress_ctx = &ps; }
-    if (!quiet) p.note = on_note;
     char err[SD_ERR_LEN];
+    if (!quiet) p.note = on_note;
+    if (dry_run) return sd_quantize_plan(pos[0], &p, print_plan, NULL, err) ? fail("%s", err) : 0;
+    progress_state ps = {0, 0.0};
+    if (progress && !quiet) { p.progress = on_progress; p.progress_ctx = &ps; }
     sd_quantize_stats st;
     double t0 = sd_time_ms();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     int rc = sd_quantize_file(pos[0], pos[1], &p, &st, err);
     if (p.progress && !ps.last_tensor) fputc('\n', stderr);
     if (rc) return fail("%s", err);

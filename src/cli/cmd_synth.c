@@ -1,4 +1,5 @@
 /* showdown synth: write a random-weight model of a real model's exact shape. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,28 +38,49 @@ static void usage(FILE *out)
             "  --list               list the presets\n");
 }
 
+/* "1.24B", "0.52M": parameter counts as people write them. */
+static const char *params_text(const sd_synth_shape *s, char *buf, size_t n)
+{
+    double v = (double)sd_synth_n_params(s);
+    if (v >= 1e9) snprintf(buf, n, "%.2fB", v / 1e9);
+    else snprintf(buf, n, "%.2fM", v / 1e6);
+    return buf;
+}
+
 static void list_presets(void)
 {
     printf("%-16s %-6s %6s %6s %5s %4s %5s %6s %7s %7s  %s\n", "preset", "arch", "dim", "layers", "heads", "kv",
            "hsize", "ffn", "vocab", "params", "shape of");
     for (int i = 0; i < sd_synth_n_presets(); i++) {
         const sd_synth_shape *s = sd_synth_preset_at(i);
-        printf("%-16s %-6s %6d %6d %5d %4d %5d %6d %7d %6.2fB  %s\n", s->name, s->arch, s->n_embd, s->n_layer,
-               s->n_head, s->n_head_kv, s->head_dim, s->n_ff, s->n_vocab, (double)sd_synth_n_params(s) / 1e9,
-               s->what);
+        char pt[32];
+        printf("%-16s %-6s %6d %6d %5d %4d %5d %6d %7d %7s  %s\n", s->name, s->arch, s->n_embd, s->n_layer,
+               s->n_head, s->n_head_kv, s->head_dim, s->n_ff, s->n_vocab, params_text(s, pt, sizeof pt), s->what);
     }
 }
 
-typedef struct { int last_tensor; } progress_state;
+typedef struct { int last_tensor; double last_ms; } progress_state;
 
 static void on_progress(void *ctx, const gguf_write_progress *p)
 {
     progress_state *ps = ctx;
+    double now = sd_time_ms();
+    int done = p->tensors_done == p->n_tensors;
+    if (!done && now - ps->last_ms < 200) return;   /* a few lines a second is plenty */
+    ps->last_ms = now;
     fprintf(stderr, "\r[%4llu/%4llu] %-32.32s %9.1f / %.1f MB", (unsigned long long)p->tensors_done,
             (unsigned long long)p->n_tensors, p->tensor_name, (double)p->bytes_done / 1e6,
             (double)p->bytes_total / 1e6);
-    ps->last_tensor = p->tensors_done == p->n_tensors;
+    ps->last_tensor = done;
     if (ps->last_tensor) fputc('\n', stderr);
+}
+
+/* Ctrl-C: remove the half-written temporary file, then die of the signal. */
+static void on_signal(int sig)
+{
+    gguf_writer_remove_temp_files();
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 static void on_note(void *ctx, const char *msg)
@@ -150,25 +172,27 @@ int cmd_synth(int argc, char **argv)
         sd_qrecipe_names(names, sizeof names);
         return fail("--type: unknown weight type '%s' (valid: %s)", p.type, names);
     }
-    char err[SD_ERR_LEN];
+    char err[SD_ERR_LEN], pt[32];
     if (!p.vocab_path && sd_synth_check(&s, err)) return fail("synth: %s", err);
     if (dry_run) {
         printf("%s: %s, %d layers, dim %d, %d heads (%d KV, size %d), FFN %d, vocabulary %d, context %d, "
-               "%.3fB parameters\n", s.name, s.arch, s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.head_dim, s.n_ff,
-               s.n_vocab, s.n_ctx, (double)sd_synth_n_params(&s) / 1e9);
+               "%s parameters\n", s.name, s.arch, s.n_layer, s.n_embd, s.n_head, s.n_head_kv, s.head_dim, s.n_ff,
+               s.n_vocab, s.n_ctx, params_text(&s, pt, sizeof pt));
         return 0;
     }
     if (!out) return fail("synth: no output file (-o OUT.gguf)");
     p.shape = s;
-    progress_state ps = {0};
+    progress_state ps = {0, 0.0};
     if (progress) { p.progress = on_progress; p.progress_ctx = &ps; }
     p.note = on_note;
     double t0 = sd_time_ms();
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
     int rc = sd_synth_write(&p, out, err);
     if (p.progress && !ps.last_tensor) fputc('\n', stderr);
     if (rc) return fail("%s", err);
-    printf("wrote %s: %s (%s, %.3fB parameters, %s) in %.1f s%s\n", out, s.name, s.arch,
-           (double)sd_synth_n_params(&s) / 1e9, p.type ? p.type : "F16", (sd_time_ms() - t0) / 1000.0,
+    printf("wrote %s: %s (%s, %s parameters, %s) in %.1f s%s\n", out, s.name, s.arch,
+           params_text(&s, pt, sizeof pt), p.type ? p.type : "F16", (sd_time_ms() - t0) / 1000.0,
            p.header_only ? " (header only, sparse data)" : "");
     return 0;
 }

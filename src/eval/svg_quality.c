@@ -112,7 +112,7 @@ int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-    fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"15\" font-weight=\"bold\">", ML);
+    fprintf(f, "<text x=\"%d\" y=\"28\" font-size=\"13.5\" font-weight=\"bold\">", ML);
     put_text(f, title);
     fputs("</text>\n", f);
 

@@ -3,6 +3,7 @@
  * data is streamed. Every stdio call is checked; a failed write leaves no file
  * under the final name. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ struct gguf_writer {
     uint64_t alignment, header_size;  /* header_size: padded, = data section offset */
     uint64_t cur, cur_done;    /* tensor being written, bytes of it written */
     uint64_t bytes_done, next_report;
-    int failed;
+    int failed, slot;          /* slot: in the signal handler's list, or -1 */
 };
 
 static int wfail(char *err, const char *path, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -63,7 +64,9 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 gguf_writer *gguf_writer_new(void)
 {
-    return calloc(1, sizeof(gguf_writer));
+    gguf_writer *w = calloc(1, sizeof(gguf_writer));
+    if (w) w->slot = -1;
+    return w;
 }
 
 void gguf_writer_free(gguf_writer *w)
@@ -369,6 +372,35 @@ uint64_t gguf_writer_file_size(const gguf_writer *w)
     return align_up(h, a) + data;
 }
 
+/* ---- temporary files a signal handler may remove ------------------------------ */
+
+#define MAX_ACTIVE 8
+static char active_path[MAX_ACTIVE][1024];
+static volatile sig_atomic_t active_used[MAX_ACTIVE];
+
+static int track(const char *tmp)
+{
+    if (strlen(tmp) >= sizeof active_path[0]) return -1;
+    for (int i = 0; i < MAX_ACTIVE; i++)
+        if (!active_used[i]) {
+            strcpy(active_path[i], tmp);
+            active_used[i] = 1;
+            return i;
+        }
+    return -1;  /* untracked: still removed on errors, just not from a signal handler */
+}
+
+static void untrack(int slot)
+{
+    if (slot >= 0) active_used[slot] = 0;
+}
+
+void gguf_writer_remove_temp_files(void)
+{
+    for (int i = 0; i < MAX_ACTIVE; i++)
+        if (active_used[i]) unlink(active_path[i]);
+}
+
 /* ---- writing ----------------------------------------------------------------- */
 
 static void report(gguf_writer *w)
@@ -422,6 +454,7 @@ int gguf_writer_begin(gguf_writer *w, const char *path, char *err)
         w->path = w->tmp = NULL;
         return -1;
     }
+    w->slot = track(w->tmp);
     setvbuf(w->fp, NULL, _IOFBF, 1 << 20);
     w->failed = 0;
     w->cur = w->cur_done = w->bytes_done = 0;
@@ -501,6 +534,8 @@ static int close_and_rename(gguf_writer *w, char *err)
         gguf_writer_abort(w);
         return -1;
     }
+    untrack(w->slot);
+    w->slot = -1;
     free(w->tmp);
     free(w->path);
     w->tmp = w->path = NULL;
@@ -538,6 +573,8 @@ void gguf_writer_abort(gguf_writer *w)
     if (w->fp) fclose(w->fp);
     w->fp = NULL;
     if (w->tmp) remove(w->tmp);
+    if (w->tmp) untrack(w->slot);
+    w->slot = -1;
     free(w->tmp);
     free(w->path);
     w->tmp = w->path = NULL;

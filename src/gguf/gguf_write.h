@@ -79,5 +79,9 @@ int gguf_writer_finish(gguf_writer *w, char *err);
 int gguf_writer_finish_sparse(gguf_writer *w, char *err);
 /* Stops a write: closes and removes the temporary file. */
 void gguf_writer_abort(gguf_writer *w);
+/* Removes the temporary files of every write in progress in this process.
+ * Async-signal-safe: for a SIGINT/SIGTERM handler, so an interrupted 40 GB
+ * write does not leave 40 GB behind. */
+void gguf_writer_remove_temp_files(void);
 
 #endif

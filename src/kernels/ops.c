@@ -52,41 +52,86 @@ size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok)
     return sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
 }
 
+/* Several weights that read the same activations (Q, K, V; gate, up) run as
+ * one job over their concatenated rows: one activation encoding, one pool
+ * run, and the threads split the total so they finish together. */
 typedef struct {
-    const sd_weight *w;
-    sd_vec_dot_fn dot;
+    const sd_weight *const *w;
+    float *const *out;
+    int n_w;
+    int64_t total;              /* rows of all weights */
     const void *xq;
     size_t xq_row;
     int n_tok;
-    float *out;
 } matmul_job;
 
-/* Each thread takes a contiguous band of weight rows and multiplies it with
- * every token, so a weight row is read from memory once per batch. */
+/* Tile kernels pay off once a weight block is reused by a few tokens. */
+#define GEMM_MIN_TOKENS 2
+
+static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int64_t r0, int64_t r1)
+{
+    sd_gemm_fn gemm = j->n_tok >= GEMM_MIN_TOKENS ? sd_kernel_gemm(w->type) : NULL;
+    const char *base = (const char *)w->data;
+    if (gemm) {
+        gemm(w->cols, base + (size_t)r0 * w->row_bytes, w->row_bytes, (int)(r1 - r0), j->xq, j->xq_row, j->n_tok,
+             out + r0, (size_t)w->rows);
+        if (w->scale != 1.0f)
+            for (int t = 0; t < j->n_tok; t++)
+                for (int64_t r = r0; r < r1; r++) out[(size_t)t * w->rows + r] *= w->scale;
+        return;
+    }
+    sd_vec_dot_fn dot = sd_kernel_vec_dot(w->type);
+    for (int64_t r = r0; r < r1; r++) {
+        const char *row = base + (size_t)r * w->row_bytes;
+        for (int t = 0; t < j->n_tok; t++)
+            out[(size_t)t * w->rows + r] = w->scale * dot(w->cols, row, (const char *)j->xq + (size_t)t * j->xq_row);
+    }
+}
+
+/* Share i of n: a band of the concatenated rows, cut at multiples of 8 so
+ * the tile kernels see whole panels. */
 static void matmul_band(void *ctx, int i, int n)
 {
     const matmul_job *j = ctx;
-    const sd_weight *w = j->w;
-    int64_t r0 = w->rows * i / n, r1 = w->rows * (i + 1) / n;
-    for (int64_t r = r0; r < r1; r++) {
-        const char *row = (const char *)w->data + (size_t)r * w->row_bytes;
-        for (int t = 0; t < j->n_tok; t++)
-            j->out[(size_t)t * w->rows + r] =
-                w->scale * j->dot(w->cols, row, (const char *)j->xq + (size_t)t * j->xq_row);
+    int64_t units = (j->total + 7) / 8;
+    int64_t b0 = units * i / n * 8, b1 = units * (i + 1) / n * 8;
+    if (b1 > j->total) b1 = j->total;
+    int64_t off = 0;
+    for (int k = 0; k < j->n_w && b0 < b1; k++) {
+        const sd_weight *w = j->w[k];
+        int64_t lo = b0 - off, hi = b1 - off;
+        if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        off += w->rows;
     }
+}
+
+static const void *encode_act(const sd_weight *w, const float *x, int n_tok, void *scratch, size_t *xq_row)
+{
+    const sd_type_traits *tr = sd_type_get(w->type);
+    *xq_row = sd_row_bytes((unsigned)tr->vec_dot_type, w->cols);
+    if (tr->vec_dot_type == 0) return x;   /* F32 activations are used as they are */
+    sd_from_float_fn enc = sd_kernel_quantize_act((unsigned)tr->vec_dot_type);
+    for (int t = 0; t < n_tok; t++) enc(x + (size_t)t * w->cols, (char *)scratch + (size_t)t * *xq_row, w->cols);
+    return scratch;
+}
+
+void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
+                     void *scratch)
+{
+    /* Fused only when every weight takes the same activation format. */
+    const sd_type_traits *t0 = sd_type_get(w[0]->type);
+    for (int k = 1; k < n_w; k++)
+        if (sd_type_get(w[k]->type)->vec_dot_type != t0->vec_dot_type || w[k]->cols != w[0]->cols) {
+            for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
+            return;
+        }
+    matmul_job j = {w, out, n_w, 0, NULL, 0, n_tok};
+    for (int k = 0; k < n_w; k++) j.total += w[k]->rows;
+    j.xq = encode_act(w[0], x, n_tok, scratch, &j.xq_row);
+    sd_pool_run(pool, matmul_band, &j);
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)
 {
-    const sd_type_traits *tr = sd_type_get(w->type);
-    sd_from_float_fn enc = sd_kernel_quantize_act((unsigned)tr->vec_dot_type);
-    size_t xq_row = sd_row_bytes((unsigned)tr->vec_dot_type, w->cols);
-    const void *xq = x;
-    if (tr->vec_dot_type != 0) {  /* F32 activations are used as they are */
-        for (int t = 0; t < n_tok; t++)
-            enc(x + (size_t)t * w->cols, (char *)scratch + (size_t)t * xq_row, w->cols);
-        xq = scratch;
-    }
-    matmul_job j = {w, sd_kernel_vec_dot(w->type), xq, xq_row, n_tok, out};
-    sd_pool_run(pool, matmul_band, &j);
+    sd_matmul_multi(pool, &w, 1, x, n_tok, &out, scratch);
 }

@@ -21,5 +21,9 @@ void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float sca
 size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok);
 /* out[t * w->rows + r] = w->scale * dot(row r of w, x[t * w->cols ...]) for t < n_tok. */
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch);
+/* n_w products of the same activations (same cols) in one pool run, e.g.
+ * Q/K/V or gate/up: out[k] receives weight k's rows as sd_matmul would. */
+void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
+                     void *scratch);
 
 #endif

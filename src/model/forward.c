@@ -89,9 +89,9 @@ static void layer(sd_session *s, int il, int n)
     int e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
-    sd_matmul(s->pool, &L->wq, s->xb, n, s->q, s->xq);
-    sd_matmul(s->pool, &L->wk, s->xb, n, s->k, s->xq);
-    sd_matmul(s->pool, &L->wv, s->xb, n, s->v, s->xq);
+    const sd_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *const qkv_out[3] = {s->q, s->k, s->v};
+    sd_matmul_multi(s->pool, qkv, 3, s->xb, n, qkv_out, s->xq);
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
@@ -115,8 +115,9 @@ static void layer(sd_session *s, int il, int n)
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
-    sd_matmul(s->pool, &L->w_gate, s->xb, n, s->hb, s->xq);
-    sd_matmul(s->pool, &L->w_up, s->xb, n, s->hb2, s->xq);
+    const sd_weight *gu[2] = {&L->w_gate, &L->w_up};
+    float *const gu_out[2] = {s->hb, s->hb2};
+    sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq);
     for (size_t i = 0; i < (size_t)n * ff; i++) s->hb[i] = sd_silu(s->hb[i]) * s->hb2[i];
     sd_matmul(s->pool, &L->w_down, s->hb, n, s->xb, s->xq);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];

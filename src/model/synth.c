@@ -171,6 +171,89 @@ static void gen_rows(void *arg, int64_t row0, int64_t n, float *dst)
     }
 }
 
+/* ---- quantized matrices: blocks drawn from a pool ------------------------
+ * A real quantizer searches for the best scales and is far too slow to fill
+ * a 70B file with random numbers (hours). Random weights need no care: the
+ * blocks of a quantized matrix are drawn, row stream by row stream, from a
+ * pool of blocks quantized once per (format, sigma). The values keep the
+ * same distribution; writing runs at disk speed. */
+
+#define POOL_VALUES (1 << 16)   /* 256 K-quant super-blocks, 2048 blocks of 32 */
+
+typedef struct {
+    uint32_t type;
+    float sigma, scale;
+    int64_t block, n_blocks;
+    size_t block_bytes;
+    uint8_t *data;
+} block_pool;
+
+typedef struct {
+    block_pool p[16];
+    int n;
+} pool_set;
+
+static const block_pool *pool_get(pool_set *ps, const synth_tensor *t, const sd_synth_shape *s, uint64_t seed,
+                                  sd_pool *threads)
+{
+    for (int i = 0; i < ps->n; i++)
+        if (ps->p[i].type == t->type && ps->p[i].sigma == t->sigma) return &ps->p[i];
+    if (ps->n == (int)(sizeof ps->p / sizeof ps->p[0])) return NULL;
+    block_pool *bp = &ps->p[ps->n];
+    const sd_type_traits *tr = sd_type_get(t->type);
+    bp->type = t->type;
+    bp->sigma = t->sigma;
+    bp->scale = t->scale;
+    bp->block = tr->block;
+    bp->block_bytes = (size_t)tr->block_bytes;
+    bp->n_blocks = POOL_VALUES / bp->block;
+    if (!(bp->data = malloc((size_t)bp->n_blocks * bp->block_bytes))) return NULL;
+    /* the pool's values: rows of one block, from streams no tensor uses */
+    synth_tensor row = *t;
+    row.ne[0] = bp->block;
+    gen_ctx g = {s, &row, -1 - ps->n, seed};
+    if (sd_rows_encode(threads, t->type, t->scale, bp->n_blocks, bp->block, gen_rows, &g, bp->data)) {
+        free(bp->data);
+        return NULL;
+    }
+    ps->n++;
+    return bp;
+}
+
+static void pool_free(pool_set *ps)
+{
+    for (int i = 0; i < ps->n; i++) free(ps->p[i].data);
+}
+
+static int write_pooled(gguf_writer *w, const char *path, const synth_tensor *t, int id, const block_pool *bp,
+                        uint64_t seed, char *err)
+{
+    size_t rb = sd_row_bytes(t->type, t->ne[0]);
+    int64_t per_row = t->ne[0] / bp->block, cr = (int64_t)((16u << 20) / rb);
+    if (cr < 1) cr = 1;
+    if (cr > t->ne[1]) cr = t->ne[1];
+    uint8_t *buf = malloc((size_t)cr * rb);
+    if (!buf) {
+        snprintf(err, SD_ERR_LEN, "%s: out of memory", path);
+        return -1;
+    }
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < t->ne[1] && !rc; r0 += cr) {
+        int64_t n = t->ne[1] - r0 < cr ? t->ne[1] - r0 : cr;
+        uint8_t *o = buf;
+        for (int64_t r = r0; r < r0 + n; r++) {
+            uint64_t st = row_stream(seed, id, r);
+            for (int64_t b = 0; b < per_row; b++, o += bp->block_bytes) {
+                uint64_t k = ((splitmix64(&st) >> 32) * (uint64_t)bp->n_blocks) >> 32;
+                memcpy(o, bp->data + k * bp->block_bytes, bp->block_bytes);
+            }
+        }
+        rc = gguf_writer_write(w, buf, (size_t)n * rb, err);
+    }
+    free(buf);
+    return rc;
+}
+
 /* ---- the file ----------------------------------------------------------- */
 
 static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe *r, uint64_t seed)
@@ -264,6 +347,7 @@ int sd_synth_write(const sd_synth_params *p, const char *path, char *err)
     gguf_writer *w = gguf_writer_new();
     tensor_list l = {0};
     sd_pool *pool = NULL;
+    pool_set pools = {.n = 0};
     int rc = -1;
     if (!w) { snprintf(err, SD_ERR_LEN, "%s: out of memory", path); return -1; }
     /* the vocabulary first: a copied one decides the vocabulary size */
@@ -289,12 +373,22 @@ int sd_synth_write(const sd_synth_params *p, const char *path, char *err)
         goto done;
     }
     for (int i = 0; i < l.n; i++) {
-        gen_ctx g = {&s, &l.t[i], i, p->seed};
-        if (sd_rows_write(w, path, pool, l.t[i].type, l.t[i].scale, l.t[i].ne[1], l.t[i].ne[0], gen_rows, &g, err))
-            goto done;
+        const synth_tensor *t = &l.t[i];
+        if (sd_type_get(t->type)->is_quantized && t->gen == GEN_RANDOM) {
+            const block_pool *bp = pool_get(&pools, t, &s, p->seed, pool);
+            if (!bp) {
+                snprintf(err, SD_ERR_LEN, "%s: out of memory for the block pool of %s", path, t->name);
+                goto done;
+            }
+            if (write_pooled(w, path, t, i, bp, p->seed, err)) goto done;
+            continue;
+        }
+        gen_ctx g = {&s, t, i, p->seed};
+        if (sd_rows_write(w, path, pool, t->type, t->scale, t->ne[1], t->ne[0], gen_rows, &g, err)) goto done;
     }
     rc = gguf_writer_finish(w, err);
 done:
+    pool_free(&pools);
     gguf_writer_free(w);
     sd_pool_free(pool);
     free(l.t);

@@ -231,3 +231,27 @@ done:
     gguf_close(f);
     return rc;
 }
+
+int sd_quantize_plan(const char *in_path, const sd_quantize_params *p, sd_quantize_plan_fn fn, void *ctx,
+                     char *err)
+{
+    sd_quantize_stats st;
+    memset(&st, 0, sizeof st);
+    const sd_qrecipe *r = sd_qrecipe_find(p->target);
+    if (!r) return qfail(err, p->target ? p->target : "(none)", "unknown quantization type");
+    gguf_file *f = NULL;
+    if (gguf_open_header(in_path, &f, err)) return -1;
+    gguf_writer *w = gguf_writer_new();
+    plan_row *rows = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *rows);
+    int rc = -1;
+    if (!w || !rows) qfail(err, in_path, "out of memory");
+    else if (!plan(f, r, p, w, rows, &st, err)) {
+        for (uint64_t i = 0; i < f->n_tensors; i++)
+            fn(ctx, rows[i].name, rows[i].src->ne, rows[i].src->type, rows[i].out_type);
+        rc = 0;
+    }
+    gguf_writer_free(w);
+    free(rows);
+    gguf_close(f);
+    return rc;
+}

@@ -33,4 +33,10 @@ sd_quantize_params sd_quantize_default_params(void);
 int sd_quantize_file(const char *in_path, const char *out_path, const sd_quantize_params *p,
                      sd_quantize_stats *stats, char *err);
 
+/* What quantizing would do, without writing: fn is called for every tensor
+ * of the input with its shape and its format before and after. */
+typedef void (*sd_quantize_plan_fn)(void *ctx, const char *name, const int64_t *ne, uint32_t from, uint32_t to);
+int sd_quantize_plan(const char *in_path, const sd_quantize_params *p, sd_quantize_plan_fn fn, void *ctx,
+                     char *err);
+
 #endif

@@ -102,6 +102,25 @@ int sd_rows_amax(sd_pool *pool, int64_t nrows, int64_t n_per_row, sd_rows_fn fn,
     return 0;
 }
 
+int sd_rows_encode(sd_pool *pool, uint32_t type, float scale, int64_t nrows, int64_t n_per_row, sd_rows_fn fn,
+                   void *ctx, void *dst)
+{
+    const sd_type_traits *tr = sd_type_get(type);
+    size_t rb = sd_row_bytes(type, n_per_row);
+    if (!tr || !tr->from_float || !rb) return -1;
+    int64_t cr = chunk_rows(nrows, n_per_row);
+    chunk_job j = {.fn = fn, .ctx = ctx, .n_per_row = n_per_row, .type = type, .scale = scale, .row_bytes = rb};
+    if (!(j.f32 = malloc((size_t)(cr * n_per_row) * sizeof(float)))) return -1;
+    for (int64_t r = 0; r < nrows; r += cr) {
+        j.row0 = r;
+        j.nrows = nrows - r < cr ? nrows - r : cr;
+        j.out = (uint8_t *)dst + (size_t)r * rb;
+        run(pool, encode_share, &j);
+    }
+    free(j.f32);
+    return 0;
+}
+
 int sd_rows_write(gguf_writer *w, const char *path, sd_pool *pool, uint32_t type, float scale, int64_t nrows,
                   int64_t n_per_row, sd_rows_fn fn, void *ctx, char *err)
 {

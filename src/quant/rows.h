@@ -22,6 +22,11 @@ float sd_nvfp4_scale(float amax);
 /* Largest |value| over all rows. pool may be NULL. -1 when out of memory. */
 int sd_rows_amax(sd_pool *pool, int64_t nrows, int64_t n_per_row, sd_rows_fn fn, void *ctx, float *amax);
 
+/* Encodes nrows rows in `type` into dst (nrows * row bytes). -1 when out of
+ * memory. */
+int sd_rows_encode(sd_pool *pool, uint32_t type, float scale, int64_t nrows, int64_t n_per_row, sd_rows_fn fn,
+                   void *ctx, void *dst);
+
 /* Encodes nrows rows in `type` and writes them to w (which must be at this
  * tensor). scale: the NVFP4 per-tensor scale (values are stored divided by
  * it); ignored for other formats. 0, or -1 with a message naming path. */
