@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "showdown.h"
+#include "kernels/dispatch.h"
 #include "measure/calibrate.h"
 #include "model/model.h"
 #include "tensor/types.h"
@@ -108,8 +109,63 @@ static void stats(const double *v, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* --kernels TYPE: one thread, best of 7 alternating passes, the generic
+ * kernel (traits table) against the dispatched one: a matrix-vector product
+ * over 96 MB (memory-bound, as decode) and a 64-token product over 2 MB
+ * (compute-bound, as prefill). Best-of is robust on a shared machine. */
+static int kernels_mode(uint32_t type)
+{
+    const sd_type_traits *tr = sd_type_get(type);
+    int64_t cols = 2048, rows_big = (int64_t)(96e6 / sd_row_bytes(type, cols)), rows_small = 512;
+    uint64_t bytes = 0;
+    sd_weight big = make_weight(type, rows_big, cols, &bytes), small = make_weight(type, rows_small, cols, &bytes);
+    size_t xr = sd_row_bytes((uint32_t)tr->vec_dot_type, cols);
+    char *xq = malloc(64 * xr);
+    float *x = malloc(cols * sizeof *x), *out = malloc((size_t)rows_small * 64 * sizeof *out);
+    for (int t = 0; t < 64; t++) {
+        for (int i = 0; i < cols; i++) x[i] = frand();
+        sd_type_get((uint32_t)tr->vec_dot_type)->from_float(x, xq + t * xr, cols);
+    }
+    sd_vec_dot_fn dots[2] = {tr->vec_dot, sd_kernel_vec_dot(type)};
+    sd_gemm_fn gemm = sd_kernel_gemm(type);
+    double best_mv[2] = {1e30, 1e30}, best_mm[3] = {1e30, 1e30, 1e30};
+    volatile float sink = 0;
+    for (int pass = 0; pass < 7; pass++)
+        for (int k = 0; k < 2; k++) {
+            double t0 = sd_time_ms();
+            for (int64_t r = 0; r < rows_big; r++) sink += dots[k](cols, (const char *)big.data + r * big.row_bytes, xq);
+            double dt = sd_time_ms() - t0;
+            best_mv[k] = dt < best_mv[k] ? dt : best_mv[k];
+            t0 = sd_time_ms();
+            for (int64_t r = 0; r < rows_small; r++)
+                for (int t = 0; t < 64; t++)
+                    out[t * rows_small + r] = dots[k](cols, (const char *)small.data + r * small.row_bytes, xq + t * xr);
+            dt = sd_time_ms() - t0;
+            best_mm[k] = dt < best_mm[k] ? dt : best_mm[k];
+            if (k == 1 && gemm) {
+                t0 = sd_time_ms();
+                gemm(cols, small.data, small.row_bytes, (int)rows_small, xq, xr, 64, out, (size_t)rows_small);
+                dt = sd_time_ms() - t0;
+                best_mm[2] = dt < best_mm[2] ? dt : best_mm[2];
+            }
+        }
+    double mb = (double)rows_big * big.row_bytes / 1e6, macs = (double)rows_small * cols * 64 / 1e9;
+    printf("%-6s matvec GB/s: generic %6.2f  %s %6.2f (x%.2f) | 64-token GMAC/s: generic %6.2f  %s vec_dot %6.2f",
+           tr->name, mb / best_mv[0], sd_kernel_isa(), mb / best_mv[1], best_mv[0] / best_mv[1], macs / best_mm[0] * 1e3,
+           sd_kernel_isa(), macs / best_mm[1] * 1e3);
+    if (gemm) printf("  tile %6.2f (x%.2f over generic)", macs / best_mm[2] * 1e3, best_mm[0] / best_mm[2]);
+    printf("\n");
+    (void)sink;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && !strcmp(argv[1], "--kernels")) {
+        int ty = sd_type_from_name(argv[2]);
+        if (ty < 0) { fprintf(stderr, "bench_driver: unknown type %s\n", argv[2]); return 2; }
+        return kernels_mode((uint32_t)ty);
+    }
     if (argc < 2) { fprintf(stderr, "usage: bench_driver TYPE [-t N] [-r N] [-n N] [-p LIST] [-d LIST]\n"); return 2; }
     int type = sd_type_from_name(argv[1]);
     if (type < 0) { fprintf(stderr, "bench_driver: unknown type %s\n", argv[1]); return 2; }

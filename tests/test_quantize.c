@@ -125,7 +125,8 @@ static double reference_error_of(const char *type)
 {
     char in[512], ref[512];
     int nr, nv, nr2, nv2;
-    float *f32 = logits_of(tiny(in, sizeof in, "f32"), &nr, &nv), *q = logits_of(tiny(ref, sizeof ref, type), &nr2, &nv2);
+    float *f32 = logits_of(tiny(in, sizeof in, "f32"), &nr, &nv);
+    float *q = logits_of(tiny(ref, sizeof ref, type), &nr2, &nv2);
     cr_assert(nr == nr2 && nv == nv2);
     double e = rel_l2(q, f32, nr * nv);
     free(f32);

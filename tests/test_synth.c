@@ -369,7 +369,8 @@ Test(synth, cli_writes_a_model_and_rejects_bad_input)
     char args[512], out[4096], p[128];
     struct stat st;
     if (stat(showdown_bin(), &st)) cr_skip_test("no %s", showdown_bin());
-    snprintf(args, sizeof args, "synth --preset tiny --arch qwen3 --layers 3 --seed 9 -o %s", tmp(p, sizeof p, "c.gguf"));
+    snprintf(args, sizeof args, "synth --preset tiny --arch qwen3 --layers 3 --seed 9 -o %s",
+             tmp(p, sizeof p, "c.gguf"));
     cr_assert_eq(run_cli(args, out, sizeof out), 0, "%s", out);
     load_and_run(p, "qwen3", 512);
 

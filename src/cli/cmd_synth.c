@@ -162,7 +162,8 @@ int cmd_synth(int argc, char **argv)
     }
     if (edit.n_head >= 0 && edit.n_head_kv < 0 && s.n_head % s.n_head_kv) s.n_head_kv = s.n_head;
     if (rope_base > 0) s.rope_base = (float)rope_base;
-    if (arch && sd_synth_set_arch(&s, arch)) return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3)", arch);
+    if (arch && sd_synth_set_arch(&s, arch))
+        return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3)", arch);
     if (!same_shape(&s, base)) {
         if (s.rope_base != base->rope_base || s.head_dim != base->head_dim) s.rope_llama3_factor = 0;
         snprintf(s.name, sizeof s.name, "%.24s-custom", base->name);
@@ -191,8 +192,8 @@ int cmd_synth(int argc, char **argv)
     int rc = sd_synth_write(&p, out, err);
     if (p.progress && !ps.last_tensor) fputc('\n', stderr);
     if (rc) return fail("%s", err);
-    printf("wrote %s: %s (%s, %s parameters, %s) in %.1f s%s\n", out, s.name, s.arch,
-           params_text(&s, pt, sizeof pt), p.type ? p.type : "F16", (sd_time_ms() - t0) / 1000.0,
-           p.header_only ? " (header only, sparse data)" : "");
+    const char *type = sd_qrecipe_find(p.type ? p.type : "F16")->name;
+    printf("wrote %s: %s (%s, %s parameters, %s) in %.1f s%s\n", out, s.name, s.arch, params_text(&s, pt, sizeof pt),
+           type, (sd_time_ms() - t0) / 1000.0, p.header_only ? " (header only, sparse data)" : "");
     return 0;
 }

@@ -129,10 +129,25 @@ int gguf_writer_set_scalar(gguf_writer *w, const char *key, uint32_t type, const
     return put_kv(w, key, type, v, sz);
 }
 
-int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v) { return gguf_writer_set_scalar(w, key, GGUF_UINT32, &v); }
-int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v) { return gguf_writer_set_scalar(w, key, GGUF_INT32, &v); }
-int gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v) { return gguf_writer_set_scalar(w, key, GGUF_UINT64, &v); }
-int gguf_writer_set_f32(gguf_writer *w, const char *key, float v) { return gguf_writer_set_scalar(w, key, GGUF_FLOAT32, &v); }
+int gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v)
+{
+    return gguf_writer_set_scalar(w, key, GGUF_UINT32, &v);
+}
+
+int gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v)
+{
+    return gguf_writer_set_scalar(w, key, GGUF_INT32, &v);
+}
+
+int gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v)
+{
+    return gguf_writer_set_scalar(w, key, GGUF_UINT64, &v);
+}
+
+int gguf_writer_set_f32(gguf_writer *w, const char *key, float v)
+{
+    return gguf_writer_set_scalar(w, key, GGUF_FLOAT32, &v);
+}
 
 int gguf_writer_set_bool(gguf_writer *w, const char *key, int v)
 {
@@ -523,10 +538,7 @@ static int close_and_rename(gguf_writer *w, char *err)
     FILE *fp = w->fp;
     w->fp = NULL;
     errno = 0;
-    if (fclose(fp)) {
-        w->fp = NULL;
-        return io_fail(w, err, "closing failed");
-    }
+    if (fclose(fp)) return io_fail(w, err, "closing failed");
     errno = 0;
     if (rename(w->tmp, w->path)) {
         int e = errno;
@@ -572,8 +584,10 @@ void gguf_writer_abort(gguf_writer *w)
 {
     if (w->fp) fclose(w->fp);
     w->fp = NULL;
-    if (w->tmp) remove(w->tmp);
-    if (w->tmp) untrack(w->slot);
+    if (w->tmp) {
+        remove(w->tmp);
+        untrack(w->slot);
+    }
     w->slot = -1;
     free(w->tmp);
     free(w->path);

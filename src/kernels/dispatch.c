@@ -34,6 +34,7 @@ static void init(void)
         if (!tr) continue;
         table.vec_dot[t] = tr->vec_dot;
         table.quantize_act[t] = tr->from_float;
+        table.to_float[t] = tr->to_float;
     }
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -69,6 +70,11 @@ sd_from_float_fn sd_kernel_quantize_act(uint32_t type)
 sd_gemm_fn sd_kernel_gemm(uint32_t type)
 {
     return type < SD_TYPE_COUNT ? sd_kernels()->gemm[type] : NULL;
+}
+
+sd_to_float_fn sd_kernel_to_float(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->to_float[type] : NULL;
 }
 
 const char *sd_kernel_isa(void) { return sd_kernels()->isa; }

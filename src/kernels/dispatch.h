@@ -19,6 +19,7 @@ typedef struct {
     sd_vec_dot_fn vec_dot[SD_TYPE_COUNT];             /* by weight type */
     sd_from_float_fn quantize_act[SD_TYPE_COUNT];     /* by activation type (Q8_0, Q8_K, F16 ...) */
     sd_gemm_fn gemm[SD_TYPE_COUNT];                   /* by weight type; optional */
+    sd_to_float_fn to_float[SD_TYPE_COUNT];           /* dequantize (KV cache rows, embeddings) */
 } sd_kernel_table;
 
 /* Each ISA file fills the rows it has; called only when the CPU supports it. */
@@ -31,6 +32,7 @@ void sd_kernels_register_neon(sd_kernel_table *t);
 const sd_kernel_table *sd_kernels(void);
 sd_vec_dot_fn sd_kernel_vec_dot(uint32_t type);
 sd_from_float_fn sd_kernel_quantize_act(uint32_t type);
-sd_gemm_fn sd_kernel_gemm(uint32_t type);   /* NULL: no tile kernel, use vec_dot */
+sd_gemm_fn sd_kernel_gemm(uint32_t type);
+sd_to_float_fn sd_kernel_to_float(uint32_t type);   /* NULL: no tile kernel, use vec_dot */
 
 #endif

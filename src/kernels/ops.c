@@ -1,5 +1,6 @@
 /* Generic transformer operations and the threaded matrix product. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "kernels/dispatch.h"
@@ -63,6 +64,8 @@ typedef struct {
     const void *xq;
     size_t xq_row;
     int n_tok;
+    int64_t chunk;              /* rows per claim, a multiple of 8 */
+    atomic_llong next;          /* first row not yet claimed */
 } matmul_job;
 
 /* Tile kernels pay off once a weight block is reused by a few tokens. */
@@ -88,20 +91,24 @@ static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int
     }
 }
 
-/* Share i of n: a band of the concatenated rows, cut at multiples of 8 so
- * the tile kernels see whole panels. */
+/* Threads claim chunks of the concatenated rows until none are left, so a
+ * thread the OS preempts does not hold the others back; chunks are whole
+ * panels of 8 rows for the tile kernels. */
 static void matmul_band(void *ctx, int i, int n)
 {
-    const matmul_job *j = ctx;
-    int64_t units = (j->total + 7) / 8;
-    int64_t b0 = units * i / n * 8, b1 = units * (i + 1) / n * 8;
-    if (b1 > j->total) b1 = j->total;
-    int64_t off = 0;
-    for (int k = 0; k < j->n_w && b0 < b1; k++) {
-        const sd_weight *w = j->w[k];
-        int64_t lo = b0 - off, hi = b1 - off;
-        if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
-        off += w->rows;
+    matmul_job *j = ctx;
+    (void)i; (void)n;
+    for (;;) {
+        int64_t b0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (b0 >= j->total) return;
+        int64_t b1 = b0 + j->chunk < j->total ? b0 + j->chunk : j->total;
+        int64_t off = 0;
+        for (int k = 0; k < j->n_w && off < b1; k++) {
+            const sd_weight *w = j->w[k];
+            int64_t lo = b0 - off, hi = b1 - off;
+            if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+            off += w->rows;
+        }
     }
 }
 
@@ -125,8 +132,13 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
             for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
             return;
         }
-    matmul_job j = {w, out, n_w, 0, NULL, 0, n_tok};
+    matmul_job j = {w, out, n_w, 0, NULL, 0, n_tok, 0, 0};
     for (int k = 0; k < n_w; k++) j.total += w[k]->rows;
+    /* About 8 claims per thread; at least a few panels, so prefill tiles keep
+     * their activation metadata and decode claims stay around 64 KiB. */
+    int nth = sd_pool_size(pool);
+    int64_t c = (j.total / (8 * nth) + 7) / 8 * 8, lo = n_tok >= GEMM_MIN_TOKENS ? 64 : 32;
+    j.chunk = c < lo ? lo : c;
     j.xq = encode_act(w[0], x, n_tok, scratch, &j.xq_row);
     sd_pool_run(pool, matmul_band, &j);
 }

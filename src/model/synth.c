@@ -354,7 +354,11 @@ int sd_synth_write(const sd_synth_params *p, const char *path, char *err)
     if (p->vocab_path) {
         if (sd_synth_copy_vocab(w, p->vocab_path, &s.n_vocab, err)) goto done;
     }
-    if (sd_synth_check(&s, err)) goto done;
+    char why[SD_ERR_LEN];
+    if (sd_synth_check(&s, why)) {
+        snprintf(err, SD_ERR_LEN, "%s: %.400s", path, why);
+        goto done;
+    }
     if (!p->vocab_path && sd_synth_vocab(w, s.n_vocab, err)) goto done;
     if (set_hparams(w, &s, r, p->seed) || list_tensors(&s, &l)) {
         snprintf(err, SD_ERR_LEN, "%s: out of memory", path);

@@ -2,7 +2,10 @@
  * written as a GGUF file other engines load (llama.cpp's key and tensor
  * names). Weights are generated row by row while the file is written, each
  * row from its own seeded stream, so the bytes depend only on the seed and
- * shape (not on threads) and a 70B file needs no more memory than a 1B one. */
+ * shape (not on threads) and a 70B file needs no more memory than a 1B one.
+ * Quantized matrices are assembled from a pool of blocks quantized once per
+ * (format, sigma) — same distribution, written at disk speed instead of the
+ * hours a real quantizer would spend on 70B random numbers. */
 #ifndef SD_MODEL_SYNTH_H
 #define SD_MODEL_SYNTH_H
 

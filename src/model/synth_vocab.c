@@ -70,7 +70,8 @@ int sd_synth_vocab(gguf_writer *w, int n_vocab, char *err)
     }
     /* token texts are at most 3 mapped characters (6 bytes); merges "ab c" */
     char *tok_text = malloc((size_t)n_vocab * 24), *merge_text = malloc((size_t)(n_merges ? n_merges : 1) * 16);
-    const char **toks = malloc((size_t)n_vocab * sizeof *toks), **merges = malloc((size_t)(n_merges + 1) * sizeof *merges);
+    const char **toks = malloc((size_t)n_vocab * sizeof *toks);
+    const char **merges = malloc((size_t)(n_merges + 1) * sizeof *merges);
     int32_t *types = malloc((size_t)n_vocab * sizeof *types);
     merge_gen *gen = calloc(1, sizeof *gen);
     int rc = -1;

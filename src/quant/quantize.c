@@ -108,11 +108,13 @@ static int plan(const gguf_file *f, const sd_qrecipe *r, const sd_quantize_param
         pr->name[t->name.len] = 0;
         const sd_type_traits *tr = sd_type_get(t->type);
         if (!tr || !tr->to_float)
-            return qfail(err, f->path, "tensor %s has format %s, which cannot be read", pr->name, sd_type_name(t->type));
+            return qfail(err, f->path, "tensor %s has format %s, which cannot be read", pr->name,
+                         sd_type_name(t->type));
         if (sd_qrecipe_quantizes(pr->name, (int)t->n_dims)) {
             if (!is_float_format(t->type))
-                return qfail(err, f->path, "tensor %s is already quantized (%s): quantize from an F32, F16 or BF16 file",
-                             pr->name, sd_type_name(t->type));
+                return qfail(err, f->path,
+                             "tensor %s is already quantized (%s): quantize from an F32, F16 or BF16 file", pr->name,
+                             sd_type_name(t->type));
             int want = sd_qrecipe_tensor_type(r, &o, &m, pr->name, t->ne[0]);
             int got = sd_type_fallback(want, t->ne[0]);
             if (got < 0 || !sd_type_get((uint32_t)got) || !sd_type_get((uint32_t)got)->from_float)

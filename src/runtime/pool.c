@@ -4,6 +4,7 @@
  * decode) cost a cache-line handoff instead of a wake-up. The caller works
  * share 0 and then spins until the last worker checks in. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -134,5 +135,10 @@ void sd_pool_run(sd_pool *p, sd_pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire)) cpu_relax();
+    /* The others are mid-chunk; past a short spin, give the CPU to them in
+     * case the machine has fewer free cores than threads. */
+    for (int i = 0; atomic_load_explicit(&p->pending, memory_order_acquire); i++) {
+        if (i < 4000) cpu_relax();
+        else sched_yield();
+    }
 }

@@ -117,3 +117,30 @@ static void register_act(sd_kernel_table *t)
     t->quantize_act[SD_TYPE_F16] = act_f16;
     t->quantize_act[SD_TYPE_BF16] = act_bf16;
 }
+
+/* ---- the way back: F16 and Q8_0 rows to F32 (KV cache reads) ---- */
+static void deq_f16(const void *src, float *dst, int64_t n)
+{
+    const uint16_t *s = src;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) dst[i] = _cvtsh_ss(s[i]);
+}
+
+static void deq_q8_0(const void *src, float *dst, int64_t n)
+{
+    const blk_q8_0 *b = src;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(b[i].d));
+        for (int k = 0; k < 4; k++) {
+            __m128i q = _mm_loadl_epi64((const __m128i *)(b[i].qs + 8 * k));
+            _mm256_storeu_ps(dst + 32 * i + 8 * k, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
+        }
+    }
+}
+
+static void register_deq(sd_kernel_table *t)
+{
+    t->to_float[SD_TYPE_F16] = deq_f16;
+    t->to_float[SD_TYPE_Q8_0] = deq_q8_0;
+}

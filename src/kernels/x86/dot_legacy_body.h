@@ -2,20 +2,26 @@
  * Q8_1 activations: one ymm of int8 products per block, scaled in float. */
 #include "kernels/x86/simd.h"
 
-/* Two accumulators: the block loop is latency-bound on the FMA otherwise. */
+/* Two blocks per step into two accumulators (plain variables, so they stay
+ * in registers): the block loop is otherwise latency-bound on the FMA. */
 #define LEGACY_DOT(name, WBLK, XBLK, BLOCK_EXPR)                                   \
+    static inline __m256 name##_blk(const WBLK *a, const XBLK *b, __m256 acc)      \
+    {                                                                              \
+        BLOCK_EXPR;                                                                \
+        return acc;                                                                \
+    }                                                                              \
     static float name(int64_t n, const void *vw, const void *vx)                   \
     {                                                                              \
         const WBLK *w = vw;                                                        \
         const XBLK *x = vx;                                                        \
-        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};               \
-        for (int64_t i = 0; i < n / QK32; i++) {                                   \
-            const WBLK *a = &w[i];                                                 \
-            const XBLK *b = &x[i];                                                 \
-            __m256 *ac = &acc[i & 1];                                              \
-            BLOCK_EXPR;                                                            \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();            \
+        int64_t nb = n / QK32, i = 0;                                              \
+        for (; i + 2 <= nb; i += 2) {                                              \
+            acc0 = name##_blk(&w[i], &x[i], acc0);                                 \
+            acc1 = name##_blk(&w[i + 1], &x[i + 1], acc1);                         \
         }                                                                          \
-        return hsum_ps(_mm256_add_ps(acc[0], acc[1]));                             \
+        if (i < nb) acc0 = name##_blk(&w[i], &x[i], acc0);                         \
+        return hsum_ps(_mm256_add_ps(acc0, acc1));                                 \
     }
 
 static inline __m256 fmadd_i(__m256i p, float s, __m256 acc)
@@ -24,11 +30,11 @@ static inline __m256 fmadd_i(__m256i p, float s, __m256 acc)
 }
 
 LEGACY_DOT(dot_q8_0, blk_q8_0, blk_q8_0,
-    *ac = fmadd_i(dot_ss(_mm256_setzero_si256(), load256(a->qs), load256(b->qs)), f16(a->d) * f16(b->d), *ac))
+    acc = fmadd_i(dot_ss(_mm256_setzero_si256(), load256(a->qs), load256(b->qs)), f16(a->d) * f16(b->d), acc))
 
 LEGACY_DOT(dot_q4_0, blk_q4_0, blk_q8_0,
     __m256i q = _mm256_sub_epi8(nibbles32(a->qs), _mm256_set1_epi8(8));
-    *ac = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), *ac))
+    acc = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), acc))
 
 /* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*d_x*sum(qx), sum(qx) counted exactly. */
 LEGACY_DOT(dot_q4_1, blk_q4_1, blk_q8_1,
@@ -36,8 +42,8 @@ LEGACY_DOT(dot_q4_1, blk_q4_1, blk_q8_1,
     float dx = f16(b->d);
     __m256i p = dot_us(_mm256_setzero_si256(), nibbles32(a->qs), xq);
     __m256i s = dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
-    *ac = fmadd_i(p, f16(a->d) * dx, *ac);
-    *ac = fmadd_i(s, f16(a->m) * dx, *ac))
+    acc = fmadd_i(p, f16(a->d) * dx, acc);
+    acc = fmadd_i(s, f16(a->m) * dx, acc))
 
 static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh)
 {
@@ -48,15 +54,15 @@ static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh)
 
 LEGACY_DOT(dot_q5_0, blk_q5_0, blk_q8_0,
     __m256i q = _mm256_sub_epi8(q5_levels(a->qs, a->qh), _mm256_set1_epi8(16));
-    *ac = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), *ac))
+    acc = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), acc))
 
 LEGACY_DOT(dot_q5_1, blk_q5_1, blk_q8_1,
     __m256i xq = load256(b->qs);
     float dx = f16(b->d);
     __m256i p = dot_us(_mm256_setzero_si256(), q5_levels(a->qs, a->qh), xq);
     __m256i s = dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
-    *ac = fmadd_i(p, f16(a->d) * dx, *ac);
-    *ac = fmadd_i(s, f16(a->m) * dx, *ac))
+    acc = fmadd_i(p, f16(a->d) * dx, acc);
+    acc = fmadd_i(s, f16(a->m) * dx, acc))
 
 /* ---- FP4: E2M1 codes looked up as doubled integers (0, +-1 .. +-12) ---- */
 static inline __m256i e2m1_lut(void)
@@ -76,7 +82,7 @@ static inline float e8m0_half(uint8_t e)
 
 LEGACY_DOT(dot_mxfp4, blk_mxfp4, blk_q8_0,
     __m256i v = _mm256_shuffle_epi8(e2m1_lut(), nibbles32(a->qs));
-    *ac = fmadd_i(dot_ss(_mm256_setzero_si256(), v, load256(b->qs)), e8m0_half(a->e) * f16(b->d), *ac))
+    acc = fmadd_i(dot_ss(_mm256_setzero_si256(), v, load256(b->qs)), e8m0_half(a->e) * f16(b->d), acc))
 
 /* Unsigned E4M3, halved; 0x7f and above are NaN. Filled at registration. */
 static float ue4m3_half_tab[256];

@@ -160,41 +160,49 @@ static inline void tile_out(float *o, int nr, __m256 v, int first)
     for (int r = 0; r < nr; r++) o[r] = first ? tmp[r] : o[r] + tmp[r];
 }
 
+/* Loops: token blocks of up to 64 (their activation groups' metadata for one
+ * chunk of the inner dimension is computed once), chunks of 16 groups, then
+ * panels of 8 rows (packed once per token block), then tiles of 4 tokens. */
+#define TOKEN_BLOCK 64
 #define GEMM_FN(name, GRP, XG)                                                                 \
     static void name(int64_t n, const void *w, size_t ws, int nr, const void *x, size_t xs,     \
                      int nt, float *out, size_t ldo)                                           \
     {                                                                                          \
         panel p;                                                                               \
-        const int8_t *xq[TILE_TOKENS * CHUNK_GROUPS];                                          \
-        float xd[TILE_TOKENS * CHUNK_GROUPS], xsum[TILE_TOKENS * CHUNK_GROUPS];                \
+        const int8_t *xq[TOKEN_BLOCK * CHUNK_GROUPS];                                          \
+        float xd[TOKEN_BLOCK * CHUNK_GROUPS], xsum[TOKEN_BLOCK * CHUNK_GROUPS];                \
         int G = (int)(n / 32);                                                                 \
-        for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                          \
-            int pr = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;                              \
+        for (int tb = 0; tb < nt; tb += TOKEN_BLOCK) {                                         \
+            int nb = nt - tb < TOKEN_BLOCK ? nt - tb : TOKEN_BLOCK;                            \
             for (int g0 = 0; g0 < G; g0 += CHUNK_GROUPS) {                                     \
                 int ng = G - g0 < CHUNK_GROUPS ? G - g0 : CHUNK_GROUPS;                        \
-                memset(&p, 0, sizeof p);                                                       \
-                for (int r = 0; r < pr; r++) {                                                 \
-                    const char *row = (const char *)w + (size_t)(r0 + r) * ws;                 \
-                    for (int gi = 0; gi < ng; gi++)                                            \
-                        panel_put(&p, gi, r, GRP(row, g0 + gi, &p.scale[gi][r], &p.offset[gi][r])); \
-                }                                                                              \
-                for (int t0 = 0; t0 < nt; t0 += TILE_TOKENS) {                                 \
-                    int tt = nt - t0 < TILE_TOKENS ? nt - t0 : TILE_TOKENS;                    \
-                    for (int t = 0; t < tt; t++)                                               \
-                        for (int gi = 0; gi < ng; gi++) {                                      \
-                            int ix = t * CHUNK_GROUPS + gi;                                    \
-                            xq[ix] = XG((const char *)x + (size_t)(t0 + t) * xs, g0 + gi, &xd[ix], &xsum[ix]); \
-                        }                                                                      \
-                    __m256 acc[TILE_TOKENS];                                                   \
-                    for (int t = 0; t < TILE_TOKENS; t++) acc[t] = _mm256_setzero_ps();        \
-                    switch (tt) {                                                              \
-                    case 4: tile_4(&p, ng, xq, xd, xsum, acc); break;                          \
-                    case 3: tile_3(&p, ng, xq, xd, xsum, acc); break;                          \
-                    case 2: tile_2(&p, ng, xq, xd, xsum, acc); break;                          \
-                    default: tile_1(&p, ng, xq, xd, xsum, acc); break;                         \
+                for (int t = 0; t < nb; t++)                                                   \
+                    for (int gi = 0; gi < ng; gi++) {                                          \
+                        int ix = t * CHUNK_GROUPS + gi;                                        \
+                        xq[ix] = XG((const char *)x + (size_t)(tb + t) * xs, g0 + gi, &xd[ix], &xsum[ix]); \
                     }                                                                          \
-                    for (int t = 0; t < tt; t++)                                               \
-                        tile_out(out + (size_t)(t0 + t) * ldo + r0, pr, acc[t], g0 == 0);      \
+                for (int r0 = 0; r0 < nr; r0 += PANEL_ROWS) {                                  \
+                    int pr = nr - r0 < PANEL_ROWS ? nr - r0 : PANEL_ROWS;                      \
+                    memset(&p, 0, sizeof p);                                                   \
+                    for (int r = 0; r < pr; r++) {                                             \
+                        const char *row = (const char *)w + (size_t)(r0 + r) * ws;             \
+                        for (int gi = 0; gi < ng; gi++)                                        \
+                            panel_put(&p, gi, r, GRP(row, g0 + gi, &p.scale[gi][r], &p.offset[gi][r])); \
+                    }                                                                          \
+                    for (int t0 = 0; t0 < nb; t0 += TILE_TOKENS) {                             \
+                        int tt = nb - t0 < TILE_TOKENS ? nb - t0 : TILE_TOKENS;                \
+                        int m = t0 * CHUNK_GROUPS;                                             \
+                        __m256 acc[TILE_TOKENS];                                               \
+                        for (int t = 0; t < TILE_TOKENS; t++) acc[t] = _mm256_setzero_ps();    \
+                        switch (tt) {                                                          \
+                        case 4: tile_4(&p, ng, xq + m, xd + m, xsum + m, acc); break;          \
+                        case 3: tile_3(&p, ng, xq + m, xd + m, xsum + m, acc); break;          \
+                        case 2: tile_2(&p, ng, xq + m, xd + m, xsum + m, acc); break;          \
+                        default: tile_1(&p, ng, xq + m, xd + m, xsum + m, acc); break;         \
+                        }                                                                      \
+                        for (int t = 0; t < tt; t++)                                           \
+                            tile_out(out + (size_t)(tb + t0 + t) * ldo + r0, pr, acc[t], g0 == 0); \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \

@@ -11,6 +11,7 @@
 void sd_kernels_register_avx2(sd_kernel_table *t)
 {
     register_act(t);
+    register_deq(t);
     register_dot_legacy(t);
     register_dot_kquant(t);
     register_dot_float(t);

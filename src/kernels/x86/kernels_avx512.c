@@ -29,6 +29,7 @@ void sd_kernels_register_avx512(sd_kernel_table *t)
 {
     t->isa = "avx512";
     register_act(t);
+    register_deq(t);
     register_dot_legacy(t);
     register_dot_kquant(t);
     register_dot_float(t);
