@@ -73,7 +73,7 @@ test-fast: deps $(BUILD)/tests/run_tests $(BUILD)/showdown
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 test-san: deps
 	$(MAKE) --no-print-directory BUILD=build/san CFLAGS="$(SAN_FLAGS) -march=native" LDFLAGS="-fsanitize=address,undefined" build/san/tests/run_tests build/san/showdown
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 SHOWDOWN_SANITIZED=1 \
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 SHOWDOWN_SANITIZED=1 \
 	  SHOWDOWN_SHARED=$(SHARED) SHOWDOWN_BIN=build/san/showdown build/san/tests/run_tests -j2
 
 FUZZ_SECONDS ?= 20

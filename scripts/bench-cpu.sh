@@ -21,6 +21,10 @@ THREADS=${THREADS:-2}
 echo "# machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs;" \
      "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); threads $THREADS"
 echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine: compare runs side by side)"
-for t in ${TYPES:-Q4_0 Q8_0 Q4_K Q2_K F16 BF16 NVFP4}; do
+TYPES=${TYPES:-Q4_0 Q8_0 Q4_K Q2_K F16 BF16 NVFP4}
+echo "## kernels: one thread, best of 7, generic (traits table) vs this CPU's kernels"
+for t in $TYPES; do "$DRIVER" --kernels "$t"; done
+echo "## whole model: decode (tg) at context depths, prefill (pp), mean +- stdev over REPS"
+for t in $TYPES; do
   "$DRIVER" "$t" -t "$THREADS" -r "${REPS:-3}" -n "${DECODE:-32}" -p "${PP:-64,128,512}" -d "${DEPTHS:-0,512,2048,4096}"
 done

@@ -21,6 +21,11 @@ static inline const char *showdown_bin(void)
     return b ? b : "build/showdown";
 }
 
+/* True in the ASan/UBSan build (make test-san): there the code runs ~20x
+ * slower, so the heaviest end-to-end tests use less data. Their full-size
+ * runs happen in the optimized build of the same suite. */
+static inline int sanitized(void) { return getenv("SHOWDOWN_SANITIZED") != NULL; }
+
 /* Whole file into a malloc'd buffer; NULL if unreadable. */
 static inline void *read_all(const char *path, size_t *len)
 {

@@ -173,3 +173,56 @@ Test(kernels, isa_names_the_level_in_use)
     for (uint32_t t = 0; t < SD_TYPE_COUNT; t++)
         if (sd_type_get(t)) cr_expect(sd_kernel_vec_dot(t) != NULL, "type %u has no dot", t);
 }
+
+Test(kernels, dequantizers_match_generic)
+{
+    sd_kernel_table tabs[4];
+    int nt = isa_tables(tabs);
+    static const uint32_t ts[] = {SD_TYPE_F16, SD_TYPE_Q8_0};
+    for (int k = 0; k < nt; k++)
+        for (size_t i = 0; i < 2; i++) {
+            sd_to_float_fn f = tabs[k].to_float[ts[i]];
+            if (!f) continue;
+            const sd_type_traits *tr = sd_type_get(ts[i]);
+            int64_t n = tr->block == 1 ? 77 : 96;
+            float *x = malloc((size_t)n * sizeof *x), *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+            char *q = malloc(sd_row_bytes(ts[i], n));
+            fill(x, n, 50.0f);
+            tr->from_float(x, q, n);
+            tr->to_float(q, a, n);
+            f(q, b, n);
+            cr_expect(memcmp(a, b, (size_t)n * sizeof *a) == 0, "%s %s dequantizer differs", tabs[k].isa, tr->name);
+            free(x); free(a); free(b); free(q);
+        }
+}
+
+/* A Q8_0 KV cache stays near the reference engine's F32-cache logits. */
+#include "eval/logits_file.h"
+#include "common.h"
+Test(kernels, q8_0_kv_cache_stays_close)
+{
+    char mp[512], rp[512], err[SD_ERR_LEN];
+    sd_logits_file rf;
+    cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, "reference/tiny-f32.ref"), &rf, err), 0, "%s", err);
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(mp, sizeof mp, "models/tiny-f32.gguf"), &m, err), 0, "%s", err);
+    sd_session_params p = {256, 2, SD_KV_Q8_0};
+    sd_session *s;
+    cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
+    int n = (int)(rf.n_prompt + rf.n_gen), nv = (int)rf.n_vocab;
+    float *rows = malloc((size_t)n * nv * sizeof *rows);
+    cr_assert_eq(sd_session_eval(s, rf.prompt, 3, rows, err), 0, "%s", err);   /* a batch, then one by one */
+    for (int i = 3; i < n; i++)
+        cr_assert_eq(sd_session_eval(s, &rf.prompt[i], 1, rows + (size_t)i * nv, err), 0, "%s", err);
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        double e = sd_rel_l2(rows + (size_t)i * nv, rf.logits + (size_t)i * nv, nv);
+        worst = e > worst ? e : worst;
+    }
+    cr_expect_leq(worst, 2e-2, "q8_0 kv: worst relative L2 %.3e", worst);
+    cr_log_info("q8_0 KV cache: worst relative L2 %.2e", worst);
+    free(rows);
+    sd_session_free(s);
+    sd_model_free(m);
+    sd_logits_file_free(&rf);
+}

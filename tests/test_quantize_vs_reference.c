@@ -6,6 +6,7 @@
  * few: on them a quantization with 10% less weight error can come out 10%
  * worse by chance. Ours must be no worse, with a 3% margin for that noise. */
 #include <criterion/criterion.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "showdown.h"
@@ -59,6 +60,10 @@ static int32_t *sample_tokens(void)
 
 static void compare(const char *type, const char *ref_model)
 {
+    /* Under the sanitizers one legacy and one K-quant format keep the paths
+     * covered; every format is compared in the optimized run. */
+    if (sanitized() && strcmp(type, "q4_0") && strcmp(type, "q3_k_m"))
+        cr_skip_test("%s: compared in the optimized build", type);
     char fp[512], rp[512], out[128], err[SD_ERR_LEN];
     int nv;
     int32_t *toks = sample_tokens();

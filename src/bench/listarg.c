@@ -57,9 +57,11 @@ static int one_item(const char *flag, const char *item, long lo, long hi, int **
         snprintf(err, SD_ERR_LEN, "%s: range '%s' would never end (step must be >= 1, multiplier >= 2 from >= 1)", flag, item);
         return -1;
     }
-    for (long v = first; v <= last; v = op == '+' ? v + step : v * step)
+    /* Stop before a step that would pass last: computing it could overflow. */
+    for (long v = first;; v = op == '+' ? v + step : v * step) {
         if (push(vals, n, v, flag, err) != 0) return -1;
-    return 0;
+        if (op == '+' ? step > last - v : v > last / step) return 0;
+    }
 bad:
     snprintf(err, SD_ERR_LEN, "%s: cannot read '%s' (expected N, A-B, A-B+STEP or A-B*MULT, comma-separated)", flag, item);
     return -1;

@@ -62,6 +62,16 @@ static const char *string(const char *p, char *out, size_t cap)
     return *p == '"' ? p + 1 : NULL;
 }
 
+/* The key as an error message may show it: one line, no terminal escapes. */
+static const char *shown(const char *key)
+{
+    static char buf[201];
+    size_t i = 0;
+    for (; key[i] && i < sizeof buf - 1; i++) buf[i] = (unsigned char)key[i] < 0x20 || key[i] == 0x7f ? '?' : key[i];
+    buf[i] = 0;
+    return buf;
+}
+
 long sd_json_object(const char *s, sd_json_field_fn fn, void *ud, char *err)
 {
     const char *p = ws(s);
@@ -72,10 +82,10 @@ long sd_json_object(const char *s, sd_json_field_fn fn, void *ud, char *err)
     for (;;) {
         if (*p != '"' || !(p = string(p, key, sizeof key))) { snprintf(err, SD_ERR_LEN, "expected a key string"); return -1; }
         p = ws(p);
-        if (*p != ':') { snprintf(err, SD_ERR_LEN, "expected ':' after \"%.200s\"", key); return -1; }
+        if (*p != ':') { snprintf(err, SD_ERR_LEN, "expected ':' after \"%.200s\"", shown(key)); return -1; }
         p = ws(p + 1);
         if (*p == '"') {
-            if (!(p = string(p, str, sizeof str))) { snprintf(err, SD_ERR_LEN, "bad string for \"%.200s\"", key); return -1; }
+            if (!(p = string(p, str, sizeof str))) { snprintf(err, SD_ERR_LEN, "bad string for \"%.200s\"", shown(key)); return -1; }
             fn(ud, key, str, NAN, 0);
         } else if (!strncmp(p, "null", 4)) { p += 4; fn(ud, key, NULL, NAN, 1); }
         else if (!strncmp(p, "true", 4)) { p += 4; fn(ud, key, NULL, 1, 0); }
@@ -86,7 +96,7 @@ long sd_json_object(const char *s, sd_json_field_fn fn, void *ud, char *err)
             while (*p && *p != ']') {
                 char *end;
                 strtod(p, &end);
-                if (end == p) { snprintf(err, SD_ERR_LEN, "bad array for \"%.200s\"", key); return -1; }
+                if (end == p) { snprintf(err, SD_ERR_LEN, "bad array for \"%.200s\"", shown(key)); return -1; }
                 p = ws(end);
                 if (*p == ',') p = ws(p + 1);
             }
@@ -96,7 +106,7 @@ long sd_json_object(const char *s, sd_json_field_fn fn, void *ud, char *err)
             char *end;
             double v = strtod(p, &end);
             if (end == p || !(*p == '-' || (*p >= '0' && *p <= '9'))) {
-                snprintf(err, SD_ERR_LEN, "bad value for \"%.200s\"", key);
+                snprintf(err, SD_ERR_LEN, "bad value for \"%.200s\"", shown(key));
                 return -1;
             }
             p = end;
@@ -105,7 +115,7 @@ long sd_json_object(const char *s, sd_json_field_fn fn, void *ud, char *err)
         p = ws(p);
         if (*p == ',') { p = ws(p + 1); continue; }
         if (*p == '}') return (long)(p + 1 - s);
-        snprintf(err, SD_ERR_LEN, "expected ',' or '}' after \"%.200s\"", key);
+        snprintf(err, SD_ERR_LEN, "expected ',' or '}' after \"%.200s\"", shown(key));
         return -1;
     }
 }

@@ -1,5 +1,6 @@
 /* Reading a results file for `report`: JSON lines or one JSON array, every
  * row stamped with our bench_schema. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@ static void field(void *ud, const char *key, const char *str, double num, int is
     sd_report_row *r = c->r;
 #define S(k, dst) if (!strcmp(key, k)) { if (str) snprintf(dst, sizeof dst, "%s", str); return; }
 #define N(k, dst) if (!strcmp(key, k)) { dst = is_null || str ? NAN : num; return; }
-#define I(k, dst) if (!strcmp(key, k)) { dst = is_null || str ? 0 : (int)num; return; }
+/* out-of-range counts (1e300, -nan) read as 0: converting them to int is undefined */
+#define I(k, dst) if (!strcmp(key, k)) { dst = is_null || str || !(fabs(num) < 1e9) ? 0 : (int)num; return; }
     if (!strcmp(key, "bench_schema")) { c->schema_ok = str && !strcmp(str, SD_BENCH_SCHEMA); return; }
     if (!strcmp(key, "avg_ts")) c->have_ts = 1;
     S("model_filename", r->model) S("model_type", r->type) S("type_k", r->kv) S("test", r->test)
@@ -43,8 +45,10 @@ int sd_report_load(const char *path, sd_report_row **rows, int *n, char *err)
         len += r;
         if (len == cap) { char *nb = realloc(buf, 2 * cap + 1); if (!nb) { free(buf); buf = NULL; break; } buf = nb; cap *= 2; }
     }
+    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;   /* a directory opens, then fails to read */
     fclose(f);
-    if (!buf) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
+    if (read_errno) { free(buf); snprintf(err, SD_ERR_LEN, "%.400s: cannot read: %s", path, strerror(read_errno)); return -1; }
+    if (!buf) { snprintf(err, SD_ERR_LEN, "%.400s: out of memory", path); return -1; }
     buf[len] = 0;
     if (memchr(buf, 0, len)) { free(buf); snprintf(err, SD_ERR_LEN, "%.400s: binary data: not a showdown bench results file", path); return -1; }
 
@@ -56,7 +60,7 @@ int sd_report_load(const char *path, sd_report_row **rows, int *n, char *err)
         while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || (array && *p == ',')) line += *p++ == '\n';
         if (!*p || (array && *p == ']')) break;
         sd_report_row *nr = realloc(*rows, (size_t)(*n + 1) * sizeof **rows);
-        if (!nr) { snprintf(err, SD_ERR_LEN, "out of memory"); rc = -1; break; }
+        if (!nr) { snprintf(err, SD_ERR_LEN, "%.400s: out of memory", path); rc = -1; break; }
         *rows = nr;
         sd_report_row *r = &nr[*n];
         memset(r, 0, sizeof *r);

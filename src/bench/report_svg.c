@@ -122,7 +122,7 @@ static void build(chart ch[4], const sd_report_row *rows, int n)
             else if (!energy[0]) energy = r->energy_source;
         }
     }
-    snprintf(ch[3].empty, sizeof ch[3].empty, "no energy measured (%s)", energy[0] ? energy : "no rows");
+    snprintf(ch[3].empty, sizeof ch[3].empty, "no energy measured (%.200s)", energy[0] ? energy : "no rows");
 }
 
 void sd_report_svg(FILE *f, const sd_report_row *rows, int n)

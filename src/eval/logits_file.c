@@ -46,9 +46,16 @@ int sd_logits_file_read(const char *path, sd_logits_file *out, char *err)
     fseek(f, 0, SEEK_END);
     long size = ftell(f);
     fseek(f, 16, SEEK_SET);
+    /* Check the header against the real size by division: multiplying its
+     * counts could wrap, and nothing may be allocated from a lie. */
     uint64_t rows = (uint64_t)hdr[1] + hdr[2];
-    uint64_t want = 16 + 4 * rows + 4 * rows * (uint64_t)hdr[0];
-    if (hdr[0] == 0 || size < 0 || (uint64_t)size != want) {
+    uint64_t words = size >= 16 ? (uint64_t)(size - 16) / 4 : 0;
+    if (hdr[0] == 0 || hdr[0] > (1u << 24)) {   /* the model loader's limit too */
+        snprintf(err, SD_ERR_LEN, "%s: vocabulary of %u tokens is absurd", path, hdr[0]);
+        goto done;
+    }
+    if (size < 16 || (size - 16) % 4 || rows > words ||
+        (rows && hdr[0] > (words - rows) / rows) || rows * (1 + (uint64_t)hdr[0]) != words) {
         snprintf(err, SD_ERR_LEN, "%s: size %ld does not match its header", path, size);
         goto done;
     }
@@ -56,7 +63,7 @@ int sd_logits_file_read(const char *path, sd_logits_file *out, char *err)
     out->n_prompt = hdr[1];
     out->n_gen = hdr[2];
     out->prompt = malloc(4 * (rows ? rows : 1));
-    out->logits = malloc(4 * (rows ? rows : 1) * hdr[0]);
+    out->logits = malloc(4 * (rows ? rows * hdr[0] : 1));
     if (!out->prompt || !out->logits) { snprintf(err, SD_ERR_LEN, "%s: out of memory", path); goto done; }
     out->gen = out->prompt + hdr[1];
     if (fread(out->prompt, 4, rows, f) != rows || fread(out->logits, 4 * (size_t)hdr[0], rows, f) != rows) {

@@ -21,6 +21,12 @@ typedef struct {
     int truncated;   /* set when a read ran past the buffer (header-only mode grows it) */
 } cursor;
 
+void gguf_msg_clean(char *msg)
+{
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+        if (*p < 0x20 || *p == 0x7f) *p = '?';
+}
+
 static int gguf_fail(char *err, const char *name, const char *fmt, ...)
 {
     va_list ap;
@@ -29,6 +35,7 @@ static int gguf_fail(char *err, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
     va_end(ap);
+    gguf_msg_clean(err);
     return -1;
 }
 

@@ -76,6 +76,10 @@ int gguf_get_str(const gguf_file *f, const char *key, gguf_str *out, char *err);
 /* Array of the given element type; arr_type GGUF_STRING fills kv->arr_str. */
 const gguf_kv *gguf_get_arr(const gguf_file *f, const char *key, uint32_t arr_type);
 
+/* Turns control bytes (a newline or escape inside a tensor name or key the
+ * file supplied) into '?', so an error message stays one harmless line. */
+void gguf_msg_clean(char *msg);
+
 /* Element size of a scalar value type, 0 for string/array/unknown. */
 size_t gguf_vtype_size(uint32_t t);
 const char *gguf_vtype_name(uint32_t t);

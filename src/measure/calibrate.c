@@ -1,6 +1,7 @@
 /* `showdown calibrate`: measure the machine's ceilings and keep them in a
  * small TSV profile (key, value[, value]) that bench and plan read back. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,13 +170,19 @@ int sd_calib_load(sd_calibration *c, const char *path, char *err)
         else if (!strcmp(key, "gflops_bf16")) c->gflops_bf16 = atof(val);
         else if (!strcmp(key, "gops_int8")) c->gops_int8 = atof(val);
         else if (!strcmp(key, "bw_gbps")) {
-            if (sscanf(val, "%d\t%lf", &t, &v) != 2 || t < 1 || t > SD_CALIB_MAX_THREADS || v <= 0) { rc = -1; break; }
+            /* !(v > 0) also refuses nan; inf is no bandwidth either */
+            if (sscanf(val, "%d\t%lf", &t, &v) != 2 || t < 1 || t > SD_CALIB_MAX_THREADS || !(v > 0) || isinf(v)) {
+                rc = -1;
+                break;
+            }
             c->bw_gbps[t] = v;
             have_bw = 1;
         }
         /* unknown keys: a newer profile; ignore them */
     }
+    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;   /* a directory opens, then fails to read */
     fclose(f);
+    if (read_errno) { snprintf(err, SD_ERR_LEN, "%.400s: cannot read: %s", path, strerror(read_errno)); return -1; }
     if (rc == 0 && lineno == 0) { snprintf(err, SD_ERR_LEN, "%.400s: empty profile", path); return -1; }
     if (rc != 0) {
         if (lineno > 1) snprintf(err, SD_ERR_LEN, "%.400s:%d: malformed line (rerun showdown calibrate)", path, lineno);

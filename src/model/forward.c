@@ -4,73 +4,55 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/dispatch.h"
 #include "kernels/ops.h"
 #include "model/session.h"
 #include "tensor/types.h"
-
-/* Cache rows are stored in the session's KV format and read back as F32. */
-static void kv_store(const sd_session *s, void *dst, const float *src, int n)
-{
-    if (s->kv_type == SD_KV_F32) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-    } else {
-        uint16_t *d = dst;
-        for (int i = 0; i < n; i++) d[i] = sd_f32_to_f16(src[i]);
-    }
-}
-
-static float kv_dot(const sd_session *s, const void *row, const float *q, int n)
-{
-    float sum = 0;
-    if (s->kv_type == SD_KV_F32) {
-        const float *r = row;
-        for (int i = 0; i < n; i++) sum += r[i] * q[i];
-    } else {
-        const uint16_t *r = row;
-        for (int i = 0; i < n; i++) sum += sd_f16_to_f32(r[i]) * q[i];
-    }
-    return sum;
-}
-
-static void kv_axpy(const sd_session *s, float *out, float a, const void *row, int n)
-{
-    if (s->kv_type == SD_KV_F32) {
-        const float *r = row;
-        for (int i = 0; i < n; i++) out[i] += a * r[i];
-    } else {
-        const uint16_t *r = row;
-        for (int i = 0; i < n; i++) out[i] += a * sd_f16_to_f32(r[i]);
-    }
-}
 
 typedef struct {
     sd_session *s;
     int layer, n_tok;
 } attn_job;
 
-/* One (token, head) pair per work item, spread over the threads. */
+/* One (token, head) pair per work item, spread over the threads. Scores are
+ * the KV format's own dot product against q encoded once in that format's
+ * activation type (F16 keys: q rounded to F16, as the reference engines do);
+ * V rows are widened to F32 by the dispatched dequantizer and accumulated. */
 static void attention(void *ctx, int ti, int nt)
 {
     const attn_job *j = ctx;
     sd_session *s = j->s;
     const sd_hparams *hp = &s->m->hp;
-    int hd = hp->head_dim, kv_dim = hp->n_head_kv * hd, group = hp->n_head / hp->n_head_kv;
-    size_t row = (size_t)kv_dim * s->kv_elem;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    uint32_t kt = (uint32_t)s->kv_type;
+    const sd_type_traits *tr = sd_type_get(kt);
+    sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
+    sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
+    sd_to_float_fn deq = sd_kernel_to_float(kt);
+    size_t row = s->kv_row;
     const char *kc = (const char *)s->k_cache + (size_t)j->layer * s->n_ctx * row;
     const char *vc = (const char *)s->v_cache + (size_t)j->layer * s->n_ctx * row;
     float *att = s->att + (size_t)ti * s->n_ctx;
+    float *qenc = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd), *vrow = qenc + hd + 32;
     float scale = 1.0f / sqrtf((float)hd);
     int items = j->n_tok * hp->n_head;
     for (int it = items * ti / nt; it < items * (ti + 1) / nt; it++) {
         int t = it / hp->n_head, h = it % hp->n_head, kvh = h / group;
         int len = s->pos + t + 1;   /* causal: this token sees itself and all before */
         const float *q = s->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
-        for (int p = 0; p < len; p++)
-            att[p] = kv_dot(s, kc + (size_t)p * row + (size_t)kvh * hd * s->kv_elem, q, hd) * scale;
+        const void *qx = q;
+        if (tr->vec_dot_type != SD_TYPE_F32) { enc(q, qenc, hd); qx = qenc; }
+        const char *kh = kc + (size_t)kvh * s->kv_head, *vh = vc + (size_t)kvh * s->kv_head;
+        for (int p = 0; p < len; p++) att[p] = dot(hd, kh + (size_t)p * row, qx) * scale;
         sd_softmax(att, len);
         float *o = s->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
-        for (int p = 0; p < len; p++) kv_axpy(s, o, att[p], vc + (size_t)p * row + (size_t)kvh * hd * s->kv_elem, hd);
+        for (int p = 0; p < len; p++) {
+            const float *v = (const float *)(vh + (size_t)p * row);
+            if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vrow, hd); v = vrow; }
+            float a = att[p];
+            for (int i = 0; i < hd; i++) o[i] += a * v[i];
+        }
     }
 }
 
@@ -95,7 +77,8 @@ static void layer(sd_session *s, int il, int n)
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
-    size_t row = (size_t)kvd * s->kv_elem;
+    size_t row = s->kv_row;
+    sd_from_float_fn kv_enc = sd_kernel_quantize_act((uint32_t)s->kv_type);
     for (int t = 0; t < n; t++) {
         float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
         if (L->q_norm) {
@@ -106,8 +89,8 @@ static void layer(sd_session *s, int il, int n)
         sd_rope(q, hp->n_head, hd, pos, hp->rope_base, hp->rope_scale, hp->rope_neox, m->rope_freq_factors);
         sd_rope(k, hp->n_head_kv, hd, pos, hp->rope_base, hp->rope_scale, hp->rope_neox, m->rope_freq_factors);
         size_t at = ((size_t)il * s->n_ctx + (size_t)pos) * row;
-        kv_store(s, (char *)s->k_cache + at, k, kvd);
-        kv_store(s, (char *)s->v_cache + at, s->v + (size_t)t * kvd, kvd);
+        kv_enc(k, (char *)s->k_cache + at, kvd);
+        kv_enc(s->v + (size_t)t * kvd, (char *)s->v_cache + at, kvd);
     }
     attn_job aj = {s, il, n};
     sd_pool_run(s->pool, attention, &aj);

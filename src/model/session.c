@@ -53,20 +53,24 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     if (n_ctx > (1 << 22)) return sess_fail(err, "%s: context length %d is too large", m->path, n_ctx);
     int n_threads = p->n_threads > 0 ? p->n_threads : sd_cpu_count();
     if (n_threads > 512) return sess_fail(err, "%d threads is too many", n_threads);
-    size_t kv_elem;
     switch (p->kv_type) {
-    case SD_KV_F32: kv_elem = 4; break;
-    case SD_KV_F16: kv_elem = 2; break;
-    default: return sess_fail(err, "KV cache type %d is not supported (f32, f16)", (int)p->kv_type);
+    case SD_KV_F32: case SD_KV_F16: break;
+    case SD_KV_Q8_0:
+        if (hp->head_dim % 32)
+            return sess_fail(err, "%s: a q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)", m->path,
+                             hp->head_dim);
+        break;
+    default: return sess_fail(err, "KV cache type %d is not supported (f32, f16, q8_0)", (int)p->kv_type);
     }
     sd_session *s = calloc(1, sizeof *s);
     if (!s) return sess_fail(err, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
-    s->kv_elem = kv_elem;
     size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
-    size_t kv_bytes = (size_t)hp->n_layer * (size_t)n_ctx * kv_dim * kv_elem;
+    s->kv_row = sd_row_bytes((uint32_t)p->kv_type, (int64_t)kv_dim);
+    s->kv_head = sd_row_bytes((uint32_t)p->kv_type, hp->head_dim);
+    size_t kv_bytes = (size_t)hp->n_layer * (size_t)n_ctx * s->kv_row;
     size_t B = SD_UBATCH;
     s->k_cache = malloc(kv_bytes);
     s->v_cache = malloc(kv_bytes);
@@ -79,11 +83,12 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->hb = malloc(B * hp->n_ff * sizeof(float));
     s->hb2 = malloc(B * hp->n_ff * sizeof(float));
     s->att = malloc((size_t)n_threads * n_ctx * sizeof(float));
+    s->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim) * sizeof(float));
     s->xq = malloc(xq_bytes(m) + 64);
     s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     s->pool = sd_pool_new(n_threads);
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb ||
-        !s->hb2 || !s->att || !s->xq || !s->logits || !s->pool) {
+        !s->hb2 || !s->att || !s->att_tmp || !s->xq || !s->logits || !s->pool) {
         sd_session_free(s);
         return sess_fail(err, "%s: out of memory for a %d-token context (KV cache %.1f MiB)", m->path, n_ctx,
                          2.0 * (double)kv_bytes / (1 << 20));
@@ -97,7 +102,7 @@ void sd_session_free(sd_session *s)
 {
     if (!s) return;
     free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->q); free(s->k); free(s->v);
-    free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->xq); free(s->logits);
+    free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->att_tmp); free(s->xq); free(s->logits);
     sd_pool_free(s->pool);
     free(s);
 }

@@ -5,18 +5,22 @@
 #include "model/model.h"
 #include "runtime/pool.h"
 
-#define SD_UBATCH 64   /* tokens per pass through the layers during prefill */
+#define SD_UBATCH 64
+/* Per-thread attention scratch (floats) for head_dim d. */
+#define SD_ATT_TMP(d) (2 * (size_t)(d) + 64)   /* tokens per pass through the layers during prefill */
 
 struct sd_session {
     sd_model *m;
     sd_pool *pool;
     int n_ctx, pos;
-    sd_kv_type kv_type;
-    size_t kv_elem;            /* bytes per cached value */
-    void *k_cache, *v_cache;   /* [layer][n_ctx][n_head_kv * head_dim] */
+    sd_kv_type kv_type;        /* its value is the tensor type id (F32, F16, Q8_0) */
+    size_t kv_row;             /* bytes of one cached position (all KV heads) */
+    size_t kv_head;            /* bytes of one head's slice of it */
+    void *k_cache, *v_cache;   /* [layer][n_ctx][n_head_kv * head_dim], in kv_type */
     /* scratch, sized for SD_UBATCH tokens */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
     float *att;                /* per thread: n_ctx scores */
+    float *att_tmp;            /* per thread: one head of q encoded + one V row, ATT_TMP floats */
     void *xq;                  /* activations converted for the weight format */
     float *logits;             /* last row */
 };

@@ -74,8 +74,8 @@ int sd_bench_jsonl_read(const char *path, sd_bench_row **out, int *n, char *err)
         double np, ng, nt, ts;
         if (*p != '{' || get_str(p, "model_filename", r.model_filename, sizeof r.model_filename) ||
             get_num(p, "n_prompt", &np) || get_num(p, "n_gen", &ng) || get_num(p, "avg_ts", &ts) ||
-            get_num(p, "n_threads", &nt) || np < 0 || ng < 0 || nt < 0 || np > 1e7 || ng > 1e7 || nt > 1e5 ||
-            !(ts >= 0)) {
+            get_num(p, "n_threads", &nt) || !(np >= 0 && np <= 1e7) || !(ng >= 0 && ng <= 1e7) ||
+            !(nt >= 0 && nt <= 1e5) || !(ts >= 0)) {   /* written so nan fails: (int)nan is undefined */
             snprintf(err, SD_ERR_LEN,
                      "%s:%d: not a bench row (needs model_filename, n_prompt, n_gen, avg_ts, n_threads)", path, lineno);
             free(rows);
@@ -91,12 +91,14 @@ int sd_bench_jsonl_read(const char *path, sd_bench_row **out, int *n, char *err)
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             sd_bench_row *nr = realloc(rows, (size_t)cap * sizeof *nr);
-            if (!nr) { free(rows); fclose(fp); snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
+            if (!nr) { free(rows); fclose(fp); snprintf(err, SD_ERR_LEN, "%s: out of memory", path); return -1; }
             rows = nr;
         }
         rows[(*n)++] = r;
     }
+    int read_errno = ferror(fp) ? (errno ? errno : EIO) : 0;   /* a directory opens, then fails to read */
     fclose(fp);
+    if (read_errno) { free(rows); *n = 0; snprintf(err, SD_ERR_LEN, "%s: cannot read: %s", path, strerror(read_errno)); return -1; }
     if (!*n) { snprintf(err, SD_ERR_LEN, "%s: no bench rows", path); return -1; }
     *out = rows;
     return 0;

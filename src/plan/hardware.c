@@ -2,6 +2,7 @@
  * `this` profile built from the calibrate cache. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ static int parse_num(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (!*s || *end || errno || v < 0) return -1;
+    if (!*s || *end || errno || !(v >= 0) || isinf(v)) return -1;   /* refuses nan and inf too */
     *out = v;
     return 0;
 }
@@ -108,6 +109,10 @@ int sd_hw_load(const char *path, sd_hw_table *t, char *err)
             goto fail;
         }
         t->n++;
+    }
+    if (ferror(fp)) {   /* a directory opens, then fails to read */
+        snprintf(err, SD_ERR_LEN, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+        goto fail;
     }
     fclose(fp);
     if (!t->n) { snprintf(err, SD_ERR_LEN, "%s: no hardware rows", path); sd_hw_free(t); return -1; }

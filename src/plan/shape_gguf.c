@@ -150,6 +150,7 @@ int sd_shape_from_gguf(const char *path, sd_gguf_model *out, char *err)
     gguf_file *f = NULL;
     if (gguf_open_header(path, &f, err)) return -1;
     int rc = fill(f, out, err);
+    if (rc) gguf_msg_clean(err);   /* messages quote the file's architecture name */
     gguf_close(f);
     return rc;
 }

@@ -20,9 +20,12 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Spins before sleeping: ~50-100 us on current cores, longer than the gap
- * between two matrix products at decode, far shorter than a token. */
-#define SPIN_ITERS 20000
+/* Before sleeping a worker spins (tens of microseconds: longer than the gap
+ * between two matrix products at decode, far shorter than a token), then
+ * yields a while, so that with more threads than free cores the spinning
+ * does not starve the thread everyone waits for. */
+#define SPIN_ITERS 5000
+#define YIELD_ITERS 200
 
 struct sd_pool {
     int n;
@@ -42,10 +45,11 @@ typedef struct { sd_pool *p; int idx; } worker_arg;
 /* Waits until the generation differs from `seen`; returns the new one. */
 static unsigned wait_generation(sd_pool *p, unsigned seen)
 {
-    for (int i = 0; i < SPIN_ITERS; i++) {
+    for (int i = 0; i < SPIN_ITERS + YIELD_ITERS; i++) {
         unsigned g = atomic_load_explicit(&p->generation, memory_order_acquire);
         if (g != seen || atomic_load_explicit(&p->quit, memory_order_relaxed)) return g;
-        cpu_relax();
+        if (i < SPIN_ITERS) cpu_relax();
+        else sched_yield();
     }
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleepers, 1);

@@ -12,15 +12,6 @@
 
 static const int8_t e2m1x2[16] = { 0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12 };
 
-/* The code nearest to v (in doubled units, so 0..12 by magnitude). */
-static uint8_t e2m1x2_nearest(float v)
-{
-    float a = fabsf(v);
-    uint8_t c = a < 0.5f ? 0 : a < 1.5f ? 1 : a < 2.5f ? 2 : a < 3.5f ? 3
-              : a < 5.0f ? 4 : a < 7.0f ? 5 : a < 10.0f ? 6 : 7;
-    return (uint8_t)(c | (v < 0 && c ? 8 : 0));
-}
-
 /* E8M0: 2^(e-127); halved, 2^(e-128), written out for the two subnormal
  * results so that no pow() or ldexp() rounding can creep in. */
 static float e8m0_half(uint8_t e)
@@ -41,16 +32,47 @@ static float ue4m3_half(uint8_t b)
     return 0.5f * v;
 }
 
-/* Squared error of n values x against codes with half-scale d; codes in q. */
+/* Squared error of n (<= 32) values x against codes with half-scale d;
+ * codes in q. The nearest code (ties away from zero at the thresholds), without
+ * branches or table lookups so that it vectorises: c counts the decision
+ * thresholds at or below |v|, and its magnitude 0,1,2,3,4,6,8,12 is
+ * c + (c-4 if c > 4) + (2 if c > 6). */
+static inline uint8_t e2m1x2_code(float v, float *mag)
+{
+    float a = fabsf(v);
+    float c = (a >= 0.5f ? 1.0f : 0.0f) + (a >= 1.5f ? 1.0f : 0.0f) + (a >= 2.5f ? 1.0f : 0.0f)
+            + (a >= 3.5f ? 1.0f : 0.0f) + (a >= 5.0f ? 1.0f : 0.0f) + (a >= 7.0f ? 1.0f : 0.0f)
+            + (a >= 10.0f ? 1.0f : 0.0f);
+    float m = c + (c > 4 ? c - 4 : 0) + (c > 6 ? 2 : 0);
+    int neg = v < 0 && c > 0;
+    *mag = neg ? -m : m;
+    return (uint8_t)((int)c | (neg ? 8 : 0));
+}
+
 static float fp4_eval(const float *x, int n, float d, uint8_t *q)
 {
-    float err = 0;
-    for (int i = 0; i < n; i++) {
-        /* a division, not a reciprocal: 1/d overflows for the tiniest scales */
-        q[i] = d > 0 ? e2m1x2_nearest(x[i] / d) : 0;
-        float e = (float)e2m1x2[q[i]] * d - x[i];
-        err += e * e;
+    float e2[32], m;
+    /* a power-of-two d (MXFP4) divides exactly as a product with 1/d when
+     * that is finite; otherwise divide (1/d overflows for the tiniest) */
+    float inv = d > 0 ? 1.0f / d : 0;
+    int exact = isfinite(inv) && inv * d == 1.0f;
+    if (!(d > 0)) {
+        for (int i = 0; i < n; i++) { q[i] = 0; e2[i] = x[i] * x[i]; }
+    } else if (exact) {
+        for (int i = 0; i < n; i++) {
+            q[i] = e2m1x2_code(x[i] * inv, &m);
+            float e = m * d - x[i];
+            e2[i] = e * e;
+        }
+    } else {
+        for (int i = 0; i < n; i++) {
+            q[i] = e2m1x2_code(x[i] / d, &m);
+            float e = m * d - x[i];
+            e2[i] = e * e;
+        }
     }
+    float err = 0;
+    for (int i = 0; i < n; i++) err += e2[i];
     return err;
 }
 

@@ -9,20 +9,64 @@
  * smallest squared error after the FP16 rounding. */
 #include "tensor/formats.h"
 
-/* ---- encoder searches shared by the 4- and 5-bit formats ---- */
+/* ---- encoder searches shared by the 4- and 5-bit formats ----
+ * Each starts from the reference encoder's factor and tries a handful of
+ * others (a least-squares refit of the current levels, the largest value on
+ * the other end of the range), keeping whichever has the least squared
+ * error after the FP16 rounding: never worse than the reference, and a few
+ * passes over the block rather than a sweep, so it stays fast. */
 
-/* Squared error of block x with stored factor d (levels lo..hi), the levels in q. */
+/* Sum of 32 squares in a fixed order; written as 8 lanes so that the
+ * compiler can vectorise the loops that feed it. */
+static inline float sum32(const float *e2)
+{
+    float acc[8];
+    for (int j = 0; j < 8; j++) acc[j] = e2[j] + e2[j + 8] + e2[j + 16] + e2[j + 24];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* The nearest integer to v within lo..hi, as a float: clamping first then
+ * rounding (ties to even, by the 1.5*2^23 trick as sd_nearest) gives the
+ * same result for integer bounds, and stays in float so it vectorises. */
+static inline float round_clamp(float v, float lo, float hi)
+{
+    v = v < lo ? lo : v > hi ? hi : v;
+    return (v + 12582912.0f) - 12582912.0f;
+}
+
+/* Squared error of block x (n = 32) with stored factor d (levels lo..hi),
+ * the levels in q. */
 static float sym_eval(const float *x, int n, float d, int lo, int hi, int8_t *q)
 {
-    float err = 0, id = d != 0 ? 1.0f / d : 0;
-    for (int i = 0; i < n; i++) {
-        int l = sd_nearest(x[i] * id);
-        l = l < lo ? lo : l > hi ? hi : l;
+    float e2[QK32], id = d != 0 ? 1.0f / d : 0;
+    for (int i = 0; i < QK32; i++) {
+        float l = round_clamp(x[i] * id, (float)lo, (float)hi);
         q[i] = (int8_t)l;
-        float e = x[i] - d * (float)l;
-        err += e * e;
+        float e = x[i] - d * l;
+        e2[i] = e * e;
     }
-    return err;
+    (void)n;
+    return sum32(e2);
+}
+
+/* Replaces (best, d, q) by the candidate factor c if it encodes x better. */
+static void sym_try(const float *x, int n, float c, int lo, int hi, float *best, float *d, int8_t *q)
+{
+    int8_t tq[QK32];
+    c = sd_f16_round(c);
+    if (c == *d) return;
+    float e = sym_eval(x, n, c, lo, hi, tq);
+    if (e < *best) { *best = e; *d = c; memcpy(q, tq, (size_t)n); }
+}
+
+/* The least-squares factor for levels q (0 if they are all zero). */
+static float sym_refit(const float *x, int n, const int8_t *q)
+{
+    float xq[QK32], qq[QK32];
+    for (int i = 0; i < QK32; i++) { xq[i] = x[i] * (float)q[i]; qq[i] = (float)(q[i] * q[i]); }
+    float sqq = sum32(qq);
+    (void)n;
+    return sqq > 0 ? sum32(xq) / sqq : 0;
 }
 
 /* x ~ d*q with q in lo..hi (lo = -hi-1). Returns the FP16 factor, levels in q. */
@@ -32,68 +76,53 @@ static float sym_search(const float *x, int n, int lo, int hi, int8_t *q)
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) { amax = fabsf(x[i]); max = x[i]; }
     if (amax == 0) { memset(q, 0, (size_t)n); return 0; }
-    int8_t tq[QK32];
-    float best_d = sd_f16_round(max / (float)lo);         /* the reference's choice */
-    float best = sym_eval(x, n, best_d, lo, hi, q);
-    for (int side = 0; side < 2; side++) {
-        for (int t = -10; t <= 10; t++) {
-            /* the largest value lands on the bottom level, or on the top one */
-            float k = side == 0 ? (float)lo - 0.1f * (float)t : (float)hi + 0.1f * (float)t;
-            float d = sd_f16_round(max / k);
-            float err = sym_eval(x, n, d, lo, hi, tq);
-            for (int it = 0; it < 2; it++) {               /* least-squares refit */
-                float sxq = 0, sqq = 0;
-                for (int i = 0; i < n; i++) { sxq += x[i] * tq[i]; sqq += (float)(tq[i] * tq[i]); }
-                if (sqq == 0) break;
-                float d2 = sd_f16_round(sxq / sqq);
-                int8_t rq[QK32];
-                float e2 = sym_eval(x, n, d2, lo, hi, rq);
-                if (!(e2 < err)) break;
-                err = e2; d = d2; memcpy(tq, rq, (size_t)n);
-            }
-            if (err < best) { best = err; best_d = d; memcpy(q, tq, (size_t)n); }
-        }
-    }
-    return best_d;
+    float d = sd_f16_round(max / (float)lo);              /* the reference's choice */
+    float best = sym_eval(x, n, d, lo, hi, q);
+    sym_try(x, n, max / (float)hi, lo, hi, &best, &d, q);  /* the largest on the top level */
+    sym_try(x, n, sym_refit(x, n, q), lo, hi, &best, &d, q);
+    return d;
 }
 
 static float asym_eval(const float *x, int n, float d, float m, int nmax, uint8_t *q)
 {
-    float err = 0, id = d != 0 ? 1.0f / d : 0;
-    for (int i = 0; i < n; i++) {
-        int l = sd_nearest((x[i] - m) * id);
-        l = l < 0 ? 0 : l > nmax ? nmax : l;
+    float e2[QK32], id = d != 0 ? 1.0f / d : 0;
+    for (int i = 0; i < QK32; i++) {
+        float l = round_clamp((x[i] - m) * id, 0, (float)nmax);
         q[i] = (uint8_t)l;
-        float e = x[i] - (d * (float)l + m);
-        err += e * e;
+        float e = x[i] - (d * l + m);
+        e2[i] = e * e;
     }
-    return err;
+    (void)n;
+    return sum32(e2);
 }
 
 /* x ~ d*q + m with q in 0..nmax; stores FP16-rounded d and m. */
 static void asym_search(const float *x, int n, int nmax, float *dout, float *mout, uint8_t *q)
 {
-    float min = x[0], max = x[0];
-    for (int i = 1; i < n; i++) { min = fminf(min, x[i]); max = fmaxf(max, x[i]); }
+    float lmin[8], lmax[8];   /* in 8 lanes, so that it vectorises */
+    for (int j = 0; j < 8; j++) { lmin[j] = lmax[j] = x[j]; }
+    for (int i = 8; i < QK32; i++) {
+        lmin[i % 8] = x[i] < lmin[i % 8] ? x[i] : lmin[i % 8];
+        lmax[i % 8] = x[i] > lmax[i % 8] ? x[i] : lmax[i % 8];
+    }
+    float min = lmin[0], max = lmax[0];
+    for (int j = 1; j < 8; j++) { min = lmin[j] < min ? lmin[j] : min; max = lmax[j] > max ? lmax[j] : max; }
     float best_d = sd_f16_round((max - min) / (float)nmax), best_m = sd_f16_round(min);
     float best = asym_eval(x, n, best_d, best_m, nmax, q);  /* the reference's choice */
-    if (max > min) {
-        uint8_t tq[QK32];
-        for (int is = 0; is <= 20; is++) {
-            float iscale = ((float)nmax - 1.0f + 0.1f * (float)is) / (max - min);
-            float sl = 0, sll = 0, sx = 0, sxl = 0;
-            for (int i = 0; i < n; i++) {
-                int l = sd_nearest((x[i] - min) * iscale);
-                l = l < 0 ? 0 : l > nmax ? nmax : l;
-                sl += (float)l; sll += (float)(l * l); sx += x[i]; sxl += x[i] * (float)l;
-            }
-            float D = (float)n * sll - sl * sl;
-            if (D <= 0) continue;
-            float d = sd_f16_round(((float)n * sxl - sx * sl) / D);
-            float m = sd_f16_round((sll * sx - sl * sxl) / D);
-            float err = asym_eval(x, n, d, m, nmax, tq);
-            if (err < best) { best = err; best_d = d; best_m = m; memcpy(q, tq, (size_t)n); }
-        }
+    uint8_t tq[QK32];
+    /* least-squares refits of (d, m) to the current levels, re-rounded */
+    float sx = sum32(x);
+    for (int it = 0; it < 2 && max > min; it++) {
+        float lf[QK32], ll[QK32], xl[QK32];
+        for (int i = 0; i < QK32; i++) { lf[i] = (float)q[i]; ll[i] = lf[i] * lf[i]; xl[i] = x[i] * lf[i]; }
+        float sl = sum32(lf), sll = sum32(ll), sxl = sum32(xl);
+        float D = (float)n * sll - sl * sl;
+        if (!(D > 0)) break;
+        float d = sd_f16_round(((float)n * sxl - sx * sl) / D);
+        float m = sd_f16_round((sll * sx - sl * sxl) / D);
+        float err = asym_eval(x, n, d, m, nmax, tq);
+        if (!(err < best)) break;
+        best = err; best_d = d; best_m = m; memcpy(q, tq, (size_t)n);
     }
     *dout = best_d; *mout = best_m;
 }

@@ -18,6 +18,7 @@ static int tok_fail(char *err, const gguf_file *f, const char *fmt, ...)
         va_start(ap, fmt);
         if (n >= 0 && n < SD_ERR_LEN) vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
         va_end(ap);
+        gguf_msg_clean(err);   /* the file's own strings may hold newlines */
     }
     return -1;
 }
@@ -335,7 +336,7 @@ static int split_user_defined(const sd_tokenizer *t, const char *text, fragment 
         int32_t id = t->user_defined[u];
         const char *tok = t->text + t->text_off[id];
         size_t tl = t->text_len[id];
-        int n = *n_frags, cap = n;
+        int n = *n_frags, cap = 0;   /* next starts empty: its capacity too */
         fragment *next = NULL;
         int m = 0;
         for (int i = 0; i < n; i++) {

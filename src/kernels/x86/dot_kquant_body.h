@@ -113,7 +113,11 @@ static float dot_q6_k(int64_t n, const void *vw, const void *vx)
     return hsum_ps(acc);
 }
 
-/* Q2_K: levels 0..3 at bits 2j of qs[32h + l]; scale low nibble, min high nibble. */
+/* Q2_K: levels 0..3 at bits 2j of qs[32h + l]; scale low nibble, min high
+ * nibble. Per 32 values: 16-bit pair sums (maddubs), then one madd against
+ * the two sub-block scales, which a byte shuffle spreads over the 16-bit lanes
+ * (low 128 bits: scale k, high: scale k + 1). The mins use the bsums in one
+ * madd. */
 static float dot_q2_k(int64_t n, const void *vw, const void *vx)
 {
     const blk_q2_k *w = vw;
@@ -122,17 +126,23 @@ static float dot_q2_k(int64_t n, const void *vw, const void *vx)
     __m256 acc = _mm256_setzero_ps();
     float mins = 0;
     for (int64_t i = 0; i < n / QKK; i++) {
-        const uint8_t *sc = w[i].scales;
-        int msum = 0;
-        for (int k = 0; k < 16; k++) msum += (sc[k] >> 4) * x[i].bsums[k];
+        __m128i sb = _mm_loadu_si128((const __m128i *)w[i].scales);
+        __m128i sc = _mm_and_si128(sb, _mm_set1_epi8(0x0f)), mn = _mm_and_si128(_mm_srli_epi16(sb, 4), _mm_set1_epi8(0x0f));
+        __m256i mprod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(mn), load256(x[i].bsums));
+        int msum = hsum_epi32(mprod);
+        __m256i sc2 = _mm256_broadcastsi128_si256(sc);
         __m256i s = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q = load256(w[i].qs + 32 * h);
             for (int j = 0; j < 4; j++) {
-                __m256i l = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
-                __m256i p = dot_us(_mm256_setzero_si256(), l, load256(x[i].qs + 128 * h + 32 * j));
                 int k = 8 * h + 2 * j;
-                s = _mm256_add_epi32(s, scale2(p, sc[k] & 0x0f, sc[k + 1] & 0x0f));
+                __m256i l = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
+                __m256i p = _mm256_maddubs_epi16(l, load256(x[i].qs + 128 * h + 32 * j));
+                /* bytes k (low half) and k+1 (high half) into every 16-bit lane, high byte zero */
+                long long lo = (long long)((0x8000ULL | (unsigned)k) * 0x0001000100010001ULL);
+                long long hi = (long long)((0x8000ULL | (unsigned)(k + 1)) * 0x0001000100010001ULL);
+                const __m256i pick = _mm256_set_epi64x(hi, hi, lo, lo);
+                s = _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc2, pick)));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(f16(w[i].d) * x[i].d), acc);

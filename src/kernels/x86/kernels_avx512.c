@@ -25,6 +25,36 @@ static float dot_bf16_dp(int64_t n, const void *vw, const void *vx)
     return s;
 }
 
+/* Q4_0 with two blocks per zmm: unsigned nibbles against the activations,
+ * minus 8 * their sum (a second vpdpbusd), no sign juggling. */
+static float dot_q4_0_zmm(int64_t n, const void *vw, const void *vx)
+{
+    const blk_q4_0 *w = vw;
+    const blk_q8_0 *x = vx;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t nb = n / QK32, i = 0;
+    for (; i + 4 <= nb; i += 4) {
+        for (int h = 0; h < 2; h++) {
+            const blk_q4_0 *a = &w[i + 2 * h];
+            const blk_q8_0 *b = &x[i + 2 * h];
+            __m256i q2 = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)a[1].qs), _mm_loadu_si128((const __m128i *)a[0].qs));
+            __m512i qq = _mm512_inserti64x4(_mm512_castsi256_si512(q2), _mm256_srli_epi16(q2, 4), 1);
+            qq = _mm512_and_si512(_mm512_shuffle_i64x2(qq, qq, _MM_SHUFFLE(3, 1, 2, 0)), m4);   /* lo0 hi0 lo1 hi1 */
+            __m512i xx = _mm512_inserti64x4(_mm512_castsi256_si512(load256(b[0].qs)), load256(b[1].qs), 1);
+            __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), qq, xx),
+                                         _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, xx));
+            __m512 sc = _mm512_insertf32x8(_mm512_set1_ps(f16(a[0].d) * f16(b[0].d)),
+                                           _mm256_set1_ps(f16(a[1].d) * f16(b[1].d)), 1);
+            if (h == 0) acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc0);
+            else acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc1);
+        }
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    if (i < nb) s += dot_q4_0(n - i * QK32, w + i, x + i);
+    return s;
+}
+
 void sd_kernels_register_avx512(sd_kernel_table *t)
 {
     t->isa = "avx512";
@@ -34,5 +64,6 @@ void sd_kernels_register_avx512(sd_kernel_table *t)
     register_dot_kquant(t);
     register_dot_float(t);
     t->vec_dot[SD_TYPE_BF16] = dot_bf16_dp;
+    t->vec_dot[SD_TYPE_Q4_0] = dot_q4_0_zmm;
     register_gemm(t);
 }
