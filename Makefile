@@ -4,6 +4,7 @@
 #   make PORTABLE=1 same without -march=native (ISA kernels still picked at run time)
 #   make run        the main job on an embedded default (no download)
 #   make test       install Criterion if missing, run the suite, the sanitizer suite, the fuzzers
+#   make test-neon  the aarch64 NEON kernels and the suite, cross-built, under qemu-user
 #   make bench      the CPU benchmark (not a test)
 
 CC      ?= cc
@@ -26,7 +27,7 @@ override CFLAGS += -DSD_BUILD_COMMIT=\"$(COMMIT)\"
 # Per-ISA kernel files carry their own target flags so a portable build still has them.
 ifeq ($(ARCH),x86_64)
 ISA_SRC := $(wildcard src/kernels/x86/*.c)
-else ifeq ($(ARCH),aarch64)
+else ifneq ($(filter aarch64 arm64,$(ARCH)),)
 ISA_SRC := $(wildcard src/kernels/arm/*.c)
 endif
 LIB_SRC := $(filter-out src/cli/% src/kernels/x86/% src/kernels/arm/%, $(wildcard src/*/*.c)) $(ISA_SRC)
@@ -38,7 +39,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test test-fast test-san fuzz bench deps clean
+.PHONY: all run test test-fast test-san test-neon fuzz bench deps clean
 all: $(BUILD)/showdown $(BUILD)/libshowdown.a
 
 $(BUILD)/%.o: %.c
@@ -81,6 +82,11 @@ fuzz:
 	@./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 test: test-fast test-san fuzz
+
+# The aarch64 NEON path, cross-built and run under qemu-user (a few minutes;
+# not part of `make test`). See the script's header for what it installs.
+test-neon:
+	./scripts/test-neon.sh
 
 bench: $(BUILD)/showdown
 	./scripts/bench-cpu.sh $(BUILD)/showdown

@@ -1,6 +1,6 @@
 /* Our quantizer against the reference toolchain's: quantize the shared F32
  * tiny model into each format, run both our file and the reference's file of
- * that format over 256 tokens of real text, and compare each one's logits with
+ * that format over 1024 tokens of real text (four windows of 256), and compare each one's logits with
  * the F32 model's (our F32 logits match the reference engine's to ~3e-7, see
  * test_model_ref.c). The 21 rows of the reference logits file alone are too
  * few: on them a quantization with 10% less weight error can come out 10%
@@ -14,7 +14,9 @@
 #include "quant/quantize.h"
 #include "common.h"
 
-#define N_TOK 256
+#define WIN 256
+#define N_WIN 7
+#define N_TOK (WIN * N_WIN)
 
 /* Every logits row of the model over the tokens (malloc'd). */
 static float *eval_rows(const char *model_path, const int32_t *toks, int *nv)
@@ -22,12 +24,15 @@ static float *eval_rows(const char *model_path, const int32_t *toks, int *nv)
     char err[SD_ERR_LEN];
     sd_model *m;
     cr_assert_eq(sd_model_load(model_path, &m, err), 0, "%s", err);
-    sd_session_params p = {N_TOK, 2, SD_KV_F32};
+    sd_session_params p = {WIN, 2, SD_KV_F32};
     sd_session *s;
     cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
     *nv = sd_model_hparams(m)->n_vocab;
     float *rows = malloc((size_t)N_TOK * *nv * sizeof *rows);
-    cr_assert_eq(sd_session_eval(s, toks, N_TOK, rows, err), 0, "%s", err);
+    for (int w = 0; w < N_WIN; w++) {
+        sd_session_reset(s);
+        cr_assert_eq(sd_session_eval(s, toks + w * WIN, WIN, rows + (size_t)w * WIN * *nv, err), 0, "%s", err);
+    }
     sd_session_free(s);
     sd_model_free(m);
     return rows;

@@ -4,9 +4,9 @@
  * Encoders: every stored factor is rounded to FP16 before the integers are
  * chosen, and each integer is the nearest level for the factor actually
  * stored, so for the reference encoder's own factor we are never worse. On
- * top of that a small search over factors (a sweep around the full-range
- * factor, then a least-squares refit) keeps whichever candidate has the
- * smallest squared error after the FP16 rounding. */
+ * top of that a few other factors (least-squares refits, the largest value
+ * on the other end of the range) compete by squared error after the FP16
+ * rounding; a handful of vectorised passes, not a sweep. */
 #include "tensor/formats.h"
 
 /* ---- encoder searches shared by the 4- and 5-bit formats ----
