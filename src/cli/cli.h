@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#include "gguf/gguf_write.h"
+
 /* Every command: argv[0] is the command name. Returns the process exit code. */
 typedef int (*sd_cmd_fn)(int argc, char **argv);
 
@@ -25,5 +27,12 @@ int parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int parse_float(const char *flag, const char *s, double lo, double hi, double *out);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
+
+/* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
+ * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */
+typedef struct { int done; double last_ms; } write_progress;
+void write_progress_show(void *ctx, const gguf_write_progress *p);
+void write_note(void *ctx, const char *msg);
+void write_remove_temp_on_signals(void);
 
 #endif

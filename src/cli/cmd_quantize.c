@@ -1,6 +1,5 @@
 /* showdown quantize: rewrite an F32/F16/BF16 model in another weight format
  * or one of the ecosystem's mixed recipes. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -31,36 +30,6 @@ static void usage(FILE *out)
             "  --progress           progress on stderr even when it is not a terminal\n"
             "  -q, --quiet          no progress, no notes\n",
             names);
-}
-
-typedef struct { int last_tensor; double last_ms; } progress_state;
-
-static void on_progress(void *ctx, const gguf_write_progress *p)
-{
-    progress_state *ps = ctx;
-    double now = sd_time_ms();
-    int done = p->tensors_done == p->n_tensors;
-    if (!done && now - ps->last_ms < 200) return;   /* a few lines a second is plenty */
-    ps->last_ms = now;
-    fprintf(stderr, "\r[%4llu/%4llu] %-32.32s %9.1f / %.1f MB", (unsigned long long)p->tensors_done,
-            (unsigned long long)p->n_tensors, p->tensor_name, (double)p->bytes_done / 1e6,
-            (double)p->bytes_total / 1e6);
-    ps->last_tensor = done;
-    if (ps->last_tensor) fputc('\n', stderr);
-}
-
-/* Ctrl-C: remove the half-written temporary file, then die of the signal. */
-static void on_signal(int sig)
-{
-    gguf_writer_remove_temp_files();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void on_note(void *ctx, const char *msg)
-{
-    (void)ctx;
-    fprintf(stderr, "note: %s\n", msg);
 }
 
 static void print_plan(void *ctx, const char *name, const int64_t *ne, uint32_t from, uint32_t to)
@@ -107,16 +76,15 @@ int cmd_quantize(int argc, char **argv)
         return fail("%s: unknown quantization type (valid: %s)", p.target, names);
     }
     char err[SD_ERR_LEN];
-    if (!quiet) p.note = on_note;
+    if (!quiet) p.note = write_note;
     if (dry_run) return sd_quantize_plan(pos[0], &p, print_plan, NULL, err) ? fail("%s", err) : 0;
-    progress_state ps = {0, 0.0};
-    if (progress && !quiet) { p.progress = on_progress; p.progress_ctx = &ps; }
+    write_progress ps = {0, 0.0};
+    if (progress && !quiet) { p.progress = write_progress_show; p.progress_ctx = &ps; }
     sd_quantize_stats st;
     double t0 = sd_time_ms();
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    write_remove_temp_on_signals();
     int rc = sd_quantize_file(pos[0], pos[1], &p, &st, err);
-    if (p.progress && !ps.last_tensor) fputc('\n', stderr);
+    if (p.progress && !ps.done) fputc('\n', stderr);
     if (rc) return fail("%s", err);
     printf("%s -> %s (%s): %d tensors, %d quantized%s, %.1f MB -> %.1f MB in %.1f s\n", pos[0], pos[1],
            sd_qrecipe_find(p.target)->name, st.n_tensors, st.n_quantized,

@@ -1,5 +1,4 @@
 /* showdown synth: write a random-weight model of a real model's exact shape. */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -57,36 +56,6 @@ static void list_presets(void)
         printf("%-16s %-6s %6d %6d %5d %4d %5d %6d %7d %7s  %s\n", s->name, s->arch, s->n_embd, s->n_layer,
                s->n_head, s->n_head_kv, s->head_dim, s->n_ff, s->n_vocab, params_text(s, pt, sizeof pt), s->what);
     }
-}
-
-typedef struct { int last_tensor; double last_ms; } progress_state;
-
-static void on_progress(void *ctx, const gguf_write_progress *p)
-{
-    progress_state *ps = ctx;
-    double now = sd_time_ms();
-    int done = p->tensors_done == p->n_tensors;
-    if (!done && now - ps->last_ms < 200) return;   /* a few lines a second is plenty */
-    ps->last_ms = now;
-    fprintf(stderr, "\r[%4llu/%4llu] %-32.32s %9.1f / %.1f MB", (unsigned long long)p->tensors_done,
-            (unsigned long long)p->n_tensors, p->tensor_name, (double)p->bytes_done / 1e6,
-            (double)p->bytes_total / 1e6);
-    ps->last_tensor = done;
-    if (ps->last_tensor) fputc('\n', stderr);
-}
-
-/* Ctrl-C: remove the half-written temporary file, then die of the signal. */
-static void on_signal(int sig)
-{
-    gguf_writer_remove_temp_files();
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void on_note(void *ctx, const char *msg)
-{
-    (void)ctx;
-    fprintf(stderr, "note: %s\n", msg);
 }
 
 static int same_shape(const sd_synth_shape *a, const sd_synth_shape *b)
@@ -183,14 +152,13 @@ int cmd_synth(int argc, char **argv)
     }
     if (!out) return fail("synth: no output file (-o OUT.gguf)");
     p.shape = s;
-    progress_state ps = {0, 0.0};
-    if (progress) { p.progress = on_progress; p.progress_ctx = &ps; }
-    p.note = on_note;
+    write_progress ps = {0, 0.0};
+    if (progress) { p.progress = write_progress_show; p.progress_ctx = &ps; }
+    p.note = write_note;
     double t0 = sd_time_ms();
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    write_remove_temp_on_signals();
     int rc = sd_synth_write(&p, out, err);
-    if (p.progress && !ps.last_tensor) fputc('\n', stderr);
+    if (p.progress && !ps.done) fputc('\n', stderr);
     if (rc) return fail("%s", err);
     const char *type = sd_qrecipe_find(p.type ? p.type : "F16")->name;
     printf("wrote %s: %s (%s, %s parameters, %s) in %.1f s%s\n", out, s.name, s.arch, params_text(&s, pt, sizeof pt),
