@@ -11,6 +11,7 @@
 #include "bench/emit.h"
 #include "bench/listarg.h"
 #include "cli/cli.h"
+#include "gguf/gguf.h"
 #include "measure/calibrate.h"
 #include "measure/sysinfo.h"
 
@@ -146,10 +147,12 @@ static int parse_bench_args(int argc, char **argv, bench_cli *b, int *exit_now)
         } else return fail("unknown option '%s' (showdown bench --help)", a);
     }
     if (c->n_models == 0) return fail("no model: pass -m MODEL.gguf (showdown bench --help)");
+    /* A model that is not a readable GGUF is refused before anything runs. */
     for (int i = 0; i < c->n_models; i++) {
-        FILE *f = fopen(c->models[i], "rb");
-        if (!f) return fail("cannot read model '%s'", c->models[i]);
-        fclose(f);
+        char e[SD_ERR_LEN];
+        gguf_file *g;
+        if (gguf_open_header(c->models[i], &g, e)) return fail("%s", e);
+        gguf_close(g);
     }
     /* One KV format per session: -ctk and -ctv must say the same thing. */
     if (n_ctk && n_ctv && (n_ctk != n_ctv || memcmp(ctk, ctv, (size_t)n_ctk * sizeof *ctk)))

@@ -65,10 +65,7 @@ int cmd_quantize(int argc, char **argv)
             return fail("quantize: too many arguments (showdown quantize --help)");
         }
     }
-    if (n_pos != 3) {
-        usage(stderr);
-        return fail("quantize: expected IN.gguf OUT.gguf TYPE");
-    }
+    if (n_pos != 3) return fail("quantize: expected IN.gguf OUT.gguf TYPE (showdown quantize --help)");
     p.target = pos[2];
     if (!sd_qrecipe_find(p.target)) {
         char names[400];

@@ -49,6 +49,12 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
 #define FLAG(s, l2) (!strcmp(a, s) || !strcmp(a, l2))
         if (FLAG("-h", "--help")) { run_usage(stdout); exit(0); }
         if (FLAG("--no-bos", "--no-bos")) { o->no_bos = 1; continue; }
+        static const char *valued[] = {"-m", "--model", "-p", "--prompt", "-f", "--file", "--logits-out", "-n",
+                                       "--n-predict", "-t", "--threads", "-c", "--ctx-size", "-ctk", "--cache-type",
+                                       "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed"};
+        int known = 0;
+        for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
+        if (!known) return fail("unknown option '%s' (showdown run --help)", a);
         if (!v) return fail("%s needs a value (showdown run --help)", a);
         i++;
         if (FLAG("-m", "--model")) o->model = v;

@@ -14,10 +14,23 @@ typedef struct {
     int layer, n_tok;
 } attn_job;
 
-/* One (token, head) pair per work item, spread over the threads. Scores are
- * the KV format's own dot product against q encoded once in that format's
- * activation type (F16 keys: q rounded to F16, as the reference engines do);
- * V rows are widened to F32 by the dispatched dequantizer and accumulated. */
+/* Dot of two F32 vectors in 16 independent lanes (the compiler keeps them
+ * in vector registers; a single running sum would serialize every add). */
+static inline float dot_f32(const float *a, const float *b, int n)
+{
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
+    float s = 0;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < 16; k++) s += acc[k];
+    return s;
+}
+
+/* One (token, KV head) pair per work item, spread over the threads: every
+ * cached K and V row is widened to F32 once (dispatched dequantizer) and
+ * serves all the query heads that share it (grouped-query attention). */
 static void attention(void *ctx, int ti, int nt)
 {
     const attn_job *j = ctx;
@@ -25,33 +38,34 @@ static void attention(void *ctx, int ti, int nt)
     const sd_hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     uint32_t kt = (uint32_t)s->kv_type;
-    const sd_type_traits *tr = sd_type_get(kt);
-    sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
-    sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
     sd_to_float_fn deq = sd_kernel_to_float(kt);
     size_t row = s->kv_row;
     const char *kc = (const char *)s->k_cache + (size_t)j->layer * s->n_ctx * row;
     const char *vc = (const char *)s->v_cache + (size_t)j->layer * s->n_ctx * row;
-    float *att = s->att + (size_t)ti * s->n_ctx;
-    float *qenc = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd), *vrow = qenc + hd + 32;
+    float *att = s->att + (size_t)ti * group * s->n_ctx;
+    float *kbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd), *vbuf = kbuf + hd + 32;
     float scale = 1.0f / sqrtf((float)hd);
-    int items = j->n_tok * hp->n_head;
+    int items = j->n_tok * hp->n_head_kv;
     for (int it = items * ti / nt; it < items * (ti + 1) / nt; it++) {
-        int t = it / hp->n_head, h = it % hp->n_head, kvh = h / group;
+        int t = it / hp->n_head_kv, kvh = it % hp->n_head_kv;
         int len = s->pos + t + 1;   /* causal: this token sees itself and all before */
-        const float *q = s->q + (size_t)t * hp->n_head * hd + (size_t)h * hd;
-        const void *qx = q;
-        if (tr->vec_dot_type != SD_TYPE_F32) { enc(q, qenc, hd); qx = qenc; }
+        const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+        float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
         const char *kh = kc + (size_t)kvh * s->kv_head, *vh = vc + (size_t)kvh * s->kv_head;
-        for (int p = 0; p < len; p++) att[p] = dot(hd, kh + (size_t)p * row, qx) * scale;
-        sd_softmax(att, len);
-        float *o = s->att_out + (size_t)t * hp->n_head * hd + (size_t)h * hd;
-        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int p = 0; p < len; p++) {
+            const float *k = (const float *)(kh + (size_t)p * row);
+            if (kt != SD_TYPE_F32) { deq(kh + (size_t)p * row, kbuf, hd); k = kbuf; }
+            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot_f32(k, q + (size_t)g * hd, hd) * scale;
+        }
+        for (int g = 0; g < group; g++) sd_softmax(att + (size_t)g * s->n_ctx, len);
+        memset(o, 0, (size_t)group * hd * sizeof(float));
         for (int p = 0; p < len; p++) {
             const float *v = (const float *)(vh + (size_t)p * row);
-            if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vrow, hd); v = vrow; }
-            float a = att[p];
-            for (int i = 0; i < hd; i++) o[i] += a * v[i];
+            if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vbuf, hd); v = vbuf; }
+            for (int g = 0; g < group; g++) {
+                float a = att[(size_t)g * s->n_ctx + p], *og = o + (size_t)g * hd;
+                for (int i = 0; i < hd; i++) og[i] += a * v[i];
+            }
         }
     }
 }

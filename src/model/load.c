@@ -21,6 +21,7 @@ static int load_fail(char *err, const char *path, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
     va_end(ap);
+    gguf_msg_clean(err);   /* names from the file may hold newlines or escapes */
     return -1;
 }
 

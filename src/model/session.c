@@ -82,7 +82,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->att_out = malloc(B * q_dim * sizeof(float));
     s->hb = malloc(B * hp->n_ff * sizeof(float));
     s->hb2 = malloc(B * hp->n_ff * sizeof(float));
-    s->att = malloc((size_t)n_threads * n_ctx * sizeof(float));
+    s->att = malloc((size_t)n_threads * (hp->n_head / hp->n_head_kv) * n_ctx * sizeof(float));
     s->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim) * sizeof(float));
     s->xq = malloc(xq_bytes(m) + 64);
     s->logits = malloc((size_t)hp->n_vocab * sizeof(float));

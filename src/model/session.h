@@ -19,8 +19,8 @@ struct sd_session {
     void *k_cache, *v_cache;   /* [layer][n_ctx][n_head_kv * head_dim], in kv_type */
     /* scratch, sized for SD_UBATCH tokens */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
-    float *att;                /* per thread: n_ctx scores */
-    float *att_tmp;            /* per thread: one head of q encoded + one V row, ATT_TMP floats */
+    float *att;                /* per thread: n_ctx scores for each head of a KV group */
+    float *att_tmp;            /* per thread: one K row and one V row widened, SD_ATT_TMP floats */
     void *xq;                  /* activations converted for the weight format */
     float *logits;             /* last row */
 };
