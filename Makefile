@@ -77,7 +77,7 @@ test-san: deps
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 SHOWDOWN_SANITIZED=1 \
 	  SHOWDOWN_SHARED=$(SHARED) SHOWDOWN_BIN=build/san/showdown build/san/tests/run_tests -j2
 
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 fuzz:
 	@./scripts/fuzz.sh $(FUZZ_SECONDS)
 

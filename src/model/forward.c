@@ -14,23 +14,12 @@ typedef struct {
     int layer, n_tok;
 } attn_job;
 
-/* Dot of two F32 vectors in 16 independent lanes (the compiler keeps them
- * in vector registers; a single running sum would serialize every add). */
-static inline float dot_f32(const float *a, const float *b, int n)
-{
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
-    float s = 0;
-    for (; i < n; i++) s += a[i] * b[i];
-    for (int k = 0; k < 16; k++) s += acc[k];
-    return s;
-}
-
-/* One (token, KV head) pair per work item, spread over the threads: every
- * cached K and V row is widened to F32 once (dispatched dequantizer) and
- * serves all the query heads that share it (grouped-query attention). */
+/* One (token, KV head) pair per work item, spread over the threads. Scores
+ * are the KV format's own dot product against each query head encoded once
+ * in that format's activation type (F16 keys: q rounded to F16, as the
+ * reference engines do); each cached V row is widened to F32 once and serves
+ * all the query heads that share it (grouped-query attention). Widening K
+ * too measured slower: the store-then-reload of the row stalls. */
 static void attention(void *ctx, int ti, int nt)
 {
     const attn_job *j = ctx;
@@ -38,12 +27,16 @@ static void attention(void *ctx, int ti, int nt)
     const sd_hparams *hp = &s->m->hp;
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
     uint32_t kt = (uint32_t)s->kv_type;
+    const sd_type_traits *tr = sd_type_get(kt);
+    sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
+    sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
     sd_to_float_fn deq = sd_kernel_to_float(kt);
     size_t row = s->kv_row;
     const char *kc = (const char *)s->k_cache + (size_t)j->layer * s->n_ctx * row;
     const char *vc = (const char *)s->v_cache + (size_t)j->layer * s->n_ctx * row;
     float *att = s->att + (size_t)ti * group * s->n_ctx;
-    float *kbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd), *vbuf = kbuf + hd + 32;
+    float *vbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
+    size_t qenc_stride = (size_t)hd + 32;   /* floats per encoded head (any format fits) */
     float scale = 1.0f / sqrtf((float)hd);
     int items = j->n_tok * hp->n_head_kv;
     for (int it = items * ti / nt; it < items * (ti + 1) / nt; it++) {
@@ -52,10 +45,17 @@ static void attention(void *ctx, int ti, int nt)
         const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
         float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
         const char *kh = kc + (size_t)kvh * s->kv_head, *vh = vc + (size_t)kvh * s->kv_head;
+        const void *qx[SD_MAX_GROUP];
+        for (int g = 0; g < group; g++) {
+            qx[g] = q + (size_t)g * hd;
+            if (tr->vec_dot_type != SD_TYPE_F32) {
+                enc(q + (size_t)g * hd, qenc + g * qenc_stride, hd);
+                qx[g] = qenc + g * qenc_stride;
+            }
+        }
         for (int p = 0; p < len; p++) {
-            const float *k = (const float *)(kh + (size_t)p * row);
-            if (kt != SD_TYPE_F32) { deq(kh + (size_t)p * row, kbuf, hd); k = kbuf; }
-            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot_f32(k, q + (size_t)g * hd, hd) * scale;
+            const char *k = kh + (size_t)p * row;
+            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot(hd, k, qx[g]) * scale;
         }
         for (int g = 0; g < group; g++) sd_softmax(att + (size_t)g * s->n_ctx, len);
         memset(o, 0, (size_t)group * hd * sizeof(float));

@@ -53,6 +53,9 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     if (n_ctx > (1 << 22)) return sess_fail(err, "%s: context length %d is too large", m->path, n_ctx);
     int n_threads = p->n_threads > 0 ? p->n_threads : sd_cpu_count();
     if (n_threads > 512) return sess_fail(err, "%d threads is too many", n_threads);
+    if (hp->n_head / hp->n_head_kv > SD_MAX_GROUP)
+        return sess_fail(err, "%s: %d query heads per KV head is more than the %d supported", m->path,
+                         hp->n_head / hp->n_head_kv, SD_MAX_GROUP);
     switch (p->kv_type) {
     case SD_KV_F32: case SD_KV_F16: break;
     case SD_KV_Q8_0:
@@ -83,7 +86,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->hb = malloc(B * hp->n_ff * sizeof(float));
     s->hb2 = malloc(B * hp->n_ff * sizeof(float));
     s->att = malloc((size_t)n_threads * (hp->n_head / hp->n_head_kv) * n_ctx * sizeof(float));
-    s->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim) * sizeof(float));
+    s->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim, hp->n_head / hp->n_head_kv) * sizeof(float));
     s->xq = malloc(xq_bytes(m) + 64);
     s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     s->pool = sd_pool_new(n_threads);

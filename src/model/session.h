@@ -6,8 +6,10 @@
 #include "runtime/pool.h"
 
 #define SD_UBATCH 64
-/* Per-thread attention scratch (floats) for head_dim d. */
-#define SD_ATT_TMP(d) (2 * (size_t)(d) + 64)   /* tokens per pass through the layers during prefill */
+/* Per-thread attention scratch (floats) for head_dim d and g query heads per
+ * KV head: one widened V row and g encoded query heads. */
+#define SD_ATT_TMP(d, g) (((size_t)(g) + 1) * ((size_t)(d) + 32))
+#define SD_MAX_GROUP 64   /* query heads per KV head we accept */   /* tokens per pass through the layers during prefill */
 
 struct sd_session {
     sd_model *m;
@@ -20,7 +22,7 @@ struct sd_session {
     /* scratch, sized for SD_UBATCH tokens */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
     float *att;                /* per thread: n_ctx scores for each head of a KV group */
-    float *att_tmp;            /* per thread: one K row and one V row widened, SD_ATT_TMP floats */
+    float *att_tmp;            /* per thread: SD_ATT_TMP floats */
     void *xq;                  /* activations converted for the weight format */
     float *logits;             /* last row */
 };
