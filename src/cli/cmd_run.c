@@ -16,7 +16,7 @@ static void run_usage(FILE *out)
           "  -n, --n-predict N    tokens to generate (default 128; stops early at end of text)\n"
           "  -t, --threads N      threads (default: all CPUs)\n"
           "  -c, --ctx-size N     context length (default: the model's, at most 4096)\n"
-          "  -ctk, --cache-type TYPE   KV cache format: f16 (default) or f32\n"
+          "  -ctk, --cache-type TYPE   KV cache format: f16 (default), f32 or q8_0\n"
           "  --temp T             temperature (default 0.8; 0 = greedy)\n"
           "  --top-k K            keep the K most likely tokens (default 40; 0 = off)\n"
           "  --top-p P            nucleus sampling (default 0.95; 1 = off)\n"
@@ -67,7 +67,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         else if (FLAG("-ctk", "--cache-type")) {
             if (!strcmp(v, "f16")) o->kv = SD_KV_F16;
             else if (!strcmp(v, "f32")) o->kv = SD_KV_F32;
-            else return fail("%s: unknown KV cache type '%s' (f16, f32)", a, v);
+            else if (!strcmp(v, "q8_0")) o->kv = SD_KV_Q8_0;
+            else return fail("%s: unknown KV cache type '%s' (f16, f32, q8_0)", a, v);
         }
         else if (FLAG("--temp", "--temperature")) { if (parse_float(a, v, 0, 100, &d)) return 1; o->sp.temp = (float)d; }
         else if (FLAG("--top-k", "--top-k")) { if (parse_int(a, v, 0, 1 << 24, &l)) return 1; o->sp.top_k = (int)l; }
