@@ -147,8 +147,9 @@ static int parse_bench_args(int argc, char **argv, bench_cli *b, int *exit_now)
         } else return fail("unknown option '%s' (showdown bench --help)", a);
     }
     if (c->n_models == 0) return fail("no model: pass -m MODEL.gguf (showdown bench --help)");
-    /* A model that is not a readable GGUF is refused before anything runs. */
-    for (int i = 0; i < c->n_models; i++) {
+    /* A lone model that is not a readable GGUF is refused before anything runs;
+     * in a list of several, its rows carry the error and the others still run. */
+    for (int i = 0; i < c->n_models && c->n_models == 1; i++) {
         char e[SD_ERR_LEN];
         gguf_file *g;
         if (gguf_open_header(c->models[i], &g, e)) return fail("%s", e);

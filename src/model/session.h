@@ -5,11 +5,11 @@
 #include "model/model.h"
 #include "runtime/pool.h"
 
-#define SD_UBATCH 64
+#define SD_UBATCH 64   /* tokens per pass through the layers during prefill */
 /* Per-thread attention scratch (floats) for head_dim d and g query heads per
  * KV head: one widened V row and g encoded query heads. */
 #define SD_ATT_TMP(d, g) (((size_t)(g) + 1) * ((size_t)(d) + 32))
-#define SD_MAX_GROUP 64   /* query heads per KV head we accept */   /* tokens per pass through the layers during prefill */
+#define SD_MAX_GROUP 64   /* query heads per KV head we accept */
 
 struct sd_session {
     sd_model *m;
