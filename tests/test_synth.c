@@ -384,3 +384,26 @@ Test(synth, cli_writes_a_model_and_rejects_bad_input)
     cr_assert_neq(run_cli(args, out, sizeof out), 0);
     cr_assert(strstr(out, "missing/x.gguf"), "names the file: %s", out);
 }
+
+/* Every preset, as `synth --preset NAME --type q4_0 --layers 1 --vocab-size 512`
+ * would write it: the real layer shapes (width, heads, head size, FFN, biases,
+ * norms, rope), one layer and a small vocabulary so the test stays in seconds,
+ * must load and run. Under the sanitizers only the presets up to ~2B. */
+Test(synth, every_preset_loads_and_runs_at_q4_0, .timeout = 300)
+{
+    for (int i = 0; i < sd_synth_n_presets(); i++) {
+        const sd_synth_shape *shape = sd_synth_preset_at(i);
+        if (sanitized() && shape->n_embd > 2048) continue;
+        char p[160], err[SD_ERR_LEN];
+        snprintf(p, sizeof p, "%s/preset-%s.gguf", dir, shape->name);
+        sd_synth_params sp = sd_synth_default_params();
+        sp.shape = *shape;
+        sp.shape.n_layer = 1;
+        sp.shape.n_vocab = 512;
+        sp.type = "q4_0";
+        sp.n_threads = 2;
+        cr_assert_eq(sd_synth_write(&sp, p, err), 0, "%s: %s", shape->name, err);
+        load_and_run(p, shape->arch, 512);
+        unlink(p);
+    }
+}
