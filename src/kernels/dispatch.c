@@ -1,6 +1,7 @@
 /* Picks the kernels for this CPU once, at start-up: the generic rows of the
  * traits table, overlaid by each ISA level the CPU has, lowest first, so a
  * level fills only what it does better. SHOWDOWN_ISA caps the level. */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +26,22 @@ static int cap_level(void)
     return 99;   /* unknown names change nothing rather than fail */
 }
 
+/* The portable exp-and-sum of a softmax. */
+static float exp_sum_generic(float *x, int64_t n, float *mx)
+{
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) { x[i] = expf(x[i] - m); sum += x[i]; }
+    *mx = m;
+    return (float)sum;
+}
+
 static void init(void)
 {
     int cap = cap_level();
     table.isa = "generic";
+    table.exp_sum = exp_sum_generic;
     for (int t = 0; t < SD_TYPE_COUNT; t++) {
         const sd_type_traits *tr = sd_type_get((uint32_t)t);
         if (!tr) continue;
@@ -76,5 +89,17 @@ sd_to_float_fn sd_kernel_to_float(uint32_t type)
 {
     return type < SD_TYPE_COUNT ? sd_kernels()->to_float[type] : NULL;
 }
+
+sd_attn_score_fn sd_kernel_attn_score(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->attn_score[type] : NULL;
+}
+
+sd_attn_accum_fn sd_kernel_attn_accum(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->attn_accum[type] : NULL;
+}
+
+sd_exp_sum_fn sd_kernel_exp_sum(void) { return sd_kernels()->exp_sum; }
 
 const char *sd_kernel_isa(void) { return sd_kernels()->isa; }

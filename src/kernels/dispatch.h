@@ -13,6 +13,21 @@
 typedef void (*sd_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
                            const void *x, size_t x_stride, int nt, float *out, size_t ldo);
 
+/* Attention over n cached positions of one KV head, whose rows (head_dim d
+ * values each, in the cache's format) lie `stride` bytes apart, for nq query
+ * heads at once (grouped-query attention):
+ *   score: out[g * ldo + p] = scale * dot(q + g * d, K[p]); q is F32, already
+ *          rounded to the cache's precision by the caller;
+ *   accum: o[g * d + i] += sum over p of w[g * ldw + p] * V[p][i].
+ * One call covers a block of positions, so the cost is the bytes, not the
+ * calls. Both need d % 8 == 0. */
+typedef void (*sd_attn_score_fn)(int d, const void *k, size_t stride, int n, const float *q, int nq, float scale,
+                                 float *out, size_t ldo);
+typedef void (*sd_attn_accum_fn)(int d, const void *v, size_t stride, int n, const float *w, size_t ldw, int nq,
+                                 float *o);
+/* *mx = max of x[0..n), then x[i] = exp(x[i] - *mx); returns the sum. n >= 1. */
+typedef float (*sd_exp_sum_fn)(float *x, int64_t n, float *mx);
+
 /* What an ISA file may accelerate. NULL entries keep the generic kernel. */
 typedef struct {
     const char *isa;                                  /* "avx512", "avx2", "neon", "generic" */
@@ -20,6 +35,9 @@ typedef struct {
     sd_from_float_fn quantize_act[SD_TYPE_COUNT];     /* by activation type (Q8_0, Q8_K, F16 ...) */
     sd_gemm_fn gemm[SD_TYPE_COUNT];                   /* by weight type; optional */
     sd_to_float_fn to_float[SD_TYPE_COUNT];           /* dequantize (KV cache rows, embeddings) */
+    sd_attn_score_fn attn_score[SD_TYPE_COUNT];       /* by KV cache type; optional */
+    sd_attn_accum_fn attn_accum[SD_TYPE_COUNT];       /* by KV cache type; optional */
+    sd_exp_sum_fn exp_sum;                            /* never NULL */
 } sd_kernel_table;
 
 /* Each ISA file fills the rows it has; called only when the CPU supports it. */
@@ -33,6 +51,9 @@ const sd_kernel_table *sd_kernels(void);
 sd_vec_dot_fn sd_kernel_vec_dot(uint32_t type);
 sd_from_float_fn sd_kernel_quantize_act(uint32_t type);
 sd_gemm_fn sd_kernel_gemm(uint32_t type);
-sd_to_float_fn sd_kernel_to_float(uint32_t type);   /* NULL: no tile kernel, use vec_dot */
+sd_to_float_fn sd_kernel_to_float(uint32_t type);
+sd_attn_score_fn sd_kernel_attn_score(uint32_t type);   /* NULL: score with vec_dot */
+sd_attn_accum_fn sd_kernel_attn_accum(uint32_t type);   /* NULL: widen rows with to_float */
+sd_exp_sum_fn sd_kernel_exp_sum(void);
 
 #endif

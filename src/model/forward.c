@@ -9,42 +9,97 @@
 #include "model/session.h"
 #include "tensor/types.h"
 
+/* Attention work is the sum over (token, KV head) items of the positions
+ * each one sees; the threads take equal slices of it, cutting an item where a
+ * slice ends. A cut item leaves a partial result per piece (max score, sum of
+ * exponentials, unnormalized output, per query head) that the caller merges
+ * after the run, so one KV head or one decoded token still keeps every
+ * thread busy, and a causal prefill does not give the last thread the
+ * longest rows. */
 typedef struct {
     sd_session *s;
     int layer, n_tok;
+    int64_t total;          /* positions summed over all items */
+    float *part;            /* 2 records per thread; NULL: cut only between items */
+    size_t part_floats;     /* floats per record */
 } attn_job;
 
-/* One (token, KV head) pair per work item, spread over the threads. Scores
- * are the KV format's own dot product against each query head encoded once
- * in that format's activation type (F16 keys: q rounded to F16, as the
- * reference engines do); each cached V row is widened to F32 once and serves
- * all the query heads that share it (grouped-query attention). Widening K
- * too measured slower: the store-then-reload of the row stalls. */
-static void attention(void *ctx, int ti, int nt)
+/* Record: [item, first position, pieces' max[group], sum[group], out[group * hd]]. */
+#define PART_HDR 2
+
+static int64_t item_start(const sd_session *s, int it)
 {
-    const attn_job *j = ctx;
+    int nkv = s->m->hp.n_head_kv, t = it / nkv, h = it % nkv;
+    return (int64_t)nkv * ((int64_t)t * (s->pos + 1) + (int64_t)t * (t - 1) / 2) + (int64_t)h * (s->pos + t + 1);
+}
+
+/* The item holding work offset w (w < total). */
+static int item_of(const sd_session *s, int items, int64_t w)
+{
+    int lo = 0, hi = items - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (item_start(s, mid) <= w) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* Where slice ti of nt begins; on an item boundary when pieces cannot be kept. */
+static int64_t slice_start(const attn_job *j, int ti, int nt)
+{
+    int64_t w = j->total * ti / nt;
+    if (j->part || ti == 0 || w >= j->total) return w;
+    int items = j->n_tok * j->s->m->hp.n_head_kv, it = item_of(j->s, items, w);
+    int64_t a = item_start(j->s, it), b = it + 1 < items ? item_start(j->s, it + 1) : j->total;
+    return w - a <= b - w ? a : b;
+}
+
+/* The cache is laid out [layer][KV head][position][head_dim] (in kv_type):
+ * one head's positions are adjacent, so attention streams them in order. */
+static size_t kv_offset(const sd_session *s, int layer, int kvh, int pos)
+{
+    return (((size_t)layer * s->m->hp.n_head_kv + (size_t)kvh) * s->n_ctx + (size_t)pos) * s->kv_head;
+}
+
+/* Positions [p0, p1) of token t's query heads against KV head kvh: scores,
+ * exponentials, and the weighted sum of V rows into o (group x hd, zeroed
+ * here). Returns the max score and the sum of exponentials per head. */
+static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int p1, float *o, float *mx, float *sum)
+{
     sd_session *s = j->s;
     const sd_hparams *hp = &s->m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, n = p1 - p0;
     uint32_t kt = (uint32_t)s->kv_type;
     const sd_type_traits *tr = sd_type_get(kt);
-    sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
-    sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
-    sd_to_float_fn deq = sd_kernel_to_float(kt);
-    size_t row = s->kv_row;
-    const char *kc = (const char *)s->k_cache + (size_t)j->layer * s->n_ctx * row;
-    const char *vc = (const char *)s->v_cache + (size_t)j->layer * s->n_ctx * row;
+    size_t row = s->kv_head, at = kv_offset(s, j->layer, kvh, p0);
+    const char *kh = (const char *)s->k_cache + at, *vh = (const char *)s->v_cache + at;
     float *att = s->att + (size_t)ti * group * s->n_ctx;
     float *vbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
     size_t qenc_stride = (size_t)hd + 32;   /* floats per encoded head (any format fits) */
     float scale = 1.0f / sqrtf((float)hd);
-    int items = j->n_tok * hp->n_head_kv;
-    for (int it = items * ti / nt; it < items * (ti + 1) / nt; it++) {
-        int t = it / hp->n_head_kv, kvh = it % hp->n_head_kv;
-        int len = s->pos + t + 1;   /* causal: this token sees itself and all before */
-        const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
-        float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
-        const char *kh = kc + (size_t)kvh * s->kv_head, *vh = vc + (size_t)kvh * s->kv_head;
+    const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+    sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
+    sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
+
+    if (score) {
+        /* q rounded to the cache's precision (F16 keys: as the reference
+         * engines score them), held as F32 for the block kernel. */
+        const float *qf = q;
+        if (tr->vec_dot_type != SD_TYPE_F32) {
+            sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
+            sd_to_float_fn deq = sd_kernel_to_float((uint32_t)tr->vec_dot_type);
+            for (int g = 0; g < group; g++) {
+                enc(q + (size_t)g * hd, vbuf, hd);
+                deq(vbuf, qenc + (size_t)g * hd, hd);
+            }
+            qf = qenc;
+        }
+        score(hd, kh, row, n, qf, group, scale, att, (size_t)s->n_ctx);
+    } else {
+        /* Each key in the format's own dot product against q encoded once. */
+        sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
+        sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
         const void *qx[SD_MAX_GROUP];
         for (int g = 0; g < group; g++) {
             qx[g] = q + (size_t)g * hd;
@@ -53,21 +108,108 @@ static void attention(void *ctx, int ti, int nt)
                 qx[g] = qenc + g * qenc_stride;
             }
         }
-        for (int p = 0; p < len; p++) {
-            const char *k = kh + (size_t)p * row;
-            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot(hd, k, qx[g]) * scale;
-        }
-        for (int g = 0; g < group; g++) sd_softmax(att + (size_t)g * s->n_ctx, len);
-        memset(o, 0, (size_t)group * hd * sizeof(float));
-        for (int p = 0; p < len; p++) {
-            const float *v = (const float *)(vh + (size_t)p * row);
-            if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vbuf, hd); v = vbuf; }
-            for (int g = 0; g < group; g++) {
-                float a = att[(size_t)g * s->n_ctx + p], *og = o + (size_t)g * hd;
-                for (int i = 0; i < hd; i++) og[i] += a * v[i];
-            }
+        for (int p = 0; p < n; p++)
+            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot(hd, kh + (size_t)p * row, qx[g]) * scale;
+    }
+    sd_exp_sum_fn exp_sum = sd_kernel_exp_sum();
+    for (int g = 0; g < group; g++) sum[g] = exp_sum(att + (size_t)g * s->n_ctx, n, &mx[g]);
+    memset(o, 0, (size_t)group * hd * sizeof(float));
+    if (accum) {
+        accum(hd, vh, row, n, att, (size_t)s->n_ctx, group, o);
+        return;
+    }
+    /* Each V row widened once, shared by the group's query heads. */
+    sd_to_float_fn deq = sd_kernel_to_float(kt);
+    for (int p = 0; p < n; p++) {
+        const float *v = (const float *)(vh + (size_t)p * row);
+        if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vbuf, hd); v = vbuf; }
+        for (int g = 0; g < group; g++) {
+            float a = att[(size_t)g * s->n_ctx + p], *og = o + (size_t)g * hd;
+            for (int i = 0; i < hd; i++) og[i] += a * v[i];
         }
     }
+}
+
+static void attention(void *ctx, int ti, int nt)
+{
+    const attn_job *j = ctx;
+    sd_session *s = j->s;
+    const sd_hparams *hp = &s->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, nkv = hp->n_head_kv, items = j->n_tok * nkv;
+    int64_t w = slice_start(j, ti, nt), w1 = slice_start(j, ti + 1, nt);
+    float mx[SD_MAX_GROUP], sum[SD_MAX_GROUP];
+    if (j->part)
+        for (int k = 0; k < 2; k++) {
+            int none = -1;
+            memcpy(j->part + (size_t)(2 * ti + k) * j->part_floats, &none, sizeof none);
+        }
+    while (w < w1) {
+        int it = item_of(s, items, w), t = it / nkv, kvh = it % nkv, len = s->pos + t + 1;
+        int64_t a = item_start(s, it);
+        int p0 = (int)(w - a), p1 = w1 - a < len ? (int)(w1 - a) : len;
+        if (p0 == 0 && p1 == len) {
+            float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+            attend_piece(j, ti, t, kvh, p0, p1, o, mx, sum);
+            for (int g = 0; g < group; g++) {
+                float inv = 1.0f / sum[g], *og = o + (size_t)g * hd;
+                for (int i = 0; i < hd; i++) og[i] *= inv;
+            }
+        } else {
+            /* A piece: the first of this slice (p0 > 0) or its last. */
+            float *r = j->part + (size_t)(2 * ti + (p0 > 0 ? 0 : 1)) * j->part_floats;
+            memcpy(r, &it, sizeof it);
+            memcpy(r + 1, &p0, sizeof p0);
+            attend_piece(j, ti, t, kvh, p0, p1, r + PART_HDR + 2 * group, r + PART_HDR, r + PART_HDR + group);
+        }
+        w = a + p1;
+    }
+}
+
+/* Joins the pieces of the items the slices cut (records in position order). */
+static void merge_pieces(const attn_job *j, int nt)
+{
+    const sd_hparams *hp = &j->s->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, nkv = hp->n_head_kv;
+    float *acc = NULL;
+    int cur = -1;
+    for (int k = 0; k <= 2 * nt; k++) {
+        float *r = k < 2 * nt ? j->part + (size_t)k * j->part_floats : NULL;
+        int it = -1;
+        if (r) memcpy(&it, r, sizeof it);
+        if (r && it < 0) continue;
+        if (acc && (!r || it != cur)) {
+            int t = cur / nkv, kvh = cur % nkv;
+            float *o = j->s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+            for (int g = 0; g < group; g++) {
+                float inv = 1.0f / acc[PART_HDR + group + g];
+                for (int i = 0; i < hd; i++) o[(size_t)g * hd + i] = acc[PART_HDR + 2 * group + (size_t)g * hd + i] * inv;
+            }
+            acc = NULL;
+        }
+        if (!r) break;
+        if (!acc) { acc = r; cur = it; continue; }
+        for (int g = 0; g < group; g++) {   /* fold r into acc, rescaled to the larger max */
+            float ma = acc[PART_HDR + g], mr = r[PART_HDR + g], m = ma > mr ? ma : mr;
+            float ca = expf(ma - m), cr = expf(mr - m);
+            acc[PART_HDR + g] = m;
+            acc[PART_HDR + group + g] = acc[PART_HDR + group + g] * ca + r[PART_HDR + group + g] * cr;
+            float *oa = acc + PART_HDR + 2 * group + (size_t)g * hd, *orr = r + PART_HDR + 2 * group + (size_t)g * hd;
+            for (int i = 0; i < hd; i++) oa[i] = oa[i] * ca + orr[i] * cr;
+        }
+    }
+}
+
+static void run_attention(sd_session *s, int il, int n)
+{
+    const sd_hparams *hp = &s->m->hp;
+    int nt = sd_pool_size(s->pool), group = hp->n_head / hp->n_head_kv;
+    attn_job j = {s, il, n, 0, NULL, 0};
+    for (int t = 0; t < n; t++) j.total += (int64_t)hp->n_head_kv * (s->pos + t + 1);
+    /* The pieces' records borrow the FFN scratch, idle during attention. */
+    j.part_floats = PART_HDR + (size_t)group * (2 + (size_t)hp->head_dim);
+    if (nt > 1 && (size_t)2 * nt * j.part_floats <= (size_t)SD_UBATCH * hp->n_ff) j.part = s->hb;
+    sd_pool_run(s->pool, attention, &j);
+    if (j.part) merge_pieces(&j, nt);
 }
 
 static void add_bias(float *x, const float *b, int n_tok, int n)
@@ -91,7 +233,6 @@ static void layer(sd_session *s, int il, int n)
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
-    size_t row = s->kv_row;
     sd_from_float_fn kv_enc = sd_kernel_quantize_act((uint32_t)s->kv_type);
     for (int t = 0; t < n; t++) {
         float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
@@ -102,12 +243,13 @@ static void layer(sd_session *s, int il, int n)
         int pos = s->pos + t;
         sd_rope(q, hp->n_head, hd, pos, hp->rope_base, hp->rope_scale, hp->rope_neox, m->rope_freq_factors);
         sd_rope(k, hp->n_head_kv, hd, pos, hp->rope_base, hp->rope_scale, hp->rope_neox, m->rope_freq_factors);
-        size_t at = ((size_t)il * s->n_ctx + (size_t)pos) * row;
-        kv_enc(k, (char *)s->k_cache + at, kvd);
-        kv_enc(s->v + (size_t)t * kvd, (char *)s->v_cache + at, kvd);
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            size_t at = kv_offset(s, il, h, pos);
+            kv_enc(k + (size_t)h * hd, (char *)s->k_cache + at, hd);
+            kv_enc(s->v + (size_t)t * kvd + (size_t)h * hd, (char *)s->v_cache + at, hd);
+        }
     }
-    attn_job aj = {s, il, n};
-    sd_pool_run(s->pool, attention, &aj);
+    run_attention(s, il, n);
     sd_matmul(s->pool, &L->wo, s->att_out, n, s->xb, s->xq);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 

@@ -18,7 +18,7 @@ struct sd_session {
     sd_kv_type kv_type;        /* its value is the tensor type id (F32, F16, Q8_0) */
     size_t kv_row;             /* bytes of one cached position (all KV heads) */
     size_t kv_head;            /* bytes of one head's slice of it */
-    void *k_cache, *v_cache;   /* [layer][n_ctx][n_head_kv * head_dim], in kv_type */
+    void *k_cache, *v_cache;   /* [layer][KV head][n_ctx][head_dim], in kv_type */
     /* scratch, sized for SD_UBATCH tokens */
     float *x, *xb, *q, *k, *v, *att_out, *hb, *hb2;
     float *att;                /* per thread: n_ctx scores for each head of a KV group */
