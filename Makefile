@@ -50,6 +50,12 @@ $(BUILD)/src/kernels/x86/%_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c
 $(BUILD)/src/kernels/x86/%_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c
 $(BUILD)/src/kernels/arm/%_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16
 
+# The commit goes into bench results: rebuild the one file that uses it when it changes.
+COMMIT_STAMP := $(BUILD)/commit-$(COMMIT).stamp
+$(COMMIT_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/commit-*.stamp && touch $@
+$(BUILD)/src/bench/runner.o: $(COMMIT_STAMP)
+
 $(BUILD)/libshowdown.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
