@@ -26,6 +26,21 @@ static inline const char *showdown_bin(void)
  * runs happen in the optimized build of the same suite. */
 static inline int sanitized(void) { return getenv("SHOWDOWN_SANITIZED") != NULL; }
 
+/* A fresh folder under /tmp for one suite's files (0, or -1 if it cannot be
+ * made), and its removal with everything in it. */
+static inline int tmp_dir_make(char *dir, size_t n)
+{
+    snprintf(dir, n, "/tmp/sd_test_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline int tmp_dir_remove(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd);
+}
+
 /* Whole file into a malloc'd buffer; NULL if unreadable. */
 static inline void *read_all(const char *path, size_t *len)
 {

@@ -24,18 +24,8 @@
 
 static char dir[64];
 
-static void make_dir(void)
-{
-    snprintf(dir, sizeof dir, "/tmp/sd_quant_XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void remove_dir(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void make_dir(void) { cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0); }
+static void remove_dir(void) { cr_assert_eq(tmp_dir_remove(dir), 0); }
 
 TestSuite(quantize, .init = make_dir, .fini = remove_dir, .timeout = 300);
 

@@ -26,12 +26,7 @@ sd_session_params sd_session_default_params(void)
 /* Largest activation-conversion scratch any matrix of the model needs. */
 static size_t xq_bytes(const sd_model *m)
 {
-    size_t mx = 0;
-    const sd_weight *ws[] = {&m->output};
-    for (size_t i = 0; i < 1; i++) {
-        size_t b = sd_matmul_scratch_bytes(ws[i]->type, ws[i]->cols, SD_UBATCH);
-        mx = b > mx ? b : mx;
-    }
+    size_t mx = sd_matmul_scratch_bytes(m->output.type, m->output.cols, SD_UBATCH);
     for (int il = 0; il < m->hp.n_layer; il++) {
         const sd_layer *L = &m->layers[il];
         const sd_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
