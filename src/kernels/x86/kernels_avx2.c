@@ -7,6 +7,7 @@
 #include "kernels/x86/dot_kquant_body.h"
 #include "kernels/x86/dot_float_body.h"
 #include "kernels/x86/gemm_body.h"
+#include "kernels/x86/gemm_float_body.h"
 #include "kernels/x86/attn_body.h"
 
 void sd_kernels_register_avx2(sd_kernel_table *t)
@@ -17,5 +18,6 @@ void sd_kernels_register_avx2(sd_kernel_table *t)
     register_dot_kquant(t);
     register_dot_float(t);
     register_gemm(t);
+    register_gemm_float(t);
     register_attn(t);
 }

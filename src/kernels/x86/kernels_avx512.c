@@ -7,6 +7,7 @@
 #include "kernels/x86/dot_kquant_body.h"
 #include "kernels/x86/dot_float_body.h"
 #include "kernels/x86/gemm_body.h"
+#include "kernels/x86/gemm_float_body.h"
 #include "kernels/x86/attn_body.h"
 
 /* 32 BF16 pairs per instruction, accumulated in F32. */
@@ -67,5 +68,6 @@ void sd_kernels_register_avx512(sd_kernel_table *t)
     t->vec_dot[SD_TYPE_BF16] = dot_bf16_dp;
     t->vec_dot[SD_TYPE_Q4_0] = dot_q4_0_zmm;
     register_gemm(t);
+    register_gemm_float(t);
     register_attn(t);
 }
