@@ -226,3 +226,25 @@ Test(kernels, q8_0_kv_cache_stays_close)
     sd_model_free(m);
     sd_logits_file_free(&rf);
 }
+
+/* The vectorized SwiGLU gate against the formula, over the range a gate sees
+ * and the extremes where exp over- or underflows. */
+Test(kernels, swiglu_matches_formula)
+{
+    sd_kernel_table tabs[4];
+    int nt = isa_tables(tabs);
+    enum { N = 1003 };
+    float g[N], u[N], out[N];
+    for (int i = 0; i < N; i++) { g[i] = 12.0f * frand(); u[i] = frand(); }
+    g[0] = -200.0f; g[1] = 200.0f; g[2] = 0.0f; g[3] = -87.5f; g[4] = 88.5f;
+    for (int k = 0; k < nt; k++) {
+        if (!tabs[k].swiglu) continue;
+        memcpy(out, g, sizeof g);
+        tabs[k].swiglu(out, u, N);
+        for (int i = 0; i < N; i++) {
+            float ref = (float)((double)g[i] / (1.0 + exp(-(double)g[i])) * u[i]);
+            cr_expect(fabsf(out[i] - ref) <= 2e-6f * fabsf(ref) + 1e-30f, "%s swiglu(%g, %g): %.9g vs %.9g", tabs[k].isa,
+                      g[i], u[i], out[i], ref);
+        }
+    }
+}

@@ -37,11 +37,17 @@ static float exp_sum_generic(float *x, int64_t n, float *mx)
     return (float)sum;
 }
 
+static void swiglu_generic(float *g, const float *u, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static void init(void)
 {
     int cap = cap_level();
     table.isa = "generic";
     table.exp_sum = exp_sum_generic;
+    table.swiglu = swiglu_generic;
     for (int t = 0; t < SD_TYPE_COUNT; t++) {
         const sd_type_traits *tr = sd_type_get((uint32_t)t);
         if (!tr) continue;
@@ -85,6 +91,11 @@ sd_gemm_fn sd_kernel_gemm(uint32_t type)
     return type < SD_TYPE_COUNT ? sd_kernels()->gemm[type] : NULL;
 }
 
+sd_packed_fn sd_kernel_packed(uint32_t type)
+{
+    return type < SD_TYPE_COUNT ? sd_kernels()->packed[type] : NULL;
+}
+
 sd_to_float_fn sd_kernel_to_float(uint32_t type)
 {
     return type < SD_TYPE_COUNT ? sd_kernels()->to_float[type] : NULL;
@@ -101,5 +112,6 @@ sd_attn_accum_fn sd_kernel_attn_accum(uint32_t type)
 }
 
 sd_exp_sum_fn sd_kernel_exp_sum(void) { return sd_kernels()->exp_sum; }
+sd_swiglu_fn sd_kernel_swiglu(void) { return sd_kernels()->swiglu; }
 
 const char *sd_kernel_isa(void) { return sd_kernels()->isa; }

@@ -13,6 +13,14 @@
 typedef void (*sd_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
                            const void *x, size_t x_stride, int nt, float *out, size_t ldo);
 
+/* A product over weights repacked at load time (kernels/pack.h): ng groups
+ * of SD_PACK_ROWS rows starting at wp, against nt activation rows x (in the
+ * weight's vec_dot_type, x_stride bytes apart) whose per-block scales and
+ * integer sums were prepared by sd_pack_prep_act (xd, xs: nb = n / 32
+ * entries per token). out[t * ldo + r] for r < 16 * ng. nt = 1 is decode. */
+typedef void (*sd_packed_fn)(int64_t n, const void *wp, int ng, const void *x, size_t x_stride, const float *xd,
+                             const int32_t *xs, int nt, float *out, size_t ldo);
+
 /* Attention over n cached positions of one KV head, whose rows (head_dim d
  * values each, in the cache's format) lie `stride` bytes apart, for nq query
  * heads at once (grouped-query attention):
@@ -27,6 +35,8 @@ typedef void (*sd_attn_accum_fn)(int d, const void *v, size_t stride, int n, con
                                  float *o);
 /* *mx = max of x[0..n), then x[i] = exp(x[i] - *mx); returns the sum. n >= 1. */
 typedef float (*sd_exp_sum_fn)(float *x, int64_t n, float *mx);
+/* The SwiGLU gate: g[i] = silu(g[i]) * u[i] = g[i] / (1 + exp(-g[i])) * u[i]. */
+typedef void (*sd_swiglu_fn)(float *g, const float *u, int64_t n);
 
 /* What an ISA file may accelerate. NULL entries keep the generic kernel. */
 typedef struct {
@@ -34,10 +44,12 @@ typedef struct {
     sd_vec_dot_fn vec_dot[SD_TYPE_COUNT];             /* by weight type */
     sd_from_float_fn quantize_act[SD_TYPE_COUNT];     /* by activation type (Q8_0, Q8_K, F16 ...) */
     sd_gemm_fn gemm[SD_TYPE_COUNT];                   /* by weight type; optional */
+    sd_packed_fn packed[SD_TYPE_COUNT];               /* by weight type; set: such weights get repacked */
     sd_to_float_fn to_float[SD_TYPE_COUNT];           /* dequantize (KV cache rows, embeddings) */
     sd_attn_score_fn attn_score[SD_TYPE_COUNT];       /* by KV cache type; optional */
     sd_attn_accum_fn attn_accum[SD_TYPE_COUNT];       /* by KV cache type; optional */
     sd_exp_sum_fn exp_sum;                            /* never NULL */
+    sd_swiglu_fn swiglu;                              /* never NULL */
 } sd_kernel_table;
 
 /* Each ISA file fills the rows it has; called only when the CPU supports it. */
@@ -51,9 +63,11 @@ const sd_kernel_table *sd_kernels(void);
 sd_vec_dot_fn sd_kernel_vec_dot(uint32_t type);
 sd_from_float_fn sd_kernel_quantize_act(uint32_t type);
 sd_gemm_fn sd_kernel_gemm(uint32_t type);
+sd_packed_fn sd_kernel_packed(uint32_t type);
 sd_to_float_fn sd_kernel_to_float(uint32_t type);
 sd_attn_score_fn sd_kernel_attn_score(uint32_t type);   /* NULL: score with vec_dot */
 sd_attn_accum_fn sd_kernel_attn_accum(uint32_t type);   /* NULL: widen rows with to_float */
 sd_exp_sum_fn sd_kernel_exp_sum(void);
+sd_swiglu_fn sd_kernel_swiglu(void);
 
 #endif

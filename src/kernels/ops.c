@@ -5,6 +5,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/ops.h"
+#include "kernels/pack.h"
 #include "tensor/types.h"
 
 void sd_rmsnorm(float *out, const float *x, const float *w, int n, float eps)
@@ -25,8 +26,6 @@ void sd_softmax(float *x, int n)
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-float sd_silu(float x) { return x / (1.0f + expf(-x)); }
-
 void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors)
 {
@@ -46,11 +45,17 @@ void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float sca
     }
 }
 
+/* Where the packed kernels' activation metadata goes: after the encoded
+ * rows, 64-byte aligned. */
+static size_t act_meta_offset(size_t xq_row, int n_tok) { return (xq_row * (size_t)n_tok + 63) / 64 * 64; }
+
 size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok)
 {
     const sd_type_traits *tr = sd_type_get(type);
     if (!tr) return 0;
-    return sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
+    size_t rows = sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
+    if (tr->vec_dot_type != SD_TYPE_Q8_0) return rows;
+    return act_meta_offset(sd_row_bytes(SD_TYPE_Q8_0, cols), n_tok) + sd_pack_act_bytes(cols, n_tok);
 }
 
 /* Several weights that read the same activations (Q, K, V; gate, up) run as
@@ -63,16 +68,58 @@ typedef struct {
     int64_t total;              /* rows of all weights */
     const void *xq;
     size_t xq_row;
+    const float *xd;            /* packed kernels' activation metadata, or NULL */
+    const int32_t *xs;
     int n_tok;
-    int64_t chunk;              /* rows per claim, a multiple of 8 */
+    int64_t chunk;              /* rows per claim, a multiple of SD_PACK_ROWS */
     atomic_llong next;          /* first row not yet claimed */
 } matmul_job;
+
+/* Tokens per pass when a claim cuts a packed group (a stack buffer). */
+#define PART_TOKENS 64
 
 /* Tile kernels pay off once a weight block is reused by a few tokens. */
 #define GEMM_MIN_TOKENS 2
 
+/* Rows r0..r1 of a packed weight: whole groups straight into out, a group
+ * cut by a claim boundary through a small buffer. */
+static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int64_t r0, int64_t r1)
+{
+    sd_packed_fn pk = sd_kernel_packed(w->type);
+    size_t gbytes = SD_PACK_ROWS * w->row_bytes;
+    while (r0 < r1) {
+        int64_t g = r0 / SD_PACK_ROWS, gend = (g + 1) * SD_PACK_ROWS;
+        const char *wg = (const char *)w->packed + (size_t)g * gbytes;
+        if (r0 % SD_PACK_ROWS == 0 && gend <= r1) {
+            int ng = (int)((r1 - r0) / SD_PACK_ROWS);
+            pk(w->cols, wg, ng, j->xq, j->xq_row, j->xd, j->xs, j->n_tok, out + r0, (size_t)w->rows);
+            r0 += (int64_t)ng * SD_PACK_ROWS;
+            continue;
+        }
+        float tmp[PART_TOKENS * SD_PACK_ROWS];
+        int64_t e = gend < r1 ? gend : r1;
+        for (int t0 = 0; t0 < j->n_tok; t0 += PART_TOKENS) {
+            int nt = j->n_tok - t0 < PART_TOKENS ? j->n_tok - t0 : PART_TOKENS;
+            size_t nb = (size_t)(w->cols / 32);
+            pk(w->cols, wg, 1, (const char *)j->xq + (size_t)t0 * j->xq_row, j->xq_row, j->xd + t0 * nb,
+               j->xs + t0 * nb, nt, tmp, SD_PACK_ROWS);
+            for (int t = 0; t < nt; t++)
+                for (int64_t r = r0; r < e; r++)
+                    out[(size_t)(t0 + t) * w->rows + r] = tmp[t * SD_PACK_ROWS + r - g * SD_PACK_ROWS];
+        }
+        r0 = e;
+    }
+}
+
 static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int64_t r0, int64_t r1)
 {
+    if (w->packed && j->xd) {
+        packed_rows(j, w, out, r0, r1);
+        if (w->scale != 1.0f)
+            for (int t = 0; t < j->n_tok; t++)
+                for (int64_t r = r0; r < r1; r++) out[(size_t)t * w->rows + r] *= w->scale;
+        return;
+    }
     sd_gemm_fn gemm = j->n_tok >= GEMM_MIN_TOKENS ? sd_kernel_gemm(w->type) : NULL;
     const char *base = (const char *)w->data;
     if (gemm) {
@@ -132,14 +179,26 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
             for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
             return;
         }
-    matmul_job j = {w, out, n_w, 0, NULL, 0, n_tok, 0, 0};
-    for (int k = 0; k < n_w; k++) j.total += w[k]->rows;
+    matmul_job j = {w, out, n_w, 0, NULL, 0, NULL, NULL, n_tok, 0, 0};
+    int packed = 0;
+    for (int k = 0; k < n_w; k++) {
+        j.total += w[k]->rows;
+        packed |= w[k]->packed != NULL;
+    }
     /* About 8 claims per thread; at least a few panels, so prefill tiles keep
      * their activation metadata and decode claims stay around 64 KiB. */
     int nth = sd_pool_size(pool);
-    int64_t c = (j.total / (8 * nth) + 7) / 8 * 8, lo = n_tok >= GEMM_MIN_TOKENS ? 64 : 32;
+    int64_t c = (j.total / (8 * nth) + SD_PACK_ROWS - 1) / SD_PACK_ROWS * SD_PACK_ROWS,
+            lo = n_tok >= GEMM_MIN_TOKENS ? 64 : 32;
     j.chunk = c < lo ? lo : c;
     j.xq = encode_act(w[0], x, n_tok, scratch, &j.xq_row);
+    if (packed) {
+        float *xd = (float *)((char *)scratch + act_meta_offset(j.xq_row, n_tok));
+        int32_t *xs = (int32_t *)(xd + (size_t)(w[0]->cols / 32) * n_tok);
+        sd_pack_prep_act(w[0]->cols, j.xq, j.xq_row, n_tok, xd, xs);
+        j.xd = xd;
+        j.xs = xs;
+    }
     sd_pool_run(pool, matmul_band, &j);
 }
 

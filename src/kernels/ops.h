@@ -10,7 +10,6 @@
 
 void sd_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void sd_softmax(float *x, int n);
-float sd_silu(float x);
 /* Rotates each head of v (n_heads x head_dim) in place for position pos.
  * neox: rotate (i, i + d/2) pairs; otherwise adjacent (2i, 2i + 1) pairs. */
 void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float scale, int neox,

@@ -257,7 +257,7 @@ static void layer(sd_session *s, int il, int n)
     const sd_weight *gu[2] = {&L->w_gate, &L->w_up};
     float *const gu_out[2] = {s->hb, s->hb2};
     sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq);
-    for (size_t i = 0; i < (size_t)n * ff; i++) s->hb[i] = sd_silu(s->hb[i]) * s->hb2[i];
+    sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);
     sd_matmul(s->pool, &L->w_down, s->hb, n, s->xb, s->xq);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 }

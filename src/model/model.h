@@ -12,6 +12,7 @@ typedef struct {
     int64_t rows, cols;
     size_t row_bytes;
     float scale;       /* second-level per-tensor factor (NVFP4); 1 otherwise */
+    void *packed;      /* owned copy in the kernels' 16-row layout (kernels/pack.h), or NULL */
 } sd_weight;
 
 typedef struct {

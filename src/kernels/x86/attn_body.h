@@ -254,6 +254,19 @@ static float exp_sum_vec(float *x, int64_t n, float *mx)
     return s;
 }
 
+/* The FFN gate uses the same exp: 8192 expf calls per token and layer were
+ * ~5 % of a decoded token, serial between two matrix products. */
+static void swiglu_vec(float *g, const float *u, int64_t n)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i);
+        __m256 d = _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static void register_attn(sd_kernel_table *t)
 {
     t->attn_score[SD_TYPE_F16] = attn_score_f16;
@@ -261,4 +274,5 @@ static void register_attn(sd_kernel_table *t)
     t->attn_accum[SD_TYPE_F16] = attn_accum_f16;
     t->attn_accum[SD_TYPE_F32] = attn_accum_f32;
     t->exp_sum = exp_sum_vec;
+    t->swiglu = swiglu_vec;
 }

@@ -9,6 +9,7 @@
 #include "kernels/x86/gemm_body.h"
 #include "kernels/x86/gemm_float_body.h"
 #include "kernels/x86/attn_body.h"
+#include "kernels/x86/packed_zmm.h"
 
 /* 32 BF16 pairs per instruction, accumulated in F32. */
 static float dot_bf16_dp(int64_t n, const void *vw, const void *vx)
@@ -70,4 +71,5 @@ void sd_kernels_register_avx512(sd_kernel_table *t)
     register_gemm(t);
     register_gemm_float(t);
     register_attn(t);
+    register_packed(t);
 }

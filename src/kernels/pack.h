@@ -1,0 +1,44 @@
+/* Weights repacked at load time for the matrix-vector kernels.
+ *
+ * Q4_0 and Q8_0 rows store each 32-value block as an f16 scale followed by
+ * its quants, so a kernel reading one row at a time converts one scalar
+ * scale per 32 values and can use only a quarter of a 512-bit register per
+ * block. The packed layout interleaves SD_PACK_ROWS = 16 rows instead: per
+ * group of 16 rows and per block of 32 columns, a tile of
+ *     16 f16 scales (32 bytes), then nq chunks of 64 bytes,
+ * where chunk j holds bytes 4j..4j+3 of every row's quants (row r at byte
+ * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0: 8). One vpdpbusd
+ * of a chunk against one broadcast activation quad advances 16 rows at once,
+ * and 16 scales convert with one instruction. Groups follow each other, so
+ * rows [16g, 16g + 16) occupy the same bytes as in the original file, just
+ * reordered: the copy costs no extra memory once the mapped original is
+ * dropped. */
+#ifndef SD_PACK_H
+#define SD_PACK_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+#define SD_PACK_ROWS 16
+
+/* Repacks w into w->packed when this CPU has a kernel for its layout, its
+ * rows fill whole groups, and SHOWDOWN_REPACK is not 0. Returns 1 if packed,
+ * 0 if left as it is, -1 when out of memory. */
+int sd_weight_pack(sd_weight *w);
+void sd_weight_unpack(sd_weight *w);   /* frees w->packed */
+/* sd_weight_pack over n weights on up to n_threads threads (the copy is
+ * bound by page clearing and memory, so it scales with cores). Returns how
+ * many were packed; a weight that could not be (out of memory) stays as it
+ * is. done(w, ctx), if set, is called once for each weight packed. */
+int sd_weights_pack(sd_weight *const *ws, int n, int n_threads, void (*done)(const sd_weight *, void *), void *ctx);
+/* Whether packing is enabled (SHOWDOWN_REPACK unset or not "0"). */
+int sd_pack_enabled(void);
+
+/* Bytes of per-token activation metadata the packed kernels need beside the
+ * encoded activations: xd (f32 scale) and xs (int32 sum of quants) per block. */
+size_t sd_pack_act_bytes(int64_t cols, int n_tok);
+/* Fills xd[t * nb + b], xs[t * nb + b] from n_tok Q8_0 activation rows. */
+void sd_pack_prep_act(int64_t cols, const void *xq, size_t x_stride, int n_tok, float *xd, int32_t *xs);
+
+#endif

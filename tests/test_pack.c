@@ -1,0 +1,154 @@
+/* The 16-row packed layout (kernels/pack.h): its kernels against the generic
+ * vec_dot on awkward shapes, and the threaded product over packed weights
+ * whose groups are cut by claim boundaries. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/dispatch.h"
+#include "kernels/ops.h"
+#include "kernels/pack.h"
+#include "runtime/pool.h"
+#include "tensor/types.h"
+
+static uint64_t rng = 0x2545f4914f6cdd1dULL;
+static float frand(void)   /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+/* rows x cols of `type` from random values, some blocks 8x larger. */
+static sd_weight random_weight(uint32_t type, int64_t rows, int64_t cols)
+{
+    const sd_type_traits *tr = sd_type_get(type);
+    sd_weight w = {0};
+    w.type = type; w.rows = rows; w.cols = cols; w.scale = 1.0f;
+    w.row_bytes = sd_row_bytes(type, cols);
+    char *d = malloc((size_t)rows * w.row_bytes);
+    float *x = malloc((size_t)cols * sizeof *x);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t i = 0; i < cols; i++) x[i] = frand() * ((i / 32 + r) % 5 == 0 ? 8.0f : 1.0f);
+        tr->from_float(x, d + (size_t)r * w.row_bytes, cols);
+    }
+    free(x);
+    w.data = d;
+    return w;
+}
+
+static float *random_acts(int64_t cols, int nt)
+{
+    float *x = malloc((size_t)cols * nt * sizeof *x);
+    for (int64_t i = 0; i < cols * nt; i++) x[i] = frand() * 3.0f;
+    return x;
+}
+
+static void check_close(const char *what, float ref, float got)
+{
+    cr_expect(fabsf(ref - got) <= 1e-4f * (fabsf(ref) + 1.0f), "%s: %.7g vs %.7g", what, ref, got);
+}
+
+/* Every packed kernel of this CPU, direct: groups 1..3, one block to many,
+ * token counts that leave every tile remainder. */
+Test(pack, kernels_match_generic_vec_dot)
+{
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0};
+    static const int64_t colss[] = {32, 96, 768};
+    static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
+    int tested = 0;
+    for (size_t ti = 0; ti < 2; ti++) {
+        sd_packed_fn pk = sd_kernel_packed(types[ti]);
+        if (!pk) continue;
+        const sd_type_traits *tr = sd_type_get(types[ti]), *xt = sd_type_get(SD_TYPE_Q8_0);
+        for (size_t ci = 0; ci < 3; ci++) {
+            int64_t cols = colss[ci], rows = 3 * SD_PACK_ROWS;
+            sd_weight w = random_weight(types[ti], rows, cols);
+            cr_assert_eq(sd_weight_pack(&w), 1, "%s %lld columns not packed", tr->name, (long long)cols);
+            size_t xr = sd_row_bytes(SD_TYPE_Q8_0, cols);
+            float *x = random_acts(cols, 17), *out = malloc(17 * rows * sizeof *out);
+            char *xq = malloc(17 * xr);
+            for (int t = 0; t < 17; t++) xt->from_float(x + t * cols, xq + t * xr, cols);
+            float *xd = malloc(sd_pack_act_bytes(cols, 17));
+            int32_t *xs = (int32_t *)(xd + 17 * (cols / 32));
+            sd_pack_prep_act(cols, xq, xr, 17, xd, xs);
+            for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++)
+                for (int ng = 1; ng <= 3; ng++) {
+                    int nt = toks[k];
+                    for (int z = 0; z < 17 * rows; z++) out[z] = NAN;
+                    pk(cols, w.packed, ng, xq, xr, xd, xs, nt, out, rows);
+                    for (int t = 0; t < nt; t++)
+                        for (int r = 0; r < ng * SD_PACK_ROWS; r++) {
+                            char what[96];
+                            snprintf(what, sizeof what, "%s n=%lld ng=%d nt=%d [%d,%d]", tr->name, (long long)cols, ng,
+                                     nt, r, t);
+                            check_close(what, tr->vec_dot(cols, (const char *)w.data + r * w.row_bytes, xq + t * xr),
+                                        out[t * rows + r]);
+                        }
+                    tested++;
+                }
+            sd_weight_unpack(&w);
+            free((void *)w.data); free(x); free(out); free(xq); free(xd);
+        }
+    }
+    if (!tested) cr_skip_test("no packed kernels on this CPU");
+}
+
+/* Q/K/V-style fused product: an unpackable weight of 24 rows ahead of packed
+ * ones shifts them off the claim grid, so claims cut groups in two. Results
+ * must equal the unpacked product at 1, 2 and 3 threads, decode and prefill. */
+Test(pack, threaded_product_with_cut_groups)
+{
+    if (!sd_kernel_packed(SD_TYPE_Q4_0)) cr_skip_test("no packed kernels on this CPU");
+    int64_t cols = 256;
+    sd_weight a = random_weight(SD_TYPE_Q8_0, 24, cols), b = random_weight(SD_TYPE_Q4_0, 80, cols),
+              c = random_weight(SD_TYPE_Q8_0, 48, cols);
+    cr_assert_eq(sd_weight_pack(&a), 0, "24 rows do not fill groups");
+    const sd_weight *plain[3] = {&a, &b, &c};
+    sd_weight bp = b, cp = c;
+    cr_assert_eq(sd_weight_pack(&bp), 1);
+    cr_assert_eq(sd_weight_pack(&cp), 1);
+    const sd_weight *packed[3] = {&a, &bp, &cp};
+    static const int toks[] = {1, 7, 70};
+    float *x = random_acts(cols, 70);
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, cols, 70));
+    for (int th = 1; th <= 3; th++) {
+        sd_pool *pool = sd_pool_new(th);
+        cr_assert_not_null(pool);
+        for (size_t k = 0; k < 3; k++) {
+            int nt = toks[k];
+            float *ref[3], *got[3];
+            for (int i = 0; i < 3; i++) {
+                ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+                got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+            }
+            sd_matmul_multi(pool, plain, 3, x, nt, ref, scratch);
+            sd_matmul_multi(pool, packed, 3, x, nt, got, scratch);
+            for (int i = 0; i < 3; i++) {
+                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
+                    char what[64];
+                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
+                    check_close(what, ref[i][z], got[i][z]);
+                }
+                free(ref[i]); free(got[i]);
+            }
+        }
+        sd_pool_free(pool);
+    }
+    sd_weight_unpack(&bp); sd_weight_unpack(&cp);
+    free((void *)a.data); free((void *)b.data); free((void *)c.data); free(x); free(scratch);
+}
+
+/* SHOWDOWN_REPACK=0 keeps the file's layout (for side-by-side benchmarks). */
+Test(pack, repack_can_be_turned_off)
+{
+    sd_weight w = random_weight(SD_TYPE_Q4_0, 16, 64);
+    setenv("SHOWDOWN_REPACK", "0", 1);
+    cr_expect_eq(sd_weight_pack(&w), 0);
+    cr_expect_null(w.packed);
+    unsetenv("SHOWDOWN_REPACK");
+    cr_expect_eq(sd_weight_pack(&w), sd_kernel_packed(SD_TYPE_Q4_0) ? 1 : 0);
+    sd_weight_unpack(&w);
+    free((void *)w.data);
+}
