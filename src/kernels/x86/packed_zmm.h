@@ -38,7 +38,10 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
 }
 
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
- * stay in registers); two dot chains per token cover vpdpbusd's latency. */
+ * stay in registers). The integer sum starts at -OFF * sum(xq), folding the
+ * offset in. Decode (NT = 1) splits a token's eight dots into two chains
+ * so that it is not bound by vpdpbusd's latency; tiles of several tokens
+ * have independent chains enough. */
 #define PK_GROUP_FN(name, UNPACK, TILE, OFF, NT)                                                   \
     static inline void name##_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row,      \
                                     const float *xd, const int32_t *xs, float *out, size_t ldo)    \
@@ -50,23 +53,26 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
             __m512i u[8];                                                                          \
             UNPACK(tl, u);                                                                         \
             __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tl));                  \
+            _Pragma("GCC unroll 8")                                                                \
             for (int t = 0; t < NT; t++) {                                                         \
                 const int8_t *q = ((const blk_q8_0 *)(x + (size_t)t * xs_row))[b].qs;              \
-                __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[0], pk_quad(q, 0));     \
-                __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[1], pk_quad(q, 1));     \
-                for (int k = 2; k < 8; k += 2) {                                                   \
+                __m512i i0 = _mm512_set1_epi32(-(OFF) * xs[t * nb + b]), i1 = _mm512_setzero_si512(); \
+                for (int k = 0; k < 8; k += 2) {                                                   \
                     i0 = _mm512_dpbusd_epi32(i0, u[k], pk_quad(q, k));                             \
-                    i1 = _mm512_dpbusd_epi32(i1, u[k + 1], pk_quad(q, k + 1));                     \
+                    if (NT == 1) i1 = _mm512_dpbusd_epi32(i1, u[k + 1], pk_quad(q, k + 1));        \
+                    else i0 = _mm512_dpbusd_epi32(i0, u[k + 1], pk_quad(q, k + 1));                \
                 }                                                                                  \
-                __m512i i = _mm512_sub_epi32(_mm512_add_epi32(i0, i1),                             \
-                                             _mm512_set1_epi32((OFF) * xs[t * nb + b]));           \
-                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),                                    \
+                if (NT == 1) i0 = _mm512_add_epi32(i0, i1);                                        \
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0),                                   \
                                          _mm512_mul_ps(ws, _mm512_set1_ps(xd[t * nb + b])), acc[t]); \
             }                                                                                      \
         }                                                                                          \
         for (int t = 0; t < NT; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);              \
     }
 
+/* Groups in chunks of about 128 KiB (L2-resident while every token tile of
+ * the batch passes over them), tokens in tiles of 8, 4, 2, 1. */
+#define PK_CHUNK_BYTES (128 << 10)
 #define PK_FNS(name, UNPACK, TILE, OFF)                                                            \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 1)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
@@ -77,22 +83,27 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
     {                                                                                              \
         int64_t nb = n / 32;                                                                       \
         size_t gbytes = (size_t)nb * (TILE);                                                       \
-        for (int t0 = 0; t0 < nt;) {                                                               \
-            int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;           \
-            const char *xt = (const char *)x + (size_t)t0 * x_stride;                              \
-            const float *dt = xd + (size_t)t0 * nb;                                                \
-            const int32_t *st = xs + (size_t)t0 * nb;                                              \
-            for (int g = 0; g < ng; g++) {                                                         \
-                const char *wg = (const char *)wp + (size_t)g * gbytes;                            \
-                float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;                      \
-                switch (tt) {                                                                      \
-                case 8: name##_g8(nb, wg, xt, x_stride, dt, st, o, ldo); break;                    \
-                case 4: name##_g4(nb, wg, xt, x_stride, dt, st, o, ldo); break;                    \
-                case 2: name##_g2(nb, wg, xt, x_stride, dt, st, o, ldo); break;                    \
-                default: name##_g1(nb, wg, xt, x_stride, dt, st, o, ldo); break;                   \
+        int gc = (int)(PK_CHUNK_BYTES / gbytes);                                                   \
+        gc = nt == 1 || gc < 1 ? (nt == 1 ? ng : 1) : gc;                                          \
+        for (int g0 = 0; g0 < ng; g0 += gc) {                                                      \
+            int g1 = g0 + gc < ng ? g0 + gc : ng;                                                  \
+            for (int t0 = 0; t0 < nt;) {                                                           \
+                int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;       \
+                const char *xt = (const char *)x + (size_t)t0 * x_stride;                          \
+                const float *dt = xd + (size_t)t0 * nb;                                            \
+                const int32_t *st = xs + (size_t)t0 * nb;                                          \
+                for (int g = g0; g < g1; g++) {                                                    \
+                    const char *wg = (const char *)wp + (size_t)g * gbytes;                        \
+                    float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;                  \
+                    switch (tt) {                                                                  \
+                    case 8: name##_g8(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
+                    case 4: name##_g4(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
+                    case 2: name##_g2(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
+                    default: name##_g1(nb, wg, xt, x_stride, dt, st, o, ldo); break;               \
+                    }                                                                              \
                 }                                                                                  \
+                t0 += tt;                                                                          \
             }                                                                                      \
-            t0 += tt;                                                                              \
         }                                                                                          \
     }
 
