@@ -71,7 +71,8 @@ typedef struct {
     const float *xd;            /* packed kernels' activation metadata, or NULL */
     const int32_t *xs;
     int n_tok;
-    int64_t chunk;              /* rows per claim, a multiple of SD_PACK_ROWS */
+    int64_t min_chunk;          /* smallest claim in rows, a multiple of SD_PACK_ROWS */
+    int nth;                    /* threads sharing the job */
     atomic_llong next;          /* first row not yet claimed */
 } matmul_job;
 
@@ -138,17 +139,33 @@ static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int
     }
 }
 
+/* Claims rows [b0, *b1) of the concatenated weights; -1 when none are left.
+ * Guided: a claim takes 1/(2 * threads) of what is left, down to min_chunk,
+ * so there are few claims (one contended atomic each) while the last ones
+ * are small and the threads finish within a few microseconds of each other. */
+static int64_t claim(matmul_job *j, int64_t *b1)
+{
+    int64_t b0 = atomic_load_explicit(&j->next, memory_order_relaxed);
+    for (;;) {
+        if (b0 >= j->total) return -1;
+        int64_t n = (j->total - b0) / (2 * j->nth) / SD_PACK_ROWS * SD_PACK_ROWS;
+        if (n < j->min_chunk) n = j->min_chunk;
+        if (atomic_compare_exchange_weak_explicit(&j->next, &b0, b0 + n, memory_order_relaxed, memory_order_relaxed)) {
+            *b1 = b0 + n < j->total ? b0 + n : j->total;
+            return b0;
+        }
+    }
+}
+
 /* Threads claim chunks of the concatenated rows until none are left, so a
- * thread the OS preempts does not hold the others back; chunks are whole
- * panels of 8 rows for the tile kernels. */
+ * thread the OS preempts does not hold the others back; chunk boundaries
+ * fall on whole groups of packed rows and tile panels. */
 static void matmul_band(void *ctx, int i, int n)
 {
     matmul_job *j = ctx;
     (void)i; (void)n;
-    for (;;) {
-        int64_t b0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
-        if (b0 >= j->total) return;
-        int64_t b1 = b0 + j->chunk < j->total ? b0 + j->chunk : j->total;
+    int64_t b0, b1;
+    while ((b0 = claim(j, &b1)) >= 0) {
         int64_t off = 0;
         for (int k = 0; k < j->n_w && off < b1; k++) {
             const sd_weight *w = j->w[k];
@@ -179,18 +196,18 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
             for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
             return;
         }
-    matmul_job j = {w, out, n_w, 0, NULL, 0, NULL, NULL, n_tok, 0, 0};
+    matmul_job j = {w, out, n_w, 0, NULL, 0, NULL, NULL, n_tok, 0, 0, 0};
     int packed = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += w[k]->rows;
         packed |= w[k]->packed != NULL;
     }
-    /* About 8 claims per thread; at least a few panels, so prefill tiles keep
-     * their activation metadata and decode claims stay around 64 KiB. */
-    int nth = sd_pool_size(pool);
-    int64_t c = (j.total / (8 * nth) + SD_PACK_ROWS - 1) / SD_PACK_ROWS * SD_PACK_ROWS,
-            lo = n_tok >= GEMM_MIN_TOKENS ? 64 : 32;
-    j.chunk = c < lo ? lo : c;
+    /* The smallest claim: at prefill a few panels, so the tiles keep their
+     * per-call activation setup; at decode ~32 KiB of weights (a couple of
+     * microseconds of streaming, against ~0.1 us for the atomic). */
+    j.nth = sd_pool_size(pool);
+    int64_t mc = n_tok >= GEMM_MIN_TOKENS ? 64 : (int64_t)(32768 / w[0]->row_bytes) / SD_PACK_ROWS * SD_PACK_ROWS;
+    j.min_chunk = mc < SD_PACK_ROWS ? SD_PACK_ROWS : mc;
     j.xq = encode_act(w[0], x, n_tok, scratch, &j.xq_row);
     if (packed) {
         float *xd = (float *)((char *)scratch + act_meta_offset(j.xq_row, n_tok));

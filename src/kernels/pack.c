@@ -37,6 +37,15 @@ static size_t pack_map_bytes(const sd_weight *w)
     return ((size_t)w->rows * w->row_bytes + pg - 1) / pg * pg;
 }
 
+/* Anonymous memory for a packed copy, populated at once. Not in huge
+ * pages: with MADV_HUGEPAGE, decode measured ~10 % slower here (1.1B shape,
+ * 2 threads: 56-59 against 64-65 tok/s, alternating runs). */
+static char *pack_map(size_t bytes)
+{
+    char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static void prefault_source(const sd_weight *w)
 {
 #ifdef MADV_POPULATE_READ
@@ -55,8 +64,8 @@ int sd_weight_pack(sd_weight *w)
     if (w->rows <= 0 || w->rows % SD_PACK_ROWS || w->cols <= 0 || w->cols % 32) return 0;
     size_t bb = 2 + qb, nb = (size_t)w->cols / 32, nq = qb / 4;
     if (w->row_bytes != nb * bb) return 0;
-    char *dst = mmap(NULL, pack_map_bytes(w), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (dst == MAP_FAILED) return -1;
+    char *dst = pack_map(pack_map_bytes(w));
+    if (!dst) return -1;
     prefault_source(w);
     const char *src = w->data;
     size_t tile = SD_PACK_ROWS * bb;

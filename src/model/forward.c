@@ -199,6 +199,8 @@ static void merge_pieces(const attn_job *j, int nt)
     }
 }
 
+#define SMALL_ATTENTION 256
+
 static void run_attention(sd_session *s, int il, int n)
 {
     const sd_hparams *hp = &s->m->hp;
@@ -208,6 +210,13 @@ static void run_attention(sd_session *s, int il, int n)
     /* The pieces' records borrow the FFN scratch, idle during attention. */
     j.part_floats = PART_HDR + (size_t)group * (2 + (size_t)hp->head_dim);
     if (nt > 1 && (size_t)2 * nt * j.part_floats <= (size_t)SD_UBATCH * hp->n_ff) j.part = s->hb;
+    /* A few hundred (position, KV head) pairs take less time than waking the
+     * pool: the first tokens of a decode, tiny models. */
+    if (j.total <= SMALL_ATTENTION) {
+        j.part = NULL;
+        attention(&j, 0, 1);
+        return;
+    }
     sd_pool_run(s->pool, attention, &j);
     if (j.part) merge_pieces(&j, nt);
 }
