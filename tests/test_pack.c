@@ -127,7 +127,7 @@ Test(pack, threaded_product_with_cut_groups)
             sd_matmul_multi(pool, packed, 3, x, nt, got, scratch);
             for (int i = 0; i < 3; i++) {
                 for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
-                    char what[64];
+                    char what[96];
                     snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
                     check_close(what, ref[i][z], got[i][z]);
                 }

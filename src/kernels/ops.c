@@ -73,7 +73,7 @@ typedef struct {
     int n_tok;
     int64_t min_chunk;          /* smallest claim in rows, a multiple of SD_PACK_ROWS */
     int nth;                    /* threads sharing the job */
-    atomic_llong next;          /* first row not yet claimed */
+    _Atomic int64_t next;       /* first row not yet claimed */
 } matmul_job;
 
 /* Tokens per pass when a claim cuts a packed group (a stack buffer). */

@@ -505,7 +505,9 @@ static inline __attribute__((always_inline)) void ztile(const zpanel *p, int g_l
             __m512i ai[ZTILE];
             for (int t = 0; t < NT; t++)
                 ai[t] = IOFF ? _mm512_set1_epi32(m->i[2 * ((t0 + t) * CHUNK_GROUPS + gi) + e]) : _mm512_setzero_si512();
+#ifndef __SANITIZE_ADDRESS__   /* instrumented, GCC cannot honour it and says so */
 #pragma GCC unroll 8
+#endif
             for (int kk = 0; kk < 8 / NS; kk++) {
                 int k = e * (8 / NS) + kk;
                 __m512i wv = _mm512_loadu_si512(p->u[gi][k]);
