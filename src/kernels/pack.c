@@ -26,26 +26,25 @@ static size_t quant_bytes(uint32_t type)
     return 0;
 }
 
-/* The copy's pages are mapped in one call: on the VMs we measure on, a
- * page fault per 4 KiB page cost ~25 us, i.e. seconds per GB of weights;
- * populating the mapping up front takes a few percent of that. The source
- * (usually the mapped file) is prefaulted the same way, where the kernel
- * can (Linux 5.14+; elsewhere the copy faults its pages in as it reads). */
 static size_t pack_map_bytes(const sd_weight *w)
 {
     size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     return ((size_t)w->rows * w->row_bytes + pg - 1) / pg * pg;
 }
 
-/* Anonymous memory for a packed copy, populated at once. Not in huge
- * pages: with MADV_HUGEPAGE, decode measured ~10 % slower here (1.1B shape,
- * 2 threads: 56-59 against 64-65 tok/s, alternating runs). */
+/* Anonymous memory for a packed copy, its pages mapped in one call: on the
+ * VMs we measure on a page fault per 4 KiB page cost ~25 us, i.e. seconds
+ * per GB of weights, and populating up front takes a few percent of that.
+ * Not in huge pages: with MADV_HUGEPAGE, decode measured ~10 % slower here
+ * (1.1B shape, 2 threads: 56-59 against 64-65 tok/s, alternating runs). */
 static char *pack_map(size_t bytes)
 {
     char *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
+/* The source (usually the mapped file) is prefaulted the same way where the
+ * kernel can (Linux 5.14+); elsewhere the copy faults its pages in as it reads. */
 static void prefault_source(const sd_weight *w)
 {
 #ifdef MADV_POPULATE_READ
