@@ -87,17 +87,9 @@ static sd_model *make_model(uint32_t type, uint64_t *per_token_bytes)
         L->w_down = make_weight(type, hp->n_embd, hp->n_ff, &stream);
     }
     /* Repacked as sd_model_load does (SHOWDOWN_REPACK=0: the file's layout). */
-    sd_weight *ws[16 * 7 + 1];
-    int nw = 0;
-    for (int l = 0; l < hp->n_layer; l++) {
-        sd_layer *L = &m->layers[l];
-        sd_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) ws[nw++] = lw[i];
-    }
-    ws[nw++] = &m->output;
     double t0 = sd_time_ms();
-    int np = sd_weights_pack(ws, nw, 2, NULL, NULL);
-    if (np) fprintf(stderr, "bench_driver: repacked %d matrices in %.0f ms\n", np, sd_time_ms() - t0);
+    int np = sd_model_pack(m);
+    if (np > 0) fprintf(stderr, "bench_driver: repacked %d matrices in %.0f ms\n", np, sd_time_ms() - t0);
     m->weight_bytes = all + stream;
     *per_token_bytes = stream;   /* decode reads every matrix but the embedding once */
     return m;

@@ -225,44 +225,35 @@ static int load_tensors(sd_model *m, char *err)
     return 0;
 }
 
-/* The matrices of the layers and the output, the ones packing applies to. */
-static int model_matrices(sd_model *m, sd_weight **ws)
-{
-    int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        sd_layer *L = &m->layers[il];
-        sd_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) ws[n++] = lw[i];
-    }
-    ws[n++] = &m->output;
-    return n;
-}
-
 /* Drops the mapped pages of a packed original from this process (the file
  * stays in the page cache; the tied embedding reads fault them back). */
 static void drop_mapped(const sd_weight *w, void *ctx)
 {
     const sd_model *m = ctx;
-    if (!m->gguf->map) return;
+    if (!m->gguf || !m->gguf->map) return;
     uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data;
     uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + (uintptr_t)(w->rows * (int64_t)w->row_bytes)) / pg * pg;
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
-/* Repacks what the kernels have a packed layout for (kernels/pack.h), when
- * the copies fit comfortably in the memory available now. */
-static int pack_weights(sd_model *m, char *err)
+int sd_model_pack(sd_model *m)
 {
-    sd_weight **ws = malloc(((size_t)m->hp.n_layer * 7 + 1) * sizeof *ws);
-    if (!ws) return load_fail(err, m->path, "out of memory");
-    int n = model_matrices(m, ws);
+    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1) * sizeof *ws);
+    if (!ws) return -1;
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        sd_weight *lw[] = {SD_LAYER_MATRICES(&m->layers[il])};
+        for (int i = 0; i < SD_LAYER_N_MATRICES; i++) ws[n++] = lw[i];
+    }
+    ws[n++] = &m->output;
     uint64_t need = 0;
     for (int i = 0; i < n; i++) need += (uint64_t)ws[i]->rows * ws[i]->row_bytes;
     long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    int packed = 0;
     if (pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2)
-        sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
+        packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
     free(ws);
-    return 0;
+    return packed;
 }
 
 int sd_model_load(const char *path, sd_model **out, char *err)
@@ -281,7 +272,8 @@ int sd_model_load(const char *path, sd_model **out, char *err)
         sd_model_free(m);
         return -1;
     }
-    if (pack_weights(m, err)) {
+    if (sd_model_pack(m) < 0) {
+        load_fail(err, path, "out of memory");
         sd_model_free(m);
         return -1;
     }
@@ -298,8 +290,8 @@ void sd_model_free(sd_model *m)
             sd_layer *L = &m->layers[i];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
             free(L->q_norm); free(L->k_norm);
-            sd_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            for (size_t k = 0; k < sizeof lw / sizeof lw[0]; k++) sd_weight_unpack(lw[k]);
+            sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
+            for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }
     sd_weight_unpack(&m->output);
     free(m->layers);

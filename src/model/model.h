@@ -22,6 +22,11 @@ typedef struct {
     sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
 } sd_layer;
 
+/* A layer's matrices in forward order, for array initializers:
+ *     const sd_weight *lw[] = {SD_LAYER_MATRICES(L)}; */
+#define SD_LAYER_MATRICES(L) &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->w_gate, &(L)->w_up, &(L)->w_down
+#define SD_LAYER_N_MATRICES 7
+
 struct sd_model {
     char path[256];
     gguf_file *gguf;
@@ -34,5 +39,11 @@ struct sd_model {
     uint64_t n_params, weight_bytes;
     char type_name[48];
 };
+
+/* Repacks the layers' and the output's matrices for this CPU's kernels
+ * (kernels/pack.h) when the copies fit in half the free memory, dropping
+ * the mapped originals' pages. Returns how many were packed, -1 when out of
+ * memory (nothing is lost: unpacked matrices are only slower). */
+int sd_model_pack(sd_model *m);
 
 #endif
