@@ -50,20 +50,21 @@ static void check_close(const char *what, float ref, float got)
     cr_expect(fabsf(ref - got) <= 1e-4f * (fabsf(ref) + 1.0f), "%s: %.7g vs %.7g", what, ref, got);
 }
 
-/* Every packed kernel of this CPU, direct: groups 1..3, one block to many,
- * token counts that leave every tile remainder. */
+/* Every packed kernel of this CPU, direct: groups 1..3 from the first or
+ * second, one block to many, one panel to three (the last one narrow), token
+ * counts that leave every tile remainder. */
 Test(pack, kernels_match_generic_vec_dot)
 {
     static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0};
-    static const int64_t colss[] = {32, 96, 768};
+    static const int64_t colss[] = {32, 96, 768, 2144, 4160};
     static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
     int tested = 0;
     for (size_t ti = 0; ti < 2; ti++) {
         sd_packed_fn pk = sd_kernel_packed(types[ti]);
         if (!pk) continue;
         const sd_type_traits *tr = sd_type_get(types[ti]), *xt = sd_type_get(SD_TYPE_Q8_0);
-        for (size_t ci = 0; ci < 3; ci++) {
-            int64_t cols = colss[ci], rows = 3 * SD_PACK_ROWS;
+        for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
+            int64_t cols = colss[ci], rows = 4 * SD_PACK_ROWS;
             sd_weight w = random_weight(types[ti], rows, cols);
             cr_assert_eq(sd_weight_pack(&w), 1, "%s %lld columns not packed", tr->name, (long long)cols);
             size_t xr = sd_row_bytes(SD_TYPE_Q8_0, cols);
@@ -74,20 +75,21 @@ Test(pack, kernels_match_generic_vec_dot)
             int32_t *xs = (int32_t *)(xd + 17 * (cols / 32));
             sd_pack_prep_act(cols, xq, xr, 17, xd, xs);
             for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++)
-                for (int ng = 1; ng <= 3; ng++) {
-                    int nt = toks[k];
-                    for (int z = 0; z < 17 * rows; z++) out[z] = NAN;
-                    pk(cols, w.packed, ng, xq, xr, xd, xs, nt, out, rows);
-                    for (int t = 0; t < nt; t++)
-                        for (int r = 0; r < ng * SD_PACK_ROWS; r++) {
-                            char what[96];
-                            snprintf(what, sizeof what, "%s n=%lld ng=%d nt=%d [%d,%d]", tr->name, (long long)cols, ng,
-                                     nt, r, t);
-                            check_close(what, tr->vec_dot(cols, (const char *)w.data + r * w.row_bytes, xq + t * xr),
-                                        out[t * rows + r]);
-                        }
-                    tested++;
-                }
+                for (int g0 = 0; g0 <= 1; g0++)
+                    for (int ng = 1; ng <= 3; ng++) {
+                        int nt = toks[k];
+                        for (int z = 0; z < 17 * rows; z++) out[z] = NAN;
+                        pk(cols, w.packed, rows / SD_PACK_ROWS, g0, ng, xq, xr, xd, xs, nt, out, rows);
+                        for (int t = 0; t < nt; t++)
+                            for (int r = 0; r < ng * SD_PACK_ROWS; r++) {
+                                const char *row = (const char *)w.data + (g0 * SD_PACK_ROWS + r) * w.row_bytes;
+                                char what[96];
+                                snprintf(what, sizeof what, "%s n=%lld g0=%d ng=%d nt=%d [%d,%d]", tr->name,
+                                         (long long)cols, g0, ng, nt, r, t);
+                                check_close(what, tr->vec_dot(cols, row, xq + t * xr), out[t * rows + r]);
+                            }
+                        tested++;
+                    }
             sd_weight_unpack(&w);
             free((void *)w.data); free(x); free(out); free(xq); free(xd);
         }
@@ -96,12 +98,13 @@ Test(pack, kernels_match_generic_vec_dot)
 }
 
 /* Q/K/V-style fused product: an unpackable weight of 24 rows ahead of packed
- * ones shifts them off the claim grid, so claims cut groups in two. Results
+ * ones shifts them off the claim grid, so claims cut groups in two; their
+ * columns span two panels, the second narrow. Results
  * must equal the unpacked product at 1, 2 and 3 threads, decode and prefill. */
 Test(pack, threaded_product_with_cut_groups)
 {
     if (!sd_kernel_packed(SD_TYPE_Q4_0)) cr_skip_test("no packed kernels on this CPU");
-    int64_t cols = 256;
+    int64_t cols = 2144;   /* two panels */
     sd_weight a = random_weight(SD_TYPE_Q8_0, 24, cols), b = random_weight(SD_TYPE_Q4_0, 80, cols),
               c = random_weight(SD_TYPE_Q8_0, 48, cols);
     cr_assert_eq(sd_weight_pack(&a), 0, "24 rows do not fill groups");
@@ -138,6 +141,51 @@ Test(pack, threaded_product_with_cut_groups)
     }
     sd_weight_unpack(&bp); sd_weight_unpack(&cp);
     free((void *)a.data); free((void *)b.data); free((void *)c.data); free(x); free(scratch);
+}
+
+/* At every thread count, more threads than rows included, each row is
+ * computed and equals the one-thread product (packed weights where this
+ * CPU has the kernels). */
+Test(pack, every_row_once_at_many_threads)
+{
+    int64_t cols = 256;
+    sd_weight a = random_weight(SD_TYPE_Q8_0, 24, cols), b = random_weight(SD_TYPE_Q4_0, 1600, cols);
+    sd_weight bp = b;
+    sd_weight_pack(&bp);
+    const sd_weight *plain[2] = {&a, &b}, *fast[2] = {&a, &bp};
+    static const int threads[] = {2, 5, 70}, toks[] = {1, 9};
+    float *x = random_acts(cols, 9);
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, cols, 9));
+    float *ref[2], *got[2];
+    for (int i = 0; i < 2; i++) {
+        ref[i] = malloc((size_t)9 * plain[i]->rows * sizeof(float));
+        got[i] = malloc((size_t)9 * plain[i]->rows * sizeof(float));
+    }
+    sd_pool *one = sd_pool_new(1);
+    cr_assert_not_null(one);
+    for (size_t k = 0; k < 2; k++) {
+        int nt = toks[k];
+        sd_matmul_multi(one, plain, 2, x, nt, ref, scratch);
+        for (size_t ti = 0; ti < 3; ti++) {
+            sd_pool *pool = sd_pool_new(threads[ti]);
+            cr_assert_not_null(pool);
+            for (int i = 0; i < 2; i++)
+                for (int64_t z = 0; z < nt * plain[i]->rows; z++) got[i][z] = NAN;
+            sd_matmul_multi(pool, fast, 2, x, nt, got, scratch);
+            for (int i = 0; i < 2; i++)
+                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", threads[ti], nt, i,
+                             (long long)z);
+                    check_close(what, ref[i][z], got[i][z]);
+                }
+            sd_pool_free(pool);
+        }
+    }
+    sd_pool_free(one);
+    for (int i = 0; i < 2; i++) { free(ref[i]); free(got[i]); }
+    sd_weight_unpack(&bp);
+    free((void *)a.data); free((void *)b.data); free(x); free(scratch);
 }
 
 /* SHOWDOWN_REPACK=0 keeps the file's layout (for side-by-side benchmarks). */

@@ -13,13 +13,14 @@
 typedef void (*sd_gemm_fn)(int64_t n, const void *w, size_t w_stride, int nr,
                            const void *x, size_t x_stride, int nt, float *out, size_t ldo);
 
-/* A product over weights repacked at load time (kernels/pack.h): ng groups
- * of SD_PACK_ROWS rows starting at wp, against nt activation rows x (in the
+/* A product over weights repacked at load time (kernels/pack.h): the ng
+ * groups of SD_PACK_ROWS rows from group gfirst of the packed matrix wp
+ * (n_groups groups, n columns), against nt activation rows x (in the
  * weight's vec_dot_type, x_stride bytes apart) whose per-block scales and
  * integer sums were prepared by sd_pack_prep_act (xd, xs: nb = n / 32
  * entries per token). out[t * ldo + r] for r < 16 * ng. nt = 1 is decode. */
-typedef void (*sd_packed_fn)(int64_t n, const void *wp, int ng, const void *x, size_t x_stride, const float *xd,
-                             const int32_t *xs, int nt, float *out, size_t ldo);
+typedef void (*sd_packed_fn)(int64_t n, const void *wp, int64_t n_groups, int64_t gfirst, int ng, const void *x,
+                             size_t x_stride, const float *xd, const int32_t *xs, int nt, float *out, size_t ldo);
 
 /* Attention over n cached positions of one KV head, whose rows (head_dim d
  * values each, in the cache's format) lie `stride` bytes apart, for nq query

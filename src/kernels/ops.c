@@ -87,13 +87,13 @@ typedef struct {
 static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int64_t r0, int64_t r1)
 {
     sd_packed_fn pk = sd_kernel_packed(w->type);
-    size_t gbytes = SD_PACK_ROWS * w->row_bytes;
+    int64_t n_groups = w->rows / SD_PACK_ROWS;
     while (r0 < r1) {
         int64_t g = r0 / SD_PACK_ROWS, gend = (g + 1) * SD_PACK_ROWS;
-        const char *wg = (const char *)w->packed + (size_t)g * gbytes;
         if (r0 % SD_PACK_ROWS == 0 && gend <= r1) {
             int ng = (int)((r1 - r0) / SD_PACK_ROWS);
-            pk(w->cols, wg, ng, j->xq, j->xq_row, j->xd, j->xs, j->n_tok, out + r0, (size_t)w->rows);
+            pk(w->cols, w->packed, n_groups, g, ng, j->xq, j->xq_row, j->xd, j->xs, j->n_tok, out + r0,
+               (size_t)w->rows);
             r0 += (int64_t)ng * SD_PACK_ROWS;
             continue;
         }
@@ -102,8 +102,8 @@ static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int
         for (int t0 = 0; t0 < j->n_tok; t0 += PART_TOKENS) {
             int nt = j->n_tok - t0 < PART_TOKENS ? j->n_tok - t0 : PART_TOKENS;
             size_t nb = (size_t)(w->cols / 32);
-            pk(w->cols, wg, 1, (const char *)j->xq + (size_t)t0 * j->xq_row, j->xq_row, j->xd + t0 * nb,
-               j->xs + t0 * nb, nt, tmp, SD_PACK_ROWS);
+            pk(w->cols, w->packed, n_groups, g, 1, (const char *)j->xq + (size_t)t0 * j->xq_row, j->xq_row,
+               j->xd + t0 * nb, j->xs + t0 * nb, nt, tmp, SD_PACK_ROWS);
             for (int t = 0; t < nt; t++)
                 for (int64_t r = r0; r < e; r++)
                     out[(size_t)(t0 + t) * w->rows + r] = tmp[t * SD_PACK_ROWS + r - g * SD_PACK_ROWS];

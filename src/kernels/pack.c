@@ -78,7 +78,7 @@ int sd_weight_pack(sd_weight *w)
                 memcpy(t + 2 * r, blk, 2);
                 for (size_t j = 0; j < nq; j++) memcpy(t + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
             }
-            memcpy(dst + ((size_t)g * nb + b) * tile, t, tile);
+            memcpy(dst + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, g, b) * tile, t, tile);
         }
     w->packed = dst;
     return 1;

@@ -9,9 +9,17 @@
  * where chunk j holds bytes 4j..4j+3 of every row's quants (row r at byte
  * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0: 8). One vpdpbusd
  * of a chunk against one broadcast activation quad advances 16 rows at once,
- * and 16 scales convert with one instruction. Groups follow each other, so
- * rows [16g, 16g + 16) occupy the same bytes as in the original file, just
- * reordered: the copy costs no extra memory once the mapped original is
+ * and 16 scales convert with one instruction.
+ *
+ * Wide matrices are cut into panels of SD_PACK_PANEL_BLOCKS blocks (2048
+ * columns; the last panel may be narrower), stored one after another:
+ *     panel p, then group g, then block b within the panel.
+ * The kernels sum the panels into each output row. In one piece, a group of
+ * a 2048 x 8192 matrix is 72 KiB, more than L1 holds beside its activation
+ * row: such matrices streamed from DRAM at 19-21 GB/s on one thread, against
+ * 26 in 2048-column panels (docs/BENCHMARKS.md, log entry 15).
+ * Within a panel, groups follow each other: the copy has the same size as
+ * the original, so it costs no extra memory once the mapped original is
  * dropped. */
 #ifndef SD_PACK_H
 #define SD_PACK_H
@@ -21,6 +29,16 @@
 #include "model/model.h"
 
 #define SD_PACK_ROWS 16
+#define SD_PACK_PANEL_BLOCKS 64
+
+/* Index, in tiles, of group g's block b in a packed matrix of n_groups
+ * groups and nb blocks per row: the panels before b's are full. */
+static inline size_t sd_pack_tile_offset(int64_t n_groups, int64_t nb, int64_t g, int64_t b)
+{
+    int64_t p0 = b / SD_PACK_PANEL_BLOCKS * SD_PACK_PANEL_BLOCKS;
+    int64_t width = nb - p0 < SD_PACK_PANEL_BLOCKS ? nb - p0 : SD_PACK_PANEL_BLOCKS;
+    return (size_t)(p0 * n_groups + g * width + (b - p0));
+}
 
 /* Repacks w into w->packed when this CPU has a kernel for its layout, its
  * rows fill whole groups, and SHOWDOWN_REPACK is not 0. Returns 1 if packed,

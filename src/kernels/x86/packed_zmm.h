@@ -38,13 +38,16 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
 }
 
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
- * stay in registers). The integer sum starts at -OFF * sum(xq), folding the
- * offset in. Decode (NT = 1) splits a token's eight dots into two chains
+ * stay in registers), over nb blocks; the activation metadata of token t is
+ * at xd/xs[t * mstride]. The integer sum starts at -OFF * sum(xq), folding
+ * the offset in. Decode (NT = 1) splits a token's eight dots into two chains
  * so that it is not bound by vpdpbusd's latency; tiles of several tokens
- * have independent chains enough. */
+ * have independent chains enough. With accum the results add to out (the
+ * second and later panels). */
 #define PK_GROUP_FN(name, UNPACK, TILE, OFF, NT)                                                   \
     static inline void name##_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row,      \
-                                    const float *xd, const int32_t *xs, float *out, size_t ldo)    \
+                                    const float *xd, const int32_t *xs, int64_t mstride, float *out, \
+                                    size_t ldo, int accum)                                         \
     {                                                                                              \
         __m512 acc[NT];                                                                            \
         for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
@@ -56,7 +59,7 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
             _Pragma("GCC unroll 8")                                                                \
             for (int t = 0; t < NT; t++) {                                                         \
                 const int8_t *q = ((const blk_q8_0 *)(x + (size_t)t * xs_row))[b].qs;              \
-                __m512i i0 = _mm512_set1_epi32(-(OFF) * xs[t * nb + b]), i1 = _mm512_setzero_si512(); \
+                __m512i i0 = _mm512_set1_epi32(-(OFF) * xs[t * mstride + b]), i1 = _mm512_setzero_si512(); \
                 for (int k = 0; k < 8; k += 2) {                                                   \
                     i0 = _mm512_dpbusd_epi32(i0, u[k], pk_quad(q, k));                             \
                     if (NT == 1) i1 = _mm512_dpbusd_epi32(i1, u[k + 1], pk_quad(q, k + 1));        \
@@ -64,45 +67,54 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
                 }                                                                                  \
                 if (NT == 1) i0 = _mm512_add_epi32(i0, i1);                                        \
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0),                                   \
-                                         _mm512_mul_ps(ws, _mm512_set1_ps(xd[t * nb + b])), acc[t]); \
+                                         _mm512_mul_ps(ws, _mm512_set1_ps(xd[t * mstride + b])), acc[t]); \
             }                                                                                      \
         }                                                                                          \
-        for (int t = 0; t < NT; t++) _mm512_storeu_ps(out + (size_t)t * ldo, acc[t]);              \
+        for (int t = 0; t < NT; t++) {                                                             \
+            float *o = out + (size_t)t * ldo;                                                      \
+            _mm512_storeu_ps(o, accum ? _mm512_add_ps(acc[t], _mm512_loadu_ps(o)) : acc[t]);       \
+        }                                                                                          \
     }
 
-/* Groups in chunks of about 128 KiB (L2-resident while every token tile of
- * the batch passes over them), tokens in tiles of 8, 4, 2, 1. */
+/* Panel by panel; within a panel, groups in chunks of about 128 KiB
+ * (L2-resident while every token tile of the batch passes over them),
+ * tokens in tiles of 8, 4, 2, 1. */
 #define PK_CHUNK_BYTES (128 << 10)
 #define PK_FNS(name, UNPACK, TILE, OFF)                                                            \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 1)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 4)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 8)                                                        \
-    static void name(int64_t n, const void *wp, int ng, const void *x, size_t x_stride, const float *xd, \
-                     const int32_t *xs, int nt, float *out, size_t ldo)                            \
+    static void name(int64_t n, const void *wp, int64_t n_groups, int64_t gfirst, int ng, const void *x, \
+                     size_t x_stride, const float *xd, const int32_t *xs, int nt, float *out, size_t ldo) \
     {                                                                                              \
         int64_t nb = n / 32;                                                                       \
-        size_t gbytes = (size_t)nb * (TILE);                                                       \
-        int gc = (int)(PK_CHUNK_BYTES / gbytes);                                                   \
-        gc = nt == 1 || gc < 1 ? (nt == 1 ? ng : 1) : gc;                                          \
-        for (int g0 = 0; g0 < ng; g0 += gc) {                                                      \
-            int g1 = g0 + gc < ng ? g0 + gc : ng;                                                  \
-            for (int t0 = 0; t0 < nt;) {                                                           \
-                int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;       \
-                const char *xt = (const char *)x + (size_t)t0 * x_stride;                          \
-                const float *dt = xd + (size_t)t0 * nb;                                            \
-                const int32_t *st = xs + (size_t)t0 * nb;                                          \
-                for (int g = g0; g < g1; g++) {                                                    \
-                    const char *wg = (const char *)wp + (size_t)g * gbytes;                        \
-                    float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;                  \
-                    switch (tt) {                                                                  \
-                    case 8: name##_g8(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
-                    case 4: name##_g4(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
-                    case 2: name##_g2(nb, wg, xt, x_stride, dt, st, o, ldo); break;                \
-                    default: name##_g1(nb, wg, xt, x_stride, dt, st, o, ldo); break;               \
+        for (int64_t p0 = 0; p0 < nb; p0 += SD_PACK_PANEL_BLOCKS) {                                \
+            int64_t pb = nb - p0 < SD_PACK_PANEL_BLOCKS ? nb - p0 : SD_PACK_PANEL_BLOCKS;          \
+            size_t gbytes = (size_t)pb * (TILE);                                                   \
+            const char *wpan = (const char *)wp + sd_pack_tile_offset(n_groups, nb, gfirst, p0) * (TILE); \
+            int gc = (int)(PK_CHUNK_BYTES / gbytes);                                               \
+            gc = nt == 1 || gc < 1 ? (nt == 1 ? ng : 1) : gc;                                      \
+            for (int g0 = 0; g0 < ng; g0 += gc) {                                                  \
+                int g1 = g0 + gc < ng ? g0 + gc : ng;                                              \
+                for (int t0 = 0; t0 < nt;) {                                                       \
+                    int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;   \
+                    const char *xt = (const char *)x + (size_t)t0 * x_stride + p0 * sizeof(blk_q8_0); \
+                    const float *dt = xd + (size_t)t0 * nb + p0;                                   \
+                    const int32_t *st = xs + (size_t)t0 * nb + p0;                                 \
+                    for (int g = g0; g < g1; g++) {                                                \
+                        const char *wg = wpan + (size_t)g * gbytes;                                \
+                        float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;              \
+                        int ac = p0 > 0;                                                           \
+                        switch (tt) {                                                              \
+                        case 8: name##_g8(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
+                        case 4: name##_g4(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
+                        case 2: name##_g2(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
+                        default: name##_g1(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;   \
+                        }                                                                          \
                     }                                                                              \
+                    t0 += tt;                                                                      \
                 }                                                                                  \
-                t0 += tt;                                                                          \
             }                                                                                      \
         }                                                                                          \
     }
