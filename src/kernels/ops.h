@@ -10,9 +10,10 @@
 
 void sd_rmsnorm(float *out, const float *x, const float *w, int n, float eps);
 void sd_softmax(float *x, int n);
-/* Rotates each head of v (n_heads x head_dim) in place for position pos.
- * neox: rotate (i, i + d/2) pairs; otherwise adjacent (2i, 2i + 1) pairs. */
-void sd_rope(float *v, int n_heads, int head_dim, int pos, float base, float scale, int neox,
+/* Rotates each head of q (n_q x head_dim) and of k (n_k x head_dim) in
+ * place for position pos, the angles computed once for both. neox: rotate
+ * (i, i + d/2) pairs; otherwise adjacent (2i, 2i + 1) pairs. */
+void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors);
 
 /* Bytes of scratch sd_matmul needs to hold n_tok activation rows of `cols`
