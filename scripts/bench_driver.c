@@ -13,9 +13,9 @@
  *
  * The host's read bandwidth drifts (31-58 GB/s within an hour on the shared
  * development VMs), so a decode figure is also set against the bandwidth
- * measured right around it: a streaming read before and after each timed
- * run, the higher of the two taken as that run's ceiling (the conservative
- * choice). Both fractions are printed. */
+ * measured right around it: the best of four streaming reads before and
+ * four after each timed run (the same best-of-eight estimate as the
+ * calibration's, so a conservative ceiling). Both fractions are printed. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +30,8 @@
 #include "model/model.h"
 #include "model/session.h"
 #include "tensor/types.h"
+
+#define BRACKET_PASSES 4   /* reads of the 1 GiB buffer before and after each decode run */
 
 static uint64_t rng = 88172645463325252ULL;
 static float frand(void)
@@ -254,7 +256,8 @@ int main(int argc, char **argv)
     size_t kv_bytes = (size_t)m->hp.n_layer * (size_t)s->n_ctx * s->kv_row;
     memset(s->k_cache, 0, kv_bytes);
     memset(s->v_cache, 0, kv_bytes);
-    double v[64], dv[8][64], frac[8][64];
+    double v[64], dv[8][64], frac[8][64], bwlo[8], bwhi[8];
+    for (int di = 0; di < 8; di++) { bwlo[di] = 1e30; bwhi[di] = 0; }
     /* The bracketing reads: as sd_calib_measure's buffer, 1 GiB or a quarter of RAM. */
     unsigned long long bw_bytes = 1ULL << 30;
     long phys = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
@@ -263,7 +266,7 @@ int main(int argc, char **argv)
     unsigned char *bw_buf = malloc(bw_bytes);
     if (!bw_buf) { fprintf(stderr, "bench_driver: cannot allocate the bandwidth buffer\n"); return 1; }
     memset(bw_buf, 1, bw_bytes);
-    double bw_prev = sd_calib_bw(bw_buf, bw_bytes, threads, 2);
+    double bw_prev = sd_calib_bw(bw_buf, bw_bytes, threads, BRACKET_PASSES);
     for (int r = 0; r < reps && r < 64; r++) {
         for (int di = 0; di < ndepth; di++) {
             sd_session_reset(s);
@@ -280,9 +283,11 @@ int main(int argc, char **argv)
             for (int i = 0; i < n_dec; i++)
                 if (sd_session_eval(s, toks + i, 1, NULL, err)) { fprintf(stderr, "%s\n", err); return 1; }
             dv[di][r] = n_dec / ((sd_time_ms() - t0) / 1e3);
-            double bw_next = sd_calib_bw(bw_buf, bw_bytes, threads, 2);
+            double bw_next = sd_calib_bw(bw_buf, bw_bytes, threads, BRACKET_PASSES);
             double ceil_bw = bw_next > bw_prev ? bw_next : bw_prev;
             frac[di][r] = 100.0 * dv[di][r] / (ceil_bw * 1e9 / tok_bytes);
+            if (ceil_bw < bwlo[di]) bwlo[di] = ceil_bw;
+            if (ceil_bw > bwhi[di]) bwhi[di] = ceil_bw;
             bw_prev = bw_next;
         }
     }
@@ -292,8 +297,8 @@ int main(int argc, char **argv)
         stats(dv[di], reps, &mean, &sd);
         stats(frac[di], reps, &fmean, &fsd);
         printf("tg%d@d%-5d %8.2f +- %5.2f tok/s   %5.1f%% of bandwidth ceiling (weights only);"
-               " %5.1f +- %4.1f%% of the bandwidth measured around each run\n",
-               n_dec, depth[di], mean, sd, 100.0 * mean / (bw * 1e9 / tok_bytes), fmean, fsd);
+               " %5.1f +- %4.1f%% of the bandwidth measured around each run (%.1f-%.1f GB/s)\n",
+               n_dec, depth[di], mean, sd, 100.0 * mean / (bw * 1e9 / tok_bytes), fmean, fsd, bwlo[di], bwhi[di]);
     }
     for (int pi = 0; pi < npp; pi++) {
         for (int r = 0; r < reps && r < 64; r++) {
