@@ -51,20 +51,21 @@ static void check_close(const char *what, float ref, float got)
 }
 
 /* Every packed kernel of this CPU, direct: groups 1..3 from the first or
- * second, one block to many, one panel to three (the last one narrow), token
- * counts that leave every tile remainder. */
+ * second, one block to many, one panel to three (the last one narrow, down
+ * to one block), token counts that leave every tile remainder. */
 Test(pack, kernels_match_generic_vec_dot)
 {
-    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0};
-    static const int64_t colss[] = {32, 96, 768, 2144, 4160};
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4};
+    static const int64_t colss[] = {32, 96, 768, 2112, 2144, 4160};
     static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
     int tested = 0;
-    for (size_t ti = 0; ti < 2; ti++) {
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         sd_packed_fn pk = sd_kernel_packed(types[ti]);
         if (!pk) continue;
         const sd_type_traits *tr = sd_type_get(types[ti]), *xt = sd_type_get(SD_TYPE_Q8_0);
         for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
             int64_t cols = colss[ci], rows = 4 * SD_PACK_ROWS;
+            if (cols % sd_pack_block_values(types[ti])) continue;
             sd_weight w = random_weight(types[ti], rows, cols);
             cr_assert_eq(sd_weight_pack(&w), 1, "%s %lld columns not packed", tr->name, (long long)cols);
             size_t xr = sd_row_bytes(SD_TYPE_Q8_0, cols);
@@ -104,15 +105,16 @@ Test(pack, kernels_match_generic_vec_dot)
 Test(pack, threaded_product_with_cut_groups)
 {
     if (!sd_kernel_packed(SD_TYPE_Q4_0)) cr_skip_test("no packed kernels on this CPU");
-    int64_t cols = 2144;   /* two panels */
+    int64_t cols = 2112;   /* two panels, the second narrow */
     sd_weight a = random_weight(SD_TYPE_Q8_0, 24, cols), b = random_weight(SD_TYPE_Q4_0, 80, cols),
-              c = random_weight(SD_TYPE_Q8_0, 48, cols);
+              c = random_weight(SD_TYPE_Q8_0, 48, cols), d = random_weight(SD_TYPE_NVFP4, 32, cols);
     cr_assert_eq(sd_weight_pack(&a), 0, "24 rows do not fill groups");
-    const sd_weight *plain[3] = {&a, &b, &c};
-    sd_weight bp = b, cp = c;
+    const sd_weight *plain[4] = {&a, &b, &c, &d};
+    sd_weight bp = b, cp = c, dp = d;
     cr_assert_eq(sd_weight_pack(&bp), 1);
     cr_assert_eq(sd_weight_pack(&cp), 1);
-    const sd_weight *packed[3] = {&a, &bp, &cp};
+    cr_assert_eq(sd_weight_pack(&dp), sd_kernel_packed(SD_TYPE_NVFP4) ? 1 : 0);
+    const sd_weight *packed[4] = {&a, &bp, &cp, &dp};
     static const int toks[] = {1, 7, 70};
     float *x = random_acts(cols, 70);
     void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, cols, 70));
@@ -121,14 +123,14 @@ Test(pack, threaded_product_with_cut_groups)
         cr_assert_not_null(pool);
         for (size_t k = 0; k < 3; k++) {
             int nt = toks[k];
-            float *ref[3], *got[3];
-            for (int i = 0; i < 3; i++) {
+            float *ref[4], *got[4];
+            for (int i = 0; i < 4; i++) {
                 ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
                 got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
             }
-            sd_matmul_multi(pool, plain, 3, x, nt, ref, scratch);
-            sd_matmul_multi(pool, packed, 3, x, nt, got, scratch);
-            for (int i = 0; i < 3; i++) {
+            sd_matmul_multi(pool, plain, 4, x, nt, ref, scratch);
+            sd_matmul_multi(pool, packed, 4, x, nt, got, scratch);
+            for (int i = 0; i < 4; i++) {
                 for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
                     char what[96];
                     snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
@@ -139,8 +141,8 @@ Test(pack, threaded_product_with_cut_groups)
         }
         sd_pool_free(pool);
     }
-    sd_weight_unpack(&bp); sd_weight_unpack(&cp);
-    free((void *)a.data); free((void *)b.data); free((void *)c.data); free(x); free(scratch);
+    sd_weight_unpack(&bp); sd_weight_unpack(&cp); sd_weight_unpack(&dp);
+    free((void *)a.data); free((void *)b.data); free((void *)c.data); free((void *)d.data); free(x); free(scratch);
 }
 
 /* At every thread count, more threads than rows included, each row is

@@ -115,7 +115,7 @@ static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int
             int nt = j->n_tok - t0 < PART_TOKENS ? j->n_tok - t0 : PART_TOKENS;
             size_t nb = (size_t)(w->cols / 32);
             pk(w->cols, w->packed, n_groups, g, 1, (const char *)j->xq + (size_t)t0 * j->xq_row, j->xq_row,
-               j->xd + t0 * nb, j->xs + t0 * nb, nt, tmp, SD_PACK_ROWS);
+               j->xd + t0 * nb, j->xs + 2 * t0 * nb, nt, tmp, SD_PACK_ROWS);
             for (int t = 0; t < nt; t++)
                 for (int64_t r = r0; r < e; r++)
                     out[(size_t)(t0 + t) * w->rows + r] = tmp[t * SD_PACK_ROWS + r - g * SD_PACK_ROWS];
@@ -208,7 +208,7 @@ static void encode_rows(const encode_job *e, int t0, int t1)
     size_t nb = (size_t)(e->cols / 32);
     if (e->xd)
         sd_pack_prep_act(e->cols, e->xq + (size_t)t0 * e->xq_row, e->xq_row, t1 - t0, e->xd + (size_t)t0 * nb,
-                         e->xs + (size_t)t0 * nb);
+                         e->xs + 2 * (size_t)t0 * nb);
 }
 
 static void encode_band(void *ctx, int i, int n)

@@ -1,4 +1,4 @@
-/* The 16-row packed layout of Q4_0 and Q8_0 weights (see pack.h). */
+/* The 16-row packed layout of Q4_0, Q8_0 and NVFP4 weights (see pack.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,12 +18,32 @@ int sd_pack_enabled(void)
     return !(e && !strcmp(e, "0"));
 }
 
-/* Quant bytes per block of the packable formats; 0 for the others. */
-static size_t quant_bytes(uint32_t type)
+/* One row per packable format: a block of `values` columns is `units`
+ * scale units of `unit` bytes, then `quant` bytes of quants. In a tile the
+ * scale units go unit-major (unit k of row r at (16k + r) * unit), then
+ * the quants in 64-byte chunks (bytes 4j..4j+3 of row r at 64j + 4r). */
+typedef struct {
+    uint32_t type;
+    int values, unit, units, quant;
+} pack_format;
+
+static const pack_format pack_formats[] = {
+    {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs)},
+    {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs)},
+    {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs)},
+};
+
+static const pack_format *pack_format_of(uint32_t type)
 {
-    if (type == SD_TYPE_Q4_0) return sizeof(((blk_q4_0 *)0)->qs);
-    if (type == SD_TYPE_Q8_0) return sizeof(((blk_q8_0 *)0)->qs);
-    return 0;
+    for (size_t i = 0; i < sizeof pack_formats / sizeof pack_formats[0]; i++)
+        if (pack_formats[i].type == type) return &pack_formats[i];
+    return NULL;
+}
+
+int sd_pack_block_values(uint32_t type)
+{
+    const pack_format *f = pack_format_of(type);
+    return f ? f->values : 0;
 }
 
 static size_t pack_map_bytes(const sd_weight *w)
@@ -58,27 +78,27 @@ static void prefault_source(const sd_weight *w)
 
 int sd_weight_pack(sd_weight *w)
 {
-    size_t qb = quant_bytes(w->type);
-    if (!qb || w->packed || !sd_pack_enabled() || !sd_kernel_packed(w->type)) return 0;
-    if (w->rows <= 0 || w->rows % SD_PACK_ROWS || w->cols <= 0 || w->cols % 32) return 0;
-    size_t bb = 2 + qb, nb = (size_t)w->cols / 32, nq = qb / 4;
+    const pack_format *f = pack_format_of(w->type);
+    if (!f || w->packed || !sd_pack_enabled() || !sd_kernel_packed(w->type)) return 0;
+    if (w->rows <= 0 || w->rows % SD_PACK_ROWS || w->cols <= 0 || w->cols % f->values) return 0;
+    size_t sb = (size_t)f->unit * f->units, bb = sb + (size_t)f->quant, nb = (size_t)w->cols / f->values;
     if (w->row_bytes != nb * bb) return 0;
     char *dst = pack_map(pack_map_bytes(w));
     if (!dst) return -1;
     prefault_source(w);
     const char *src = w->data;
-    size_t tile = SD_PACK_ROWS * bb;
+    size_t tile = SD_PACK_ROWS * bb, pb = (size_t)sd_pack_panel_blocks(f->values);
     /* Each tile is assembled in L1 and written out whole: scattered 4-byte
      * stores straight into fresh memory ran at ~0.5 GB/s. */
-    _Alignas(64) char t[SD_PACK_ROWS * (2 + 32)];
+    _Alignas(64) char t[SD_PACK_ROWS * (4 + 32)];
     for (int64_t g = 0; g < w->rows / SD_PACK_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
             for (int r = 0; r < SD_PACK_ROWS; r++) {
                 const char *blk = src + (size_t)(g * SD_PACK_ROWS + r) * w->row_bytes + b * bb;
-                memcpy(t + 2 * r, blk, 2);
-                for (size_t j = 0; j < nq; j++) memcpy(t + 32 + 64 * j + 4 * r, blk + 2 + 4 * j, 4);
+                for (int k = 0; k < f->units; k++) memcpy(t + (size_t)(16 * k + r) * f->unit, blk + k * f->unit, f->unit);
+                for (int j = 0; j < f->quant / 4; j++) memcpy(t + sb * SD_PACK_ROWS + 64 * j + 4 * r, blk + sb + 4 * j, 4);
             }
-            memcpy(dst + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, g, b) * tile, t, tile);
+            memcpy(dst + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, pb, g, b) * tile, t, tile);
         }
     w->packed = dst;
     return 1;
@@ -129,7 +149,7 @@ int sd_weights_pack(sd_weight *const *ws, int n, int n_threads, void (*done)(con
 
 size_t sd_pack_act_bytes(int64_t cols, int n_tok)
 {
-    return (size_t)(cols / 32) * (size_t)n_tok * (sizeof(float) + sizeof(int32_t));
+    return (size_t)(cols / 32) * (size_t)n_tok * (sizeof(float) + 2 * sizeof(int32_t));
 }
 
 void sd_pack_prep_act(int64_t cols, const void *xq, size_t x_stride, int n_tok, float *xd, int32_t *xs)
@@ -138,10 +158,11 @@ void sd_pack_prep_act(int64_t cols, const void *xq, size_t x_stride, int n_tok, 
     for (int t = 0; t < n_tok; t++) {
         const blk_q8_0 *x = (const blk_q8_0 *)((const char *)xq + (size_t)t * x_stride);
         for (int64_t b = 0; b < nb; b++) {
-            int32_t s = 0;
-            for (int i = 0; i < 32; i++) s += x[b].qs[i];
+            int32_t s[2] = {0, 0};
+            for (int i = 0; i < 32; i++) s[i / 16] += x[b].qs[i];
             xd[t * nb + b] = sd_f16_to_f32(x[b].d);
-            xs[t * nb + b] = s;
+            xs[2 * (t * nb + b)] = s[0];
+            xs[2 * (t * nb + b) + 1] = s[1];
         }
     }
 }

@@ -4,15 +4,17 @@
  * its quants, so a kernel reading one row at a time converts one scalar
  * scale per 32 values and can use only a quarter of a 512-bit register per
  * block. The packed layout interleaves SD_PACK_ROWS = 16 rows instead: per
- * group of 16 rows and per block of 32 columns, a tile of
- *     16 f16 scales (32 bytes), then nq chunks of 64 bytes,
+ * group of 16 rows and per block, a tile of
+ *     the 16 rows' scales, then nq chunks of 64 bytes,
  * where chunk j holds bytes 4j..4j+3 of every row's quants (row r at byte
- * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0: 8). One vpdpbusd
- * of a chunk against one broadcast activation quad advances 16 rows at once,
- * and 16 scales convert with one instruction.
+ * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0 and NVFP4: 8). One
+ * vpdpbusd of a chunk against one broadcast activation quad advances 16
+ * rows at once, and 16 scales convert with one instruction. The scales are
+ * Q4_0/Q8_0's f16 (row r at byte 2r) or NVFP4's four UE4M3 sub-block codes
+ * per 64-value block (code k of row r at byte 16k + r).
  *
- * Wide matrices are cut into panels of SD_PACK_PANEL_BLOCKS blocks (2048
- * columns; the last panel may be narrower), stored one after another:
+ * Wide matrices are cut into panels of SD_PACK_PANEL_COLS = 2048 columns
+ * (the last panel may be narrower), stored one after another:
  *     panel p, then group g, then block b within the panel.
  * The kernels sum the panels into each output row. In one piece, a group of
  * a 2048 x 8192 matrix is 72 KiB, more than L1 holds beside its activation
@@ -29,16 +31,23 @@
 #include "model/model.h"
 
 #define SD_PACK_ROWS 16
-#define SD_PACK_PANEL_BLOCKS 64
+#define SD_PACK_PANEL_COLS 2048
+
+/* Blocks per panel for blocks of `values` columns. */
+static inline int64_t sd_pack_panel_blocks(int values) { return SD_PACK_PANEL_COLS / values; }
 
 /* Index, in tiles, of group g's block b in a packed matrix of n_groups
- * groups and nb blocks per row: the panels before b's are full. */
-static inline size_t sd_pack_tile_offset(int64_t n_groups, int64_t nb, int64_t g, int64_t b)
+ * groups, nb blocks per row and pb blocks per panel: the panels before b's
+ * are full. */
+static inline size_t sd_pack_tile_offset(int64_t n_groups, int64_t nb, int64_t pb, int64_t g, int64_t b)
 {
-    int64_t p0 = b / SD_PACK_PANEL_BLOCKS * SD_PACK_PANEL_BLOCKS;
-    int64_t width = nb - p0 < SD_PACK_PANEL_BLOCKS ? nb - p0 : SD_PACK_PANEL_BLOCKS;
+    int64_t p0 = b / pb * pb;
+    int64_t width = nb - p0 < pb ? nb - p0 : pb;
     return (size_t)(p0 * n_groups + g * width + (b - p0));
 }
+
+/* Columns per block of a packable format (32, or 64 for NVFP4); 0 for others. */
+int sd_pack_block_values(uint32_t type);
 
 /* Repacks w into w->packed when this CPU has a kernel for its layout, its
  * rows fill whole groups, and SHOWDOWN_REPACK is not 0. Returns 1 if packed,
@@ -54,9 +63,10 @@ int sd_weights_pack(sd_weight *const *ws, int n, int n_threads, void (*done)(con
 int sd_pack_enabled(void);
 
 /* Bytes of per-token activation metadata the packed kernels need beside the
- * encoded activations: xd (f32 scale) and xs (int32 sum of quants) per block. */
+ * encoded activations: per Q8_0 block, xd (f32 scale) and xs (the int32
+ * sums of its two halves of 16 quants: NVFP4 scales every 16 values). */
 size_t sd_pack_act_bytes(int64_t cols, int n_tok);
-/* Fills xd[t * nb + b], xs[t * nb + b] from n_tok Q8_0 activation rows. */
+/* Fills xd[t * nb + b] and xs[2 * (t * nb + b) + h] from n_tok Q8_0 rows. */
 void sd_pack_prep_act(int64_t cols, const void *xq, size_t x_stride, int n_tok, float *xd, int32_t *xs);
 
 #endif

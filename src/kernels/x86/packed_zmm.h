@@ -1,10 +1,11 @@
-/* AVX-512 kernels over the 16-row packed Q4_0 / Q8_0 layout (kernels/pack.h).
- * Per tile (16 rows x 32 columns) the quants become eight zmm u[k] of
- * unsigned bytes, u[k] holding columns 4k..4k+3 of all 16 rows, so
+/* AVX-512 kernels over the 16-row packed Q4_0 / Q8_0 / NVFP4 layout
+ * (kernels/pack.h). Per Q4_0/Q8_0 tile (16 rows x 32 columns) the quants
+ * become eight zmm u[k] of unsigned bytes, u[k] holding columns 4k..4k+3
+ * of all 16 rows, so
  *     sum over the block = scale_r * dx * (sum_k u[k] . xquad[k] - OFF * sum(xq))
  * is eight vpdpbusd against broadcast activation quads, one integer
- * subtract, and one multiply-add per token for all 16 rows. A tile of up to
- * up to 8 tokens shares the unpacked u[k]: decode is the one-token case. */
+ * subtract, and one multiply-add per token for all 16 rows. A tile of up
+ * to 8 tokens shares the unpacked u[k]: decode is the one-token case. */
 #include "kernels/pack.h"
 
 
@@ -39,7 +40,7 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
 
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
  * stay in registers), over nb blocks; the activation metadata of token t is
- * at xd/xs[t * mstride]. The integer sum starts at -OFF * sum(xq), folding
+ * at xd[t * mstride], xs[2 * t * mstride] (two half sums per block). The integer sum starts at -OFF * sum(xq), folding
  * the offset in. Decode (NT = 1) splits a token's eight dots into two chains
  * so that it is not bound by vpdpbusd's latency; tiles of several tokens
  * have independent chains enough. With accum the results add to out (the
@@ -59,7 +60,8 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
             _Pragma("GCC unroll 8")                                                                \
             for (int t = 0; t < NT; t++) {                                                         \
                 const int8_t *q = ((const blk_q8_0 *)(x + (size_t)t * xs_row))[b].qs;              \
-                __m512i i0 = _mm512_set1_epi32(-(OFF) * xs[t * mstride + b]), i1 = _mm512_setzero_si512(); \
+                const int32_t *hs = xs + 2 * (t * mstride + b);                                    \
+                __m512i i0 = _mm512_set1_epi32(-(OFF) * (hs[0] + hs[1])), i1 = _mm512_setzero_si512(); \
                 for (int k = 0; k < 8; k += 2) {                                                   \
                     i0 = _mm512_dpbusd_epi32(i0, u[k], pk_quad(q, k));                             \
                     if (NT == 1) i1 = _mm512_dpbusd_epi32(i1, u[k + 1], pk_quad(q, k + 1));        \
@@ -76,41 +78,98 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
         }                                                                                          \
     }
 
+/* NVFP4: a tile is 16 rows x 64 columns (one block per row): the rows' four
+ * UE4M3 sub-block scales (sub-block-major, 64 bytes), then 8 chunks as
+ * above. Sub-block s is chunks 2s and 2s + 1: their low nibbles are values
+ * 0-3 and 4-7, their high nibbles 8-11 and 12-15. Levels come from a table
+ * as 2 * value + 12 (unsigned for vpdpbusd); 12 * sum(x) of the sub-block's
+ * 16 activations comes off the integer start, and the scale is taken at
+ * half its value, so the doubling cancels. */
+#define PK_NVFP4_TILE (64 + 8 * 64)
+
+/* Sixteen UE4M3 codes as floats at half their value: code << 20 is, as
+ * float bits, the value with its exponent off by a constant, exact for
+ * normal codes; subnormal ones come out 2^-8 + m 2^-11 that way, and
+ * 2 * that - 2^-7 = m 2^-10 is their half. 0x7f is NaN. */
+static inline __m512 pk_ue4m3_half(const char *codes)
+{
+    __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes));
+    __m512 v = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(c, 20), _mm512_set1_epi32(119 << 23)));
+    v = _mm512_mask_fmsub_ps(v, _mm512_testn_epi32_mask(c, _mm512_set1_epi32(0x78)), _mm512_set1_ps(2.0f),
+                             _mm512_set1_ps(0x1p-7f));
+    return _mm512_mask_mov_ps(v, _mm512_cmpge_epu32_mask(c, _mm512_set1_epi32(0x7f)), _mm512_set1_ps(NAN));
+}
+
+#define PK_NVFP4_GROUP_FN(NT)                                                                      \
+    static inline void packed_nvfp4_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row, \
+                                          const float *xd, const int32_t *xs, int64_t mstride,     \
+                                          float *out, size_t ldo, int accum)                       \
+    {                                                                                              \
+        const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0)); \
+        const __m512i m4 = _mm512_set1_epi8(0x0f);                                                 \
+        __m512 acc[NT];                                                                            \
+        for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const char *tl = wg + b * PK_NVFP4_TILE;                                               \
+            for (int s = 0; s < 4; s++) {                                                          \
+                __m512 sc = pk_ue4m3_half(tl + 16 * s);                                            \
+                __m512i v0 = _mm512_loadu_si512(tl + 64 + 128 * s), v1 = _mm512_loadu_si512(tl + 128 + 128 * s); \
+                __m512i u0 = _mm512_shuffle_epi8(lut, _mm512_and_si512(v0, m4));                   \
+                __m512i u1 = _mm512_shuffle_epi8(lut, _mm512_and_si512(v1, m4));                   \
+                __m512i u2 = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v0, 4), m4)); \
+                __m512i u3 = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(v1, 4), m4)); \
+                int64_t b32 = 2 * b + s / 2;                                                       \
+                _Pragma("GCC unroll 8")                                                            \
+                for (int t = 0; t < NT; t++) {                                                     \
+                    const int8_t *q = ((const blk_q8_0 *)(x + (size_t)t * xs_row))[b32].qs + 16 * (s & 1); \
+                    __m512i i0 = _mm512_set1_epi32(-12 * xs[2 * (t * mstride + b32) + (s & 1)]);    \
+                    __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u2, pk_quad(q, 2));     \
+                    i0 = _mm512_dpbusd_epi32(i0, u0, pk_quad(q, 0));                               \
+                    i1 = _mm512_dpbusd_epi32(i1, u3, pk_quad(q, 3));                               \
+                    i0 = _mm512_dpbusd_epi32(i0, u1, pk_quad(q, 1));                               \
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(i0, i1)),         \
+                                             _mm512_mul_ps(sc, _mm512_set1_ps(xd[t * mstride + b32])), acc[t]); \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int t = 0; t < NT; t++) {                                                             \
+            float *o = out + (size_t)t * ldo;                                                      \
+            _mm512_storeu_ps(o, accum ? _mm512_add_ps(acc[t], _mm512_loadu_ps(o)) : acc[t]);       \
+        }                                                                                          \
+    }
+
 /* Panel by panel; within a panel, groups in chunks of about 128 KiB
  * (L2-resident while every token tile of the batch passes over them),
- * tokens in tiles of 8, 4, 2, 1. */
+ * tokens in tiles of 8, 4, 2, 1. BV: columns per block. The group
+ * functions name##_g1 .. _g8 come first. */
 #define PK_CHUNK_BYTES (128 << 10)
-#define PK_FNS(name, UNPACK, TILE, OFF)                                                            \
-    PK_GROUP_FN(name, UNPACK, TILE, OFF, 1)                                                        \
-    PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
-    PK_GROUP_FN(name, UNPACK, TILE, OFF, 4)                                                        \
-    PK_GROUP_FN(name, UNPACK, TILE, OFF, 8)                                                        \
+#define PK_FNS(name, TILE, BV)                                                                     \
     static void name(int64_t n, const void *wp, int64_t n_groups, int64_t gfirst, int ng, const void *x, \
                      size_t x_stride, const float *xd, const int32_t *xs, int nt, float *out, size_t ldo) \
     {                                                                                              \
-        int64_t nb = n / 32;                                                                       \
-        for (int64_t p0 = 0; p0 < nb; p0 += SD_PACK_PANEL_BLOCKS) {                                \
-            int64_t pb = nb - p0 < SD_PACK_PANEL_BLOCKS ? nb - p0 : SD_PACK_PANEL_BLOCKS;          \
-            size_t gbytes = (size_t)pb * (TILE);                                                   \
-            const char *wpan = (const char *)wp + sd_pack_tile_offset(n_groups, nb, gfirst, p0) * (TILE); \
+        int64_t nb = n / (BV), m = n / 32, pb = sd_pack_panel_blocks(BV), k = (BV) / 32;            \
+        for (int64_t p0 = 0; p0 < nb; p0 += pb) {                                                  \
+            int64_t pw = nb - p0 < pb ? nb - p0 : pb;                                              \
+            size_t gbytes = (size_t)pw * (TILE);                                                   \
+            const char *wpan = (const char *)wp + sd_pack_tile_offset(n_groups, nb, pb, gfirst, p0) * (TILE); \
             int gc = (int)(PK_CHUNK_BYTES / gbytes);                                               \
             gc = nt == 1 || gc < 1 ? (nt == 1 ? ng : 1) : gc;                                      \
             for (int g0 = 0; g0 < ng; g0 += gc) {                                                  \
                 int g1 = g0 + gc < ng ? g0 + gc : ng;                                              \
                 for (int t0 = 0; t0 < nt;) {                                                       \
                     int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;   \
-                    const char *xt = (const char *)x + (size_t)t0 * x_stride + p0 * sizeof(blk_q8_0); \
-                    const float *dt = xd + (size_t)t0 * nb + p0;                                   \
-                    const int32_t *st = xs + (size_t)t0 * nb + p0;                                 \
+                    const char *xt = (const char *)x + (size_t)t0 * x_stride + p0 * k * sizeof(blk_q8_0); \
+                    const float *dt = xd + (size_t)t0 * m + p0 * k;                                \
+                    const int32_t *st = xs + 2 * ((size_t)t0 * m + p0 * k);                        \
                     for (int g = g0; g < g1; g++) {                                                \
                         const char *wg = wpan + (size_t)g * gbytes;                                \
                         float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;              \
                         int ac = p0 > 0;                                                           \
                         switch (tt) {                                                              \
-                        case 8: name##_g8(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
-                        case 4: name##_g4(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
-                        case 2: name##_g2(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;    \
-                        default: name##_g1(pb, wg, xt, x_stride, dt, st, nb, o, ldo, ac); break;   \
+                        case 8: name##_g8(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 4: name##_g4(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 2: name##_g2(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        default: name##_g1(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;    \
                         }                                                                          \
                     }                                                                              \
                     t0 += tt;                                                                      \
@@ -119,11 +178,24 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
         }                                                                                          \
     }
 
-PK_FNS(packed_q4_0, pk_unpack_q4_0, PK_Q4_0_TILE, 8)
-PK_FNS(packed_q8_0, pk_unpack_q8_0, PK_Q8_0_TILE, 128)
+#define PK_LEGACY_FNS(name, UNPACK, TILE, OFF)                                                     \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 1)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 4)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 8)                                                        \
+    PK_FNS(name, TILE, 32)
+
+PK_LEGACY_FNS(packed_q4_0, pk_unpack_q4_0, PK_Q4_0_TILE, 8)
+PK_LEGACY_FNS(packed_q8_0, pk_unpack_q8_0, PK_Q8_0_TILE, 128)
+PK_NVFP4_GROUP_FN(1)
+PK_NVFP4_GROUP_FN(2)
+PK_NVFP4_GROUP_FN(4)
+PK_NVFP4_GROUP_FN(8)
+PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV)
 
 static void register_packed(sd_kernel_table *t)
 {
     t->packed[SD_TYPE_Q4_0] = packed_q4_0;
     t->packed[SD_TYPE_Q8_0] = packed_q8_0;
+    t->packed[SD_TYPE_NVFP4] = packed_nvfp4;
 }
