@@ -90,13 +90,15 @@ int sd_weight_pack(sd_weight *w)
     size_t tile = SD_PACK_ROWS * bb, pb = (size_t)sd_pack_panel_blocks(f->values);
     /* Each tile is assembled in L1 and written out whole: scattered 4-byte
      * stores straight into fresh memory ran at ~0.5 GB/s. */
-    _Alignas(64) char t[SD_PACK_ROWS * (4 + 32)];
+    _Alignas(64) char t[SD_PACK_ROWS * (4 + 32)];   /* the largest block: NVFP4's 4 + 32 bytes */
+    char *tq = t + sb * SD_PACK_ROWS;
     for (int64_t g = 0; g < w->rows / SD_PACK_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {
             for (int r = 0; r < SD_PACK_ROWS; r++) {
                 const char *blk = src + (size_t)(g * SD_PACK_ROWS + r) * w->row_bytes + b * bb;
-                for (int k = 0; k < f->units; k++) memcpy(t + (size_t)(16 * k + r) * f->unit, blk + k * f->unit, f->unit);
-                for (int j = 0; j < f->quant / 4; j++) memcpy(t + sb * SD_PACK_ROWS + 64 * j + 4 * r, blk + sb + 4 * j, 4);
+                for (int k = 0; k < f->units; k++)
+                    memcpy(t + (size_t)(16 * k + r) * f->unit, blk + k * f->unit, f->unit);
+                for (int j = 0; j < f->quant / 4; j++) memcpy(tq + 64 * j + 4 * r, blk + sb + 4 * j, 4);
             }
             memcpy(dst + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, pb, g, b) * tile, t, tile);
         }

@@ -105,7 +105,8 @@ static inline __m512 pk_ue4m3_half(const char *codes)
                                           const float *xd, const int32_t *xs, int64_t mstride,     \
                                           float *out, size_t ldo, int accum)                       \
     {                                                                                              \
-        const __m512i lut = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0)); \
+        const __m512i lut = _mm512_broadcast_i32x4(                                                \
+            _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));             \
         const __m512i m4 = _mm512_set1_epi8(0x0f);                                                 \
         __m512 acc[NT];                                                                            \
         for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
