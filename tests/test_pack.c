@@ -117,7 +117,7 @@ Test(pack, threaded_product_with_cut_groups)
     const sd_weight *packed[4] = {&a, &bp, &cp, &dp};
     static const int toks[] = {1, 7, 70};
     float *x = random_acts(cols, 70);
-    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, cols, 70));
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, 80, cols, 70));
     for (int th = 1; th <= 3; th++) {
         sd_pool *pool = sd_pool_new(th);
         cr_assert_not_null(pool);
@@ -157,7 +157,7 @@ Test(pack, every_row_once_at_many_threads)
     const sd_weight *plain[2] = {&a, &b}, *fast[2] = {&a, &bp};
     static const int threads[] = {2, 5, 70}, toks[] = {1, 9};
     float *x = random_acts(cols, 9);
-    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, cols, 9));
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, 1600, cols, 9));
     float *ref[2], *got[2];
     for (int i = 0; i < 2; i++) {
         ref[i] = malloc((size_t)9 * plain[i]->rows * sizeof(float));
@@ -188,6 +188,45 @@ Test(pack, every_row_once_at_many_threads)
     for (int i = 0; i < 2; i++) { free(ref[i]); free(got[i]); }
     sd_weight_unpack(&bp);
     free((void *)a.data); free((void *)b.data); free(x); free(scratch);
+}
+
+/* Decode over one packed weight of several panels claims (panel, rows)
+ * pieces and adds the panels' partial sums afterwards: 3 panels, the last
+ * one block wide, at 1, 2, 3 and 70 threads, against the unpacked product. */
+Test(pack, decode_claims_within_panels)
+{
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4};
+    static const int threads[] = {1, 2, 3, 70};
+    int64_t cols = 4160, rows = 160;
+    float *x = random_acts(cols, 1);
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, rows, cols, 1));
+    float *ref = malloc(rows * sizeof *ref), *got = malloc(rows * sizeof *got);
+    int tested = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        sd_weight a = random_weight(types[ti], rows, cols), ap = a;
+        if (sd_weight_pack(&ap) != 1) { free((void *)a.data); continue; }
+        sd_pool *one = sd_pool_new(1);
+        sd_matmul(one, &a, x, 1, ref, scratch);
+        sd_pool_free(one);
+        for (size_t k = 0; k < sizeof threads / sizeof threads[0]; k++) {
+            sd_pool *pool = sd_pool_new(threads[k]);
+            cr_assert_not_null(pool);
+            for (int64_t r = 0; r < rows; r++) got[r] = NAN;
+            sd_matmul(pool, &ap, x, 1, got, scratch);
+            for (int64_t r = 0; r < rows; r++) {
+                char what[96];
+                snprintf(what, sizeof what, "%s threads %d row %lld", sd_type_get(types[ti])->name, threads[k],
+                         (long long)r);
+                check_close(what, ref[r], got[r]);
+            }
+            sd_pool_free(pool);
+            tested++;
+        }
+        sd_weight_unpack(&ap);
+        free((void *)a.data);
+    }
+    free(x); free(scratch); free(ref); free(got);
+    if (!tested) cr_skip_test("no packed kernels on this CPU");
 }
 
 /* SHOWDOWN_REPACK=0 keeps the file's layout (for side-by-side benchmarks). */

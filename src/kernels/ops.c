@@ -61,13 +61,31 @@ void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float 
  * rows, 64-byte aligned. */
 static size_t act_meta_offset(size_t xq_row, int n_tok) { return (xq_row * (size_t)n_tok + 63) / 64 * 64; }
 
-size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok)
+/* Panels of a packed weight of `type` with `cols` columns (0: not packable). */
+static int64_t pack_panels(unsigned type, int64_t cols)
+{
+    int64_t bv = sd_pack_block_values(type);
+    if (!bv) return 0;
+    int64_t pb = sd_pack_panel_blocks((int)bv);
+    return (cols / bv + pb - 1) / pb;
+}
+
+/* Where a decode product's later panels put their partial sums: after the
+ * activation metadata, 64-byte aligned. */
+static size_t part_offset(size_t xq_row, int64_t cols, int n_tok)
+{
+    return (act_meta_offset(xq_row, n_tok) + sd_pack_act_bytes(cols, n_tok) + 63) / 64 * 64;
+}
+
+size_t sd_matmul_scratch_bytes(unsigned type, long long rows, long long cols, int n_tok)
 {
     const sd_type_traits *tr = sd_type_get(type);
     if (!tr) return 0;
-    size_t rows = sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
-    if (tr->vec_dot_type != SD_TYPE_Q8_0) return rows;
-    return act_meta_offset(sd_row_bytes(SD_TYPE_Q8_0, cols), n_tok) + sd_pack_act_bytes(cols, n_tok);
+    size_t act = sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
+    if (tr->vec_dot_type != SD_TYPE_Q8_0) return act;
+    int64_t np = pack_panels(type, cols);
+    return part_offset(sd_row_bytes(SD_TYPE_Q8_0, cols), cols, n_tok) +
+           (np > 1 ? (size_t)(np - 1) * (size_t)rows * sizeof(float) : 0);
 }
 
 /* Several weights that read the same activations (Q, K, V; gate, up) run as
@@ -86,6 +104,8 @@ typedef struct {
     int64_t min_chunk;          /* smallest claim in rows, a multiple of SD_PACK_ROWS */
     int nth;                    /* threads sharing the job */
     _Atomic int64_t next;       /* first row not yet claimed */
+    int panels;                 /* > 1: claims over (panel, row) of the one packed weight */
+    float *part;                /* the sums of panels 1.. (panel 0 goes to out) */
 } matmul_job;
 
 /* Tokens per pass when a claim cuts a packed group (a stack buffer). */
@@ -169,6 +189,27 @@ static int64_t claim(matmul_job *j, int64_t *b1)
     }
 }
 
+/* Panel p's rows r0..r1 of the one packed weight, as a weight of its own:
+ * the panel is a packed matrix of its width, its activations start p panels
+ * in. Panel 0 writes the output rows, later panels their partial sums. */
+static void panel_rows(const matmul_job *j, int64_t p, int64_t r0, int64_t r1)
+{
+    const sd_weight *w = j->w[0];
+    int64_t bv = sd_pack_block_values(w->type), nb = w->cols / bv, pb = sd_pack_panel_blocks((int)bv);
+    int64_t p0 = p * pb, pw = nb - p0 < pb ? nb - p0 : pb, xb = p0 * bv / 32;
+    size_t block_bytes = w->row_bytes / (size_t)nb;
+    sd_weight view = *w;
+    view.cols = pw * bv;
+    view.row_bytes = (size_t)pw * block_bytes;
+    view.packed = (char *)w->packed + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, pb, 0, p0) * SD_PACK_ROWS *
+                                          block_bytes;
+    matmul_job jv = *j;
+    jv.xq = (const char *)j->xq + sd_row_bytes(SD_TYPE_Q8_0, xb * 32);
+    jv.xd = j->xd + xb;
+    jv.xs = j->xs + 2 * xb;
+    matmul_rows(&jv, &view, p == 0 ? j->out[0] : j->part + (size_t)(p - 1) * w->rows, r0, r1);
+}
+
 /* Threads claim chunks of the concatenated rows until none are left, so a
  * thread the OS preempts does not hold the others back; chunk boundaries
  * fall on whole groups of packed rows and tile panels. */
@@ -178,6 +219,15 @@ static void matmul_band(void *ctx, int i, int n)
     (void)i; (void)n;
     int64_t b0, b1;
     while ((b0 = claim(j, &b1)) >= 0) {
+        if (j->panels > 1) {
+            int64_t rows = j->w[0]->rows;
+            for (int64_t v = b0; v < b1;) {
+                int64_t p = v / rows, r0 = v % rows, r1 = r0 + (b1 - v) < rows ? r0 + (b1 - v) : rows;
+                panel_rows(j, p, r0, r1);
+                v += r1 - r0;
+            }
+            continue;
+        }
         int64_t off = 0;
         for (int k = 0; k < j->n_w && off < b1; k++) {
             const sd_weight *w = j->w[k];
@@ -232,7 +282,7 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
             for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
             return;
         }
-    matmul_job j = {w, out, n_w, 0, NULL, 0, NULL, NULL, n_tok, 0, 0, 0};
+    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok};
     int packed = 0;
     for (int k = 0; k < n_w; k++) {
         j.total += w[k]->rows;
@@ -258,7 +308,19 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     j.xq_row = e.xq_row;
     j.xd = e.xd;
     j.xs = e.xs;
+    /* Decode over a packed weight of several panels: claims stay within a
+     * panel, so each is one stream (a claim across all panels restarted the
+     * stream once per panel; log entry 20), and the panels' partial sums
+     * are added after the run. */
+    int64_t np = n_w == 1 && n_tok == 1 && w[0]->packed && e.xd ? pack_panels(w[0]->type, w[0]->cols) : 0;
+    if (np > 1) {
+        j.panels = (int)np;
+        j.part = (float *)((char *)scratch + part_offset(e.xq_row, w[0]->cols, n_tok));
+        j.total = w[0]->rows * np;
+    }
     sd_pool_run(pool, matmul_band, &j);
+    for (int64_t p = 1; p < np; p++)
+        for (int64_t r = 0; r < w[0]->rows; r++) out[0][r] += j.part[(p - 1) * w[0]->rows + r];
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)

@@ -16,9 +16,10 @@ void sd_softmax(float *x, int n);
 void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors);
 
-/* Bytes of scratch sd_matmul needs to hold n_tok activation rows of `cols`
- * converted to the activation format of weight type `type`. */
-size_t sd_matmul_scratch_bytes(unsigned type, long long cols, int n_tok);
+/* Bytes of scratch sd_matmul needs for a rows x cols weight of type `type`
+ * and n_tok activation rows: the activations converted to the weight's
+ * activation format, and the partial sums of a packed weight's panels. */
+size_t sd_matmul_scratch_bytes(unsigned type, long long rows, long long cols, int n_tok);
 /* out[t * w->rows + r] = w->scale * dot(row r of w, x[t * w->cols ...]) for t < n_tok. */
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch);
 /* n_w products of the same activations (same cols) in one pool run, e.g.

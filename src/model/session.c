@@ -26,12 +26,12 @@ sd_session_params sd_session_default_params(void)
 /* Largest activation-conversion scratch any matrix of the model needs. */
 static size_t xq_bytes(const sd_model *m)
 {
-    size_t mx = sd_matmul_scratch_bytes(m->output.type, m->output.cols, SD_UBATCH);
+    size_t mx = sd_matmul_scratch_bytes(m->output.type, m->output.rows, m->output.cols, SD_UBATCH);
     for (int il = 0; il < m->hp.n_layer; il++) {
         const sd_layer *L = &m->layers[il];
         const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
-            size_t b = sd_matmul_scratch_bytes(lw[i]->type, lw[i]->cols, SD_UBATCH);
+            size_t b = sd_matmul_scratch_bytes(lw[i]->type, lw[i]->rows, lw[i]->cols, SD_UBATCH);
             mx = b > mx ? b : mx;
         }
     }
