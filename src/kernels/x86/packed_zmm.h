@@ -38,13 +38,22 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
     return _mm512_set1_epi32(v);
 }
 
+/* A group's 16 sums for nt tokens into out (t * ldo apart); with accum,
+ * added to what is there (the second and later panels). */
+static inline void pk_store(float *out, size_t ldo, const __m512 *acc, int nt, int accum)
+{
+    for (int t = 0; t < nt; t++) {
+        float *o = out + (size_t)t * ldo;
+        _mm512_storeu_ps(o, accum ? _mm512_add_ps(acc[t], _mm512_loadu_ps(o)) : acc[t]);
+    }
+}
+
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
  * stay in registers), over nb blocks; the activation metadata of token t is
  * at xd[t * mstride], xs[2 * t * mstride] (two half sums per block). The integer sum starts at -OFF * sum(xq), folding
  * the offset in. Decode (NT = 1) splits a token's eight dots into two chains
  * so that it is not bound by vpdpbusd's latency; tiles of several tokens
- * have independent chains enough. With accum the results add to out (the
- * second and later panels). */
+ * have independent chains enough. */
 #define PK_GROUP_FN(name, UNPACK, TILE, OFF, NT)                                                   \
     static inline void name##_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row,      \
                                     const float *xd, const int32_t *xs, int64_t mstride, float *out, \
@@ -72,10 +81,7 @@ static inline __m512i pk_quad(const int8_t *qs, int k)
                                          _mm512_mul_ps(ws, _mm512_set1_ps(xd[t * mstride + b])), acc[t]); \
             }                                                                                      \
         }                                                                                          \
-        for (int t = 0; t < NT; t++) {                                                             \
-            float *o = out + (size_t)t * ldo;                                                      \
-            _mm512_storeu_ps(o, accum ? _mm512_add_ps(acc[t], _mm512_loadu_ps(o)) : acc[t]);       \
-        }                                                                                          \
+        pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
 /* NVFP4: a tile is 16 rows x 64 columns (one block per row): the rows' four
@@ -133,10 +139,7 @@ static inline __m512 pk_ue4m3_half(const char *codes)
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int t = 0; t < NT; t++) {                                                             \
-            float *o = out + (size_t)t * ldo;                                                      \
-            _mm512_storeu_ps(o, accum ? _mm512_add_ps(acc[t], _mm512_loadu_ps(o)) : acc[t]);       \
-        }                                                                                          \
+        pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
 /* Panel by panel; within a panel, groups in chunks of about 128 KiB
