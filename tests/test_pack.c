@@ -128,8 +128,8 @@ Test(pack, threaded_product_with_cut_groups)
                 ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
                 got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
             }
-            sd_matmul_multi(pool, plain, 4, x, nt, ref, scratch);
-            sd_matmul_multi(pool, packed, 4, x, nt, got, scratch);
+            sd_matmul_multi(pool, plain, 4, x, nt, ref, scratch, NULL, 0);
+            sd_matmul_multi(pool, packed, 4, x, nt, got, scratch, NULL, 0);
             for (int i = 0; i < 4; i++) {
                 for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
                     char what[96];
@@ -167,13 +167,13 @@ Test(pack, every_row_once_at_many_threads)
     cr_assert_not_null(one);
     for (size_t k = 0; k < 2; k++) {
         int nt = toks[k];
-        sd_matmul_multi(one, plain, 2, x, nt, ref, scratch);
+        sd_matmul_multi(one, plain, 2, x, nt, ref, scratch, NULL, 0);
         for (size_t ti = 0; ti < 3; ti++) {
             sd_pool *pool = sd_pool_new(threads[ti]);
             cr_assert_not_null(pool);
             for (int i = 0; i < 2; i++)
                 for (int64_t z = 0; z < nt * plain[i]->rows; z++) got[i][z] = NAN;
-            sd_matmul_multi(pool, fast, 2, x, nt, got, scratch);
+            sd_matmul_multi(pool, fast, 2, x, nt, got, scratch, plain, 2);
             for (int i = 0; i < 2; i++)
                 for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
                     char what[96];
@@ -212,7 +212,9 @@ Test(pack, decode_claims_within_panels)
             sd_pool *pool = sd_pool_new(threads[k]);
             cr_assert_not_null(pool);
             for (int64_t r = 0; r < rows; r++) got[r] = NAN;
-            sd_matmul(pool, &ap, x, 1, got, scratch);
+            /* Itself as the next product: the threads prefetch when done. */
+            const sd_weight *self = &ap;
+            sd_matmul_multi(pool, &self, 1, x, 1, &got, scratch, &self, 1);
             for (int64_t r = 0; r < rows; r++) {
                 char what[96];
                 snprintf(what, sizeof what, "%s threads %d row %lld", sd_type_get(types[ti])->name, threads[k],
@@ -227,6 +229,57 @@ Test(pack, decode_claims_within_panels)
     }
     free(x); free(scratch); free(ref); free(got);
     if (!tested) cr_skip_test("no packed kernels on this CPU");
+}
+
+/* What a thread prefetches for the next product is the start of its own
+ * first claim: inside the weights, and no two threads' alike. At decode a
+ * 3-panel packed weight gives thread i panel i's rows; Q/K/V-style weights
+ * give thread 0 the first weight's start. */
+static void check_first_claims(const char *what, const sd_weight *const *w, int n_w, int n_tok, int nth)
+{
+    const char *prev_end = NULL;
+    for (int i = 0; i < nth; i++) {
+        size_t len;
+        const char *a = sd_matmul_first_claim(w, n_w, n_tok, nth, i, &len);
+        if (!a) { cr_expect_eq(len, 0, "%s: thread %d", what, i); continue; }
+        int inside = 0;
+        for (int k = 0; k < n_w; k++) {
+            const char *base = w[k]->packed ? w[k]->packed : w[k]->data;
+            size_t bytes = (size_t)w[k]->rows * w[k]->row_bytes;
+            inside |= a >= base && a + len <= base + bytes;
+        }
+        cr_expect(len > 0 && inside, "%s: thread %d of %d reads outside the weights", what, i, nth);
+        cr_expect(!prev_end || a >= prev_end, "%s: thread %d overlaps thread %d", what, i, i - 1);
+        prev_end = a + len;
+    }
+}
+
+Test(pack, first_claims_lie_in_the_weights)
+{
+    int64_t cols = 4160;
+    sd_weight a = random_weight(SD_TYPE_Q8_0, 24, cols), b = random_weight(SD_TYPE_Q4_0, 160, cols), bp = b;
+    const sd_weight *plain[2] = {&a, &b}, *packed = &bp;
+    static const int threads[] = {1, 2, 3, 70};
+    for (size_t k = 0; k < sizeof threads / sizeof threads[0]; k++) {
+        check_first_claims("plain, decode", plain, 2, 1, threads[k]);
+        check_first_claims("plain, prefill", plain, 2, 9, threads[k]);
+    }
+    size_t len;
+    cr_expect_eq(sd_matmul_first_claim(plain, 2, 1, 2, 0, &len), a.data, "thread 0 starts at row 0");
+    if (sd_weight_pack(&bp) == 1) {
+        for (size_t k = 0; k < sizeof threads / sizeof threads[0]; k++)
+            check_first_claims("3 panels, decode", &packed, 1, 1, threads[k]);
+        /* Two threads: a quarter of the 480 (panel, row) claim rows each,
+         * 112 after rounding to groups; thread 1's claim ends with panel 0. */
+        size_t row = (size_t)(2048 / 32) * 18;   /* a panel row: 64 Q4_0 blocks */
+        const char *t0 = sd_matmul_first_claim(&packed, 1, 1, 2, 0, &len);
+        cr_expect_eq(t0, bp.packed);
+        cr_expect_eq(len, 112 * row);
+        cr_expect_eq(sd_matmul_first_claim(&packed, 1, 1, 2, 1, &len), t0 + 112 * row);
+        cr_expect_eq(len, 48 * row);
+        sd_weight_unpack(&bp);
+    }
+    free((void *)a.data); free((void *)b.data);
 }
 
 /* SHOWDOWN_REPACK=0 keeps the file's layout (for side-by-side benchmarks). */

@@ -2,6 +2,7 @@
  * the workers are spinning (back-to-back runs) or asleep (after a pause). */
 #include <criterion/criterion.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <time.h>
 
 #include "runtime/pool.h"
@@ -44,4 +45,58 @@ Test(pool, one_thread_runs_inline) { run_many(1, 10, 0); }
 Test(pool, free_right_after_create)
 {
     for (int i = 0; i < 20; i++) sd_pool_free(sd_pool_new(3));
+}
+
+/* Idle work: every worker gets the run's own context (a copy: the caller's
+ * goes out of scope) and steps through it after its share until the idle
+ * function says it is done, and a later run cuts it short. */
+typedef struct {
+    atomic_int steps[16];       /* idle calls per thread */
+    atomic_int wrong_ctx;
+    atomic_int latest;          /* the tag of the newest run */
+} idle_log;
+
+static idle_log g_idle;
+
+static void nothing(void *ctx, int i, int n) { (void)ctx; (void)i; (void)n; }
+
+static int idle_steps(const void *ctx, int i, int n, int step)
+{
+    int tag;
+    memcpy(&tag, ctx, sizeof tag);
+    (void)n;
+    /* A worker may still be idle from the run before the newest. */
+    int latest = atomic_load(&g_idle.latest);
+    if (tag != latest && tag != latest - 1) atomic_fetch_add(&g_idle.wrong_ctx, 1);
+    atomic_fetch_add(&g_idle.steps[i], 1);
+    return step < 3;
+}
+
+static void run_tagged(sd_pool *p, int tag)
+{
+    int ctx = tag;   /* on this frame only */
+    atomic_store(&g_idle.latest, tag);
+    sd_pool_run_idle(p, nothing, NULL, idle_steps, &ctx, sizeof ctx);
+}
+
+Test(pool, idle_work_after_a_run)
+{
+    int threads = 3;
+    sd_pool *p = sd_pool_new(threads);
+    cr_assert(p);
+    run_tagged(p, 1);
+    /* With no next run, each worker takes steps 0..3 and stops. */
+    for (int spins = 0; spins < 2000; spins++) {
+        int done = 1;
+        for (int i = 1; i < threads; i++) done &= atomic_load(&g_idle.steps[i]) == 4;
+        if (done) break;
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 1; i < threads; i++) cr_expect_eq(atomic_load(&g_idle.steps[i]), 4, "worker %d", i);
+    cr_expect_leq(atomic_load(&g_idle.steps[0]), 4, "the caller steps only while workers are busy");
+    /* Back to back, runs interrupt the idle work of the run before. */
+    for (int r = 2; r < 3000; r++) run_tagged(p, r);
+    sd_pool_free(p);
+    cr_expect_eq(atomic_load(&g_idle.wrong_ctx), 0, "an idle step saw another run's context");
 }

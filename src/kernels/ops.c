@@ -88,6 +88,67 @@ size_t sd_matmul_scratch_bytes(unsigned type, long long rows, long long cols, in
            (np > 1 ? (size_t)(np - 1) * (size_t)rows * sizeof(float) : 0);
 }
 
+/* Weights run as one job only when all take the same activations. */
+static int fusable(const sd_weight *const *w, int n_w)
+{
+    const sd_type_traits *t0 = sd_type_get(w[0]->type);
+    for (int k = 1; k < n_w; k++)
+        if (sd_type_get(w[k]->type)->vec_dot_type != t0->vec_dot_type || w[k]->cols != w[0]->cols) return 0;
+    return 1;
+}
+
+/* Whether a job over these weights carries the packed kernels' metadata. */
+static int packed_act(const sd_weight *const *w, int n_w)
+{
+    int packed = 0;
+    for (int k = 0; k < n_w; k++) packed |= w[k]->packed != NULL;
+    return packed && sd_type_get(w[0]->type)->vec_dot_type != SD_TYPE_F32;
+}
+
+/* How a product's rows are claimed. Thread i's first claim is fixed, rows
+ * [i * first, (i + 1) * first), so the thread can prefetch its start before
+ * the run (prefetch_step); the rest go out from a shared counter. At decode
+ * a single packed weight of several panels is claimed as (panel, rows)
+ * pieces, claim row v being row v % rows of panel v / rows, so each claim is
+ * one stream (a claim across all panels restarted the stream once per
+ * panel; log entry 20). */
+typedef struct {
+    int64_t total;              /* claim rows: rows of all weights, or rows x panels */
+    int64_t min_chunk;          /* smallest claim in rows, a multiple of SD_PACK_ROWS */
+    int64_t first;              /* the size of each thread's fixed first claim */
+    int panels;                 /* > 1: claims over (panel, row) of the one packed weight */
+} claim_plan;
+
+/* Tile kernels pay off once a weight block is reused by a few tokens. */
+#define GEMM_MIN_TOKENS 2
+
+/* Guided: a claim takes 1/(2 * threads) of what is left, down to min_chunk,
+ * so there are few claims (one contended atomic each) while the last ones
+ * are small and the threads finish within a few microseconds of each other. */
+static int64_t claim_size(const claim_plan *c, int64_t b0, int nth)
+{
+    int64_t n = (c->total - b0) / (2 * nth) / SD_PACK_ROWS * SD_PACK_ROWS;
+    return n < c->min_chunk ? c->min_chunk : n;
+}
+
+static claim_plan plan_claims(const sd_weight *const *w, int n_w, int n_tok, int nth)
+{
+    claim_plan c = {0};
+    for (int k = 0; k < n_w; k++) c.total += w[k]->rows;
+    /* The smallest claim: at prefill a few panels, so the tiles keep their
+     * per-call activation setup; at decode ~32 KiB of weights (a couple of
+     * microseconds of streaming, against ~0.1 us for the atomic). */
+    int64_t mc = n_tok >= GEMM_MIN_TOKENS ? 64 : (int64_t)(32768 / w[0]->row_bytes) / SD_PACK_ROWS * SD_PACK_ROWS;
+    c.min_chunk = mc < SD_PACK_ROWS ? SD_PACK_ROWS : mc;
+    int64_t np = n_w == 1 && n_tok == 1 && w[0]->packed && packed_act(w, n_w) ? pack_panels(w[0]->type, w[0]->cols) : 0;
+    if (np > 1) {
+        c.panels = (int)np;
+        c.total = w[0]->rows * np;
+    }
+    c.first = claim_size(&c, 0, nth);
+    return c;
+}
+
 /* Several weights that read the same activations (Q, K, V; gate, up) run as
  * one job over their concatenated rows: one activation encoding, one pool
  * run, and the threads split the total so they finish together. */
@@ -95,24 +156,19 @@ typedef struct {
     const sd_weight *const *w;
     float *const *out;
     int n_w;
-    int64_t total;              /* rows of all weights */
+    claim_plan c;
     const void *xq;
     size_t xq_row;
     const float *xd;            /* packed kernels' activation metadata, or NULL */
     const int32_t *xs;
     int n_tok;
-    int64_t min_chunk;          /* smallest claim in rows, a multiple of SD_PACK_ROWS */
     int nth;                    /* threads sharing the job */
     _Atomic int64_t next;       /* first row not yet claimed */
-    int panels;                 /* > 1: claims over (panel, row) of the one packed weight */
     float *part;                /* the sums of panels 1.. (panel 0 goes to out) */
 } matmul_job;
 
 /* Tokens per pass when a claim cuts a packed group (a stack buffer). */
 #define PART_TOKENS 64
-
-/* Tile kernels pay off once a weight block is reused by a few tokens. */
-#define GEMM_MIN_TOKENS 2
 
 /* Rows r0..r1 of a packed weight: whole groups straight into out, a group
  * cut by a claim boundary through a small buffer. */
@@ -171,38 +227,43 @@ static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int
     }
 }
 
-/* Claims rows [b0, *b1) of the concatenated weights; -1 when none are left.
- * Guided: a claim takes 1/(2 * threads) of what is left, down to min_chunk,
- * so there are few claims (one contended atomic each) while the last ones
- * are small and the threads finish within a few microseconds of each other. */
+/* Claims rows [b0, *b1) after the fixed first claims; -1 when none are left. */
 static int64_t claim(matmul_job *j, int64_t *b1)
 {
     int64_t b0 = atomic_load_explicit(&j->next, memory_order_relaxed);
     for (;;) {
-        if (b0 >= j->total) return -1;
-        int64_t n = (j->total - b0) / (2 * j->nth) / SD_PACK_ROWS * SD_PACK_ROWS;
-        if (n < j->min_chunk) n = j->min_chunk;
+        if (b0 >= j->c.total) return -1;
+        int64_t n = claim_size(&j->c, b0, j->nth);
         if (atomic_compare_exchange_weak_explicit(&j->next, &b0, b0 + n, memory_order_relaxed, memory_order_relaxed)) {
-            *b1 = b0 + n < j->total ? b0 + n : j->total;
+            *b1 = b0 + n < j->c.total ? b0 + n : j->c.total;
             return b0;
         }
     }
 }
 
-/* Panel p's rows r0..r1 of the one packed weight, as a weight of its own:
- * the panel is a packed matrix of its width, its activations start p panels
- * in. Panel 0 writes the output rows, later panels their partial sums. */
-static void panel_rows(const matmul_job *j, int64_t p, int64_t r0, int64_t r1)
+/* Panel p of a packed weight as a weight of its own (a packed matrix of the
+ * panel's width); *xb: the Q8_0 block of the activations where it starts. */
+static sd_weight panel_view(const sd_weight *w, int64_t p, int64_t *xb)
 {
-    const sd_weight *w = j->w[0];
     int64_t bv = sd_pack_block_values(w->type), nb = w->cols / bv, pb = sd_pack_panel_blocks((int)bv);
-    int64_t p0 = p * pb, pw = nb - p0 < pb ? nb - p0 : pb, xb = p0 * bv / 32;
+    int64_t p0 = p * pb, pw = nb - p0 < pb ? nb - p0 : pb;
     size_t block_bytes = w->row_bytes / (size_t)nb;
     sd_weight view = *w;
     view.cols = pw * bv;
     view.row_bytes = (size_t)pw * block_bytes;
     view.packed = (char *)w->packed + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, pb, 0, p0) * SD_PACK_ROWS *
                                           block_bytes;
+    *xb = p0 * bv / 32;
+    return view;
+}
+
+/* Panel p's rows r0..r1 of the one packed weight: panel 0 writes the
+ * output rows, later panels their partial sums. */
+static void panel_rows(const matmul_job *j, int64_t p, int64_t r0, int64_t r1)
+{
+    const sd_weight *w = j->w[0];
+    int64_t xb;
+    sd_weight view = panel_view(w, p, &xb);
     matmul_job jv = *j;
     jv.xq = (const char *)j->xq + sd_row_bytes(SD_TYPE_Q8_0, xb * 32);
     jv.xd = j->xd + xb;
@@ -210,32 +271,103 @@ static void panel_rows(const matmul_job *j, int64_t p, int64_t r0, int64_t r1)
     matmul_rows(&jv, &view, p == 0 ? j->out[0] : j->part + (size_t)(p - 1) * w->rows, r0, r1);
 }
 
-/* Threads claim chunks of the concatenated rows until none are left, so a
- * thread the OS preempts does not hold the others back; chunk boundaries
- * fall on whole groups of packed rows and tile panels. */
+/* Claim rows [b0, b1): of the one weight's panels, or of the concatenated weights. */
+static void claim_rows(const matmul_job *j, int64_t b0, int64_t b1)
+{
+    if (j->c.panels > 1) {
+        int64_t rows = j->w[0]->rows;
+        for (int64_t v = b0; v < b1;) {
+            int64_t p = v / rows, r0 = v % rows, r1 = r0 + (b1 - v) < rows ? r0 + (b1 - v) : rows;
+            panel_rows(j, p, r0, r1);
+            v += r1 - r0;
+        }
+        return;
+    }
+    int64_t off = 0;
+    for (int k = 0; k < j->n_w && off < b1; k++) {
+        const sd_weight *w = j->w[k];
+        int64_t lo = b0 - off, hi = b1 - off;
+        if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        off += w->rows;
+    }
+}
+
+/* Each thread does its fixed first claim, then claims chunks until none are
+ * left, so a thread the OS preempts does not hold the others back; chunk
+ * boundaries fall on whole groups of packed rows and tile panels. */
 static void matmul_band(void *ctx, int i, int n)
 {
     matmul_job *j = ctx;
-    (void)i; (void)n;
-    int64_t b0, b1;
-    while ((b0 = claim(j, &b1)) >= 0) {
-        if (j->panels > 1) {
-            int64_t rows = j->w[0]->rows;
-            for (int64_t v = b0; v < b1;) {
-                int64_t p = v / rows, r0 = v % rows, r1 = r0 + (b1 - v) < rows ? r0 + (b1 - v) : rows;
-                panel_rows(j, p, r0, r1);
-                v += r1 - r0;
-            }
-            continue;
+    (void)n;
+    int64_t b0 = (int64_t)i * j->c.first, b1;
+    if (b0 < j->c.total) claim_rows(j, b0, b0 + j->c.first < j->c.total ? b0 + j->c.first : j->c.total);
+    while ((b0 = claim(j, &b1)) >= 0) claim_rows(j, b0, b1);
+}
+
+/* The weights of the product after this one, for prefetching. */
+#define PREFETCH_WEIGHTS 3
+typedef struct {
+    const sd_weight *w[PREFETCH_WEIGHTS];
+    int n_w, n_tok;
+} prefetch_ctx;
+
+/* Up to this much of a thread's next first claim is prefetched, this much
+ * per step: about L2-sized, and a step short enough (~0.15 us) that the
+ * calling thread stops prefetching soon after the run's last worker is done. */
+#define PREFETCH_BYTES (256 * 1024)
+#define PREFETCH_STEP 4096
+
+/* Where claim rows [v, v1) begin in memory, and how many bytes of them follow
+ * contiguously from there (those of the first weight, or the first panel). */
+static const char *claim_bytes(const sd_weight *const *w, int n_w, const claim_plan *c, int64_t v, int64_t v1,
+                               size_t *len)
+{
+    int64_t p = 0;
+    const sd_weight *wk = w[0];
+    if (c->panels > 1) {
+        p = v / wk->rows;
+        v -= p * wk->rows;
+        v1 = v1 - p * wk->rows < wk->rows ? v1 - p * wk->rows : wk->rows;
+    } else {
+        for (int k = 0; k + 1 < n_w && v >= w[k]->rows; k++) {
+            v -= w[k]->rows;
+            v1 -= w[k]->rows;
+            wk = w[k + 1];
         }
-        int64_t off = 0;
-        for (int k = 0; k < j->n_w && off < b1; k++) {
-            const sd_weight *w = j->w[k];
-            int64_t lo = b0 - off, hi = b1 - off;
-            if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
-            off += w->rows;
-        }
+        v1 = v1 < wk->rows ? v1 : wk->rows;
     }
+    if (!wk->packed) {
+        *len = (size_t)(v1 - v) * wk->row_bytes;
+        return (const char *)wk->data + (size_t)v * wk->row_bytes;
+    }
+    int64_t xb;
+    sd_weight view = panel_view(wk, p, &xb);   /* rows of a panel lie in one piece */
+    *len = (size_t)(v1 - v) * view.row_bytes;
+    return (const char *)view.packed + (size_t)v * view.row_bytes;
+}
+
+const void *sd_matmul_first_claim(const sd_weight *const *w, int n_w, int n_tok, int nth, int i, size_t *len)
+{
+    claim_plan c = plan_claims(w, n_w, n_tok, nth);
+    int64_t v = (int64_t)i * c.first;
+    *len = 0;
+    if (v >= c.total) return NULL;
+    return claim_bytes(w, n_w, &c, v, v + c.first < c.total ? v + c.first : c.total, len);
+}
+
+/* Idle work at decode: prefetch the start of this thread's first claim in
+ * the next product, so memory keeps streaming while the threads wait for
+ * each other and the caller works alone (norms, attention, encoding), and
+ * the next product starts from cache instead of restarting a stream. */
+static int prefetch_step(const void *ctx, int i, int n, int step)
+{
+    const prefetch_ctx *pc = ctx;
+    size_t len, off = (size_t)step * PREFETCH_STEP;
+    const char *a = sd_matmul_first_claim(pc->w, pc->n_w, pc->n_tok, n, i, &len);
+    if (len > PREFETCH_BYTES) len = PREFETCH_BYTES;
+    size_t end = off + PREFETCH_STEP < len ? off + PREFETCH_STEP : len;
+    for (size_t o = off; o < end; o += 64) __builtin_prefetch(a + o, 0, 2);
+    return end < len;
 }
 
 /* The activations in the weights' vec_dot_type, and the packed kernels'
@@ -273,32 +405,21 @@ static void encode_band(void *ctx, int i, int n)
 #define PARALLEL_ENCODE_TOKENS 4
 
 void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
-                     void *scratch)
+                     void *scratch, const sd_weight *const *next, int n_next)
 {
-    /* Fused only when every weight takes the same activation format. */
-    const sd_type_traits *t0 = sd_type_get(w[0]->type);
-    for (int k = 1; k < n_w; k++)
-        if (sd_type_get(w[k]->type)->vec_dot_type != t0->vec_dot_type || w[k]->cols != w[0]->cols) {
-            for (int i = 0; i < n_w; i++) sd_matmul(pool, w[i], x, n_tok, out[i], scratch);
-            return;
-        }
-    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok};
-    int packed = 0;
-    for (int k = 0; k < n_w; k++) {
-        j.total += w[k]->rows;
-        packed |= w[k]->packed != NULL;
+    if (!fusable(w, n_w)) {
+        for (int i = 0; i < n_w; i++)
+            sd_matmul_multi(pool, &w[i], 1, x, n_tok, &out[i], scratch, i + 1 < n_w ? &w[i + 1] : next,
+                            i + 1 < n_w ? 1 : n_next);
+        return;
     }
-    /* The smallest claim: at prefill a few panels, so the tiles keep their
-     * per-call activation setup; at decode ~32 KiB of weights (a couple of
-     * microseconds of streaming, against ~0.1 us for the atomic). */
-    j.nth = sd_pool_size(pool);
-    int64_t mc = n_tok >= GEMM_MIN_TOKENS ? 64 : (int64_t)(32768 / w[0]->row_bytes) / SD_PACK_ROWS * SD_PACK_ROWS;
-    j.min_chunk = mc < SD_PACK_ROWS ? SD_PACK_ROWS : mc;
-
+    const sd_type_traits *t0 = sd_type_get(w[0]->type);
+    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool)};
+    j.c = plan_claims(w, n_w, n_tok, j.nth);
     encode_job e = {x, w[0]->cols, NULL, scratch, sd_row_bytes((unsigned)t0->vec_dot_type, w[0]->cols), NULL, NULL,
                     n_tok};
-    if (t0->vec_dot_type != 0) e.enc = sd_kernel_quantize_act((unsigned)t0->vec_dot_type);
-    if (packed && e.enc) {
+    if (t0->vec_dot_type != SD_TYPE_F32) e.enc = sd_kernel_quantize_act((unsigned)t0->vec_dot_type);
+    if (packed_act(w, n_w)) {
         e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_tok));
         e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_tok);
     }
@@ -308,22 +429,22 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     j.xq_row = e.xq_row;
     j.xd = e.xd;
     j.xs = e.xs;
-    /* Decode over a packed weight of several panels: claims stay within a
-     * panel, so each is one stream (a claim across all panels restarted the
-     * stream once per panel; log entry 20), and the panels' partial sums
-     * are added after the run. */
-    int64_t np = n_w == 1 && n_tok == 1 && w[0]->packed && e.xd ? pack_panels(w[0]->type, w[0]->cols) : 0;
-    if (np > 1) {
-        j.panels = (int)np;
-        j.part = (float *)((char *)scratch + part_offset(e.xq_row, w[0]->cols, n_tok));
-        j.total = w[0]->rows * np;
-    }
-    sd_pool_run(pool, matmul_band, &j);
-    for (int64_t p = 1; p < np; p++)
+    if (j.c.panels > 1) j.part = (float *)((char *)scratch + part_offset(e.xq_row, w[0]->cols, n_tok));
+    int64_t first = (int64_t)j.nth * j.c.first;
+    atomic_init(&j.next, first < j.c.total ? first : j.c.total);
+    /* Prefetching pays at decode, where the products stream from memory; the
+     * next product's weights that fuse are the ones its first claims read. */
+    int hint = next && n_next >= 1 && n_next <= PREFETCH_WEIGHTS;
+    prefetch_ctx pc = {.n_w = hint ? (fusable(next, n_next) ? n_next : 1) : 0,
+                       .n_tok = n_tok};
+    for (int k = 0; k < pc.n_w; k++) pc.w[k] = next[k];
+    if (n_tok == 1 && pc.n_w) sd_pool_run_idle(pool, matmul_band, &j, prefetch_step, &pc, sizeof pc);
+    else sd_pool_run(pool, matmul_band, &j);
+    for (int64_t p = 1; p < j.c.panels; p++)
         for (int64_t r = 0; r < w[0]->rows; r++) out[0][r] += j.part[(p - 1) * w[0]->rows + r];
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)
 {
-    sd_matmul_multi(pool, &w, 1, x, n_tok, &out, scratch);
+    sd_matmul_multi(pool, &w, 1, x, n_tok, &out, scratch, NULL, 0);
 }

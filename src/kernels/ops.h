@@ -23,8 +23,13 @@ size_t sd_matmul_scratch_bytes(unsigned type, long long rows, long long cols, in
 /* out[t * w->rows + r] = w->scale * dot(row r of w, x[t * w->cols ...]) for t < n_tok. */
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch);
 /* n_w products of the same activations (same cols) in one pool run, e.g.
- * Q/K/V or gate/up: out[k] receives weight k's rows as sd_matmul would. */
+ * Q/K/V or gate/up: out[k] receives weight k's rows as sd_matmul would.
+ * next (n_next weights, NULL if unknown): the product that follows, whose
+ * weights the threads prefetch at decode once their share is done. */
 void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
-                     void *scratch);
+                     void *scratch, const sd_weight *const *next, int n_next);
+/* The weight bytes thread i of nth starts such a product with (its fixed
+ * first claim): *len of them from the address returned, NULL if none. */
+const void *sd_matmul_first_claim(const sd_weight *const *w, int n_w, int n_tok, int nth, int i, size_t *len);
 
 #endif

@@ -236,9 +236,17 @@ static void layer(sd_session *s, int il, int n)
     int e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
-    const sd_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    /* Each product names the one after it, for the threads to prefetch. */
+    const sd_weight *qkv[3] = {&L->wq, &L->wk, &L->wv}, *wo = &L->wo, *gu[2] = {&L->w_gate, &L->w_up};
+    const sd_weight *down = &L->w_down, *next_qkv[3] = {&m->output}, *const *after = next_qkv;
+    int n_after = 1;
+    if (il + 1 < hp->n_layer) {
+        const sd_layer *N = &m->layers[il + 1];
+        next_qkv[0] = &N->wq; next_qkv[1] = &N->wk; next_qkv[2] = &N->wv;
+        n_after = 3;
+    }
     float *const qkv_out[3] = {s->q, s->k, s->v};
-    sd_matmul_multi(s->pool, qkv, 3, s->xb, n, qkv_out, s->xq);
+    sd_matmul_multi(s->pool, qkv, 3, s->xb, n, qkv_out, s->xq, &wo, 1);
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
@@ -259,15 +267,14 @@ static void layer(sd_session *s, int il, int n)
         }
     }
     run_attention(s, il, n);
-    sd_matmul(s->pool, &L->wo, s->att_out, n, s->xb, s->xq);
+    sd_matmul_multi(s->pool, &wo, 1, s->att_out, n, &s->xb, s->xq, gu, 2);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
-    const sd_weight *gu[2] = {&L->w_gate, &L->w_up};
     float *const gu_out[2] = {s->hb, s->hb2};
-    sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq);
+    sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq, &down, 1);
     sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);
-    sd_matmul(s->pool, &L->w_down, s->hb, n, s->xb, s->xq);
+    sd_matmul_multi(s->pool, &down, 1, s->hb, n, &s->xb, s->xq, after, n_after);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 }
 
@@ -287,6 +294,10 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
     int first = logits_out ? 0 : n - 1, rows = n - first;
     for (int t = first; t < n; t++)
         sd_rmsnorm(s->xb + (size_t)(t - first) * e, s->x + (size_t)t * e, m->output_norm, e, hp->norm_eps);
-    sd_matmul(s->pool, &m->output, s->xb, rows, logits_out ? logits_out : s->logits, s->xq);
+    /* The next token starts with the first layer's Q, K and V. */
+    const sd_layer *L0 = &m->layers[0];
+    const sd_weight *out_w = &m->output, *next[3] = {&L0->wq, &L0->wk, &L0->wv};
+    float *out = logits_out ? logits_out : s->logits;
+    sd_matmul_multi(s->pool, &out_w, 1, s->xb, rows, &out, s->xq, hp->n_layer ? next : NULL, 3);
     s->pos += n;
 }

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "runtime/pool.h"
@@ -32,6 +33,10 @@ struct sd_pool {
     pthread_t *threads;
     sd_pool_fn fn;
     void *ctx;
+    /* A run's idle work, in the slot of its generation's parity: a worker
+     * may still read run g's slot while run g + 1 is being set up, never
+     * while run g + 2 is (that needs the worker to have finished g + 1). */
+    struct { sd_pool_idle_fn fn; _Alignas(16) char ctx[SD_POOL_IDLE_BYTES]; } idle[2];
     _Alignas(64) atomic_uint generation;   /* bumped per run */
     _Alignas(64) atomic_int pending;       /* workers still in the current run */
     atomic_int sleepers;                   /* workers blocked on `wake` */
@@ -71,7 +76,12 @@ static void *worker(void *arg)
         seen = wait_generation(p, seen);
         if (atomic_load(&p->quit)) return NULL;
         p->fn(p->ctx, idx, p->n);
+        sd_pool_idle_fn idle = p->idle[seen & 1].fn;
+        const void *ictx = p->idle[seen & 1].ctx;
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        if (idle)
+            for (int step = 0; atomic_load_explicit(&p->generation, memory_order_relaxed) == seen; step++)
+                if (!idle(ictx, idx, p->n, step)) break;
     }
 }
 
@@ -123,11 +133,17 @@ void sd_pool_free(sd_pool *p)
 
 int sd_pool_size(const sd_pool *p) { return p->n; }
 
-void sd_pool_run(sd_pool *p, sd_pool_fn fn, void *ctx)
+void sd_pool_run(sd_pool *p, sd_pool_fn fn, void *ctx) { sd_pool_run_idle(p, fn, ctx, NULL, NULL, 0); }
+
+void sd_pool_run_idle(sd_pool *p, sd_pool_fn fn, void *ctx, sd_pool_idle_fn idle, const void *idle_ctx,
+                      size_t idle_bytes)
 {
     if (p->n == 1) { fn(ctx, 0, 1); return; }
     p->fn = fn;
     p->ctx = ctx;
+    unsigned slot = (atomic_load_explicit(&p->generation, memory_order_relaxed) + 1) & 1;
+    p->idle[slot].fn = idle && idle_bytes <= SD_POOL_IDLE_BYTES ? idle : NULL;
+    if (p->idle[slot].fn) memcpy(p->idle[slot].ctx, idle_ctx, idle_bytes);
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
     atomic_fetch_add(&p->generation, 1);   /* seq_cst: ordered before the sleepers load */
     /* Only sleepers need the lock and the signal; spinning workers see the
@@ -139,6 +155,9 @@ void sd_pool_run(sd_pool *p, sd_pool_fn fn, void *ctx)
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
+    if (p->idle[slot].fn)
+        for (int step = 0; atomic_load_explicit(&p->pending, memory_order_acquire); step++)
+            if (!idle(p->idle[slot].ctx, 0, p->n, step)) break;
     /* The others are mid-chunk; past a short spin, give the CPU to them in
      * case the machine has fewer free cores than threads. */
     for (int i = 0; atomic_load_explicit(&p->pending, memory_order_acquire); i++) {
