@@ -173,12 +173,12 @@ static int kernels_mode(uint32_t type)
         int32_t *xs = (int32_t *)(xd + 64 * (cols / 32));
         for (int pass = 0; pass < 7; pass++) {
             double t0 = sd_time_ms();
-            sd_pack_prep_act(cols, xq, xr, 1, xd, xs);
+            if (tr->vec_dot_type == SD_TYPE_Q8_0) sd_pack_prep_act(cols, xq, xr, 1, xd, xs);
             pk(cols, big.packed, rows_big / 16, 0, (int)(rows_big / 16), xq, xr, xd, xs, 1, o1, (size_t)rows_big);
             double dt = sd_time_ms() - t0;
             best_pk[0] = dt < best_pk[0] ? dt : best_pk[0];
             t0 = sd_time_ms();
-            sd_pack_prep_act(cols, xq, xr, 64, xd, xs);
+            if (tr->vec_dot_type == SD_TYPE_Q8_0) sd_pack_prep_act(cols, xq, xr, 64, xd, xs);
             pk(cols, small.packed, rows_small / 16, 0, (int)(rows_small / 16), xq, xr, xd, xs, 64, out, (size_t)rows_small);
             dt = sd_time_ms() - t0;
             best_pk[1] = dt < best_pk[1] ? dt : best_pk[1];

@@ -55,26 +55,26 @@ static void check_close(const char *what, float ref, float got)
  * to one block), token counts that leave every tile remainder. */
 Test(pack, kernels_match_generic_vec_dot)
 {
-    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4};
-    static const int64_t colss[] = {32, 96, 768, 2112, 2144, 4160};
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K};
+    static const int64_t colss[] = {32, 96, 256, 768, 2112, 2144, 2304, 4160, 4352};
     static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
     int tested = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         sd_packed_fn pk = sd_kernel_packed(types[ti]);
         if (!pk) continue;
-        const sd_type_traits *tr = sd_type_get(types[ti]), *xt = sd_type_get(SD_TYPE_Q8_0);
+        const sd_type_traits *tr = sd_type_get(types[ti]), *xt = sd_type_get((uint32_t)tr->vec_dot_type);
         for (size_t ci = 0; ci < sizeof colss / sizeof colss[0]; ci++) {
             int64_t cols = colss[ci], rows = 4 * SD_PACK_ROWS;
             if (cols % sd_pack_block_values(types[ti])) continue;
             sd_weight w = random_weight(types[ti], rows, cols);
             cr_assert_eq(sd_weight_pack(&w), 1, "%s %lld columns not packed", tr->name, (long long)cols);
-            size_t xr = sd_row_bytes(SD_TYPE_Q8_0, cols);
+            size_t xr = sd_row_bytes((uint32_t)tr->vec_dot_type, cols);
             float *x = random_acts(cols, 17), *out = malloc(17 * rows * sizeof *out);
             char *xq = malloc(17 * xr);
             for (int t = 0; t < 17; t++) xt->from_float(x + t * cols, xq + t * xr, cols);
             float *xd = malloc(sd_pack_act_bytes(cols, 17));
             int32_t *xs = (int32_t *)(xd + 17 * (cols / 32));
-            sd_pack_prep_act(cols, xq, xr, 17, xd, xs);
+            if (tr->vec_dot_type == SD_TYPE_Q8_0) sd_pack_prep_act(cols, xq, xr, 17, xd, xs);
             for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++)
                 for (int g0 = 0; g0 <= 1; g0++)
                     for (int ng = 1; ng <= 3; ng++) {
@@ -145,6 +145,49 @@ Test(pack, threaded_product_with_cut_groups)
     free((void *)a.data); free((void *)b.data); free((void *)c.data); free((void *)d.data); free(x); free(scratch);
 }
 
+/* Q4_K packed beside an unpacked Q6_K (both take Q8_K activations, which
+ * carry no packed metadata): 24 Q6_K rows shift the Q4_K groups off the
+ * claim grid, and 2304 columns make two panels, the second one block. */
+Test(pack, q8_k_product_with_cut_groups)
+{
+    if (!sd_kernel_packed(SD_TYPE_Q4_K)) cr_skip_test("no packed Q4_K kernel on this CPU");
+    int64_t cols = 2304;
+    sd_weight a = random_weight(SD_TYPE_Q6_K, 24, cols), b = random_weight(SD_TYPE_Q4_K, 80, cols), bp = b;
+    cr_assert_eq(sd_weight_pack(&bp), 1);
+    const sd_weight *plain[2] = {&a, &b}, *packed[2] = {&a, &bp};
+    static const int toks[] = {1, 7, 70};
+    float *x = random_acts(cols, 70);
+    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_K, 80, cols, 70));
+    sd_pool *one = sd_pool_new(1);
+    cr_assert_not_null(one);
+    for (int th = 1; th <= 3; th++) {
+        sd_pool *pool = sd_pool_new(th);
+        cr_assert_not_null(pool);
+        for (size_t k = 0; k < 3; k++) {
+            int nt = toks[k];
+            float *ref[2], *got[2];
+            for (int i = 0; i < 2; i++) {
+                ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+                got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+            }
+            sd_matmul_multi(one, plain, 2, x, nt, ref, scratch, NULL, 0);
+            sd_matmul_multi(pool, packed, 2, x, nt, got, scratch, packed, 2);
+            for (int i = 0; i < 2; i++) {
+                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
+                    check_close(what, ref[i][z], got[i][z]);
+                }
+                free(ref[i]); free(got[i]);
+            }
+        }
+        sd_pool_free(pool);
+    }
+    sd_pool_free(one);
+    sd_weight_unpack(&bp);
+    free((void *)a.data); free((void *)b.data); free(x); free(scratch);
+}
+
 /* At every thread count, more threads than rows included, each row is
  * computed and equals the one-thread product (packed weights where this
  * CPU has the kernels). */
@@ -195,16 +238,18 @@ Test(pack, every_row_once_at_many_threads)
  * one block wide, at 1, 2, 3 and 70 threads, against the unpacked product. */
 Test(pack, decode_claims_within_panels)
 {
-    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4};
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K};
     static const int threads[] = {1, 2, 3, 70};
-    int64_t cols = 4160, rows = 160;
-    float *x = random_acts(cols, 1);
-    void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, rows, cols, 1));
+    int64_t rows = 160;
     float *ref = malloc(rows * sizeof *ref), *got = malloc(rows * sizeof *got);
     int tested = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        /* Two full panels and one of a single block (Q4_0, Q8_0: two). */
+        int64_t cols = 2 * SD_PACK_PANEL_COLS + (types[ti] == SD_TYPE_Q4_K ? 256 : 64);
+        float *x = random_acts(cols, 1);
+        void *scratch = malloc(sd_matmul_scratch_bytes(types[ti], rows, cols, 1));
         sd_weight a = random_weight(types[ti], rows, cols), ap = a;
-        if (sd_weight_pack(&ap) != 1) { free((void *)a.data); continue; }
+        if (sd_weight_pack(&ap) != 1) { free((void *)a.data); free(x); free(scratch); continue; }
         sd_pool *one = sd_pool_new(1);
         sd_matmul(one, &a, x, 1, ref, scratch);
         sd_pool_free(one);
@@ -225,9 +270,9 @@ Test(pack, decode_claims_within_panels)
             tested++;
         }
         sd_weight_unpack(&ap);
-        free((void *)a.data);
+        free((void *)a.data); free(x); free(scratch);
     }
-    free(x); free(scratch); free(ref); free(got);
+    free(ref); free(got);
     if (!tested) cr_skip_test("no packed kernels on this CPU");
 }
 

@@ -70,22 +70,30 @@ static int64_t pack_panels(unsigned type, int64_t cols)
     return (cols / bv + pb - 1) / pb;
 }
 
+/* Bytes of the packed kernels' metadata beside activations of type act:
+ * the Q8_0 kernels read per-block scales and sums there; Q4_K's read
+ * its Q8_K activations as they are. */
+static size_t meta_bytes(unsigned act, int64_t cols, int n_tok)
+{
+    return act == SD_TYPE_Q8_0 ? sd_pack_act_bytes(cols, n_tok) : 0;
+}
+
 /* Where a decode product's later panels put their partial sums: after the
  * activation metadata, 64-byte aligned. */
-static size_t part_offset(size_t xq_row, int64_t cols, int n_tok)
+static size_t part_offset(unsigned act, size_t xq_row, int64_t cols, int n_tok)
 {
-    return (act_meta_offset(xq_row, n_tok) + sd_pack_act_bytes(cols, n_tok) + 63) / 64 * 64;
+    return (act_meta_offset(xq_row, n_tok) + meta_bytes(act, cols, n_tok) + 63) / 64 * 64;
 }
 
 size_t sd_matmul_scratch_bytes(unsigned type, long long rows, long long cols, int n_tok)
 {
     const sd_type_traits *tr = sd_type_get(type);
     if (!tr) return 0;
-    size_t act = sd_row_bytes((unsigned)tr->vec_dot_type, cols) * (size_t)n_tok;
-    if (tr->vec_dot_type != SD_TYPE_Q8_0) return act;
+    unsigned act = (unsigned)tr->vec_dot_type;
+    size_t xq_row = sd_row_bytes(act, cols);
+    if (act != SD_TYPE_Q8_0 && !sd_pack_block_values(type)) return xq_row * (size_t)n_tok;
     int64_t np = pack_panels(type, cols);
-    return part_offset(sd_row_bytes(SD_TYPE_Q8_0, cols), cols, n_tok) +
-           (np > 1 ? (size_t)(np - 1) * (size_t)rows * sizeof(float) : 0);
+    return part_offset(act, xq_row, cols, n_tok) + (np > 1 ? (size_t)(np - 1) * (size_t)rows * sizeof(float) : 0);
 }
 
 /* Weights run as one job only when all take the same activations. */
@@ -98,11 +106,11 @@ static int fusable(const sd_weight *const *w, int n_w)
 }
 
 /* Whether a job over these weights carries the packed kernels' metadata. */
-static int packed_act(const sd_weight *const *w, int n_w)
+static int needs_meta(const sd_weight *const *w, int n_w)
 {
     int packed = 0;
     for (int k = 0; k < n_w; k++) packed |= w[k]->packed != NULL;
-    return packed && sd_type_get(w[0]->type)->vec_dot_type != SD_TYPE_F32;
+    return packed && sd_type_get(w[0]->type)->vec_dot_type == SD_TYPE_Q8_0;
 }
 
 /* How a product's rows are claimed. Thread i's first claim is fixed, rows
@@ -140,7 +148,7 @@ static claim_plan plan_claims(const sd_weight *const *w, int n_w, int n_tok, int
      * microseconds of streaming, against ~0.1 us for the atomic). */
     int64_t mc = n_tok >= GEMM_MIN_TOKENS ? 64 : (int64_t)(32768 / w[0]->row_bytes) / SD_PACK_ROWS * SD_PACK_ROWS;
     c.min_chunk = mc < SD_PACK_ROWS ? SD_PACK_ROWS : mc;
-    int64_t np = n_w == 1 && n_tok == 1 && w[0]->packed && packed_act(w, n_w) ? pack_panels(w[0]->type, w[0]->cols) : 0;
+    int64_t np = n_w == 1 && n_tok == 1 && w[0]->packed ? pack_panels(w[0]->type, w[0]->cols) : 0;
     if (np > 1) {
         c.panels = (int)np;
         c.total = w[0]->rows * np;
@@ -191,7 +199,7 @@ static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int
             int nt = j->n_tok - t0 < PART_TOKENS ? j->n_tok - t0 : PART_TOKENS;
             size_t nb = (size_t)(w->cols / 32);
             pk(w->cols, w->packed, n_groups, g, 1, (const char *)j->xq + (size_t)t0 * j->xq_row, j->xq_row,
-               j->xd + t0 * nb, j->xs + 2 * t0 * nb, nt, tmp, SD_PACK_ROWS);
+               j->xd ? j->xd + t0 * nb : NULL, j->xs ? j->xs + 2 * t0 * nb : NULL, nt, tmp, SD_PACK_ROWS);
             for (int t = 0; t < nt; t++)
                 for (int64_t r = r0; r < e; r++)
                     out[(size_t)(t0 + t) * w->rows + r] = tmp[t * SD_PACK_ROWS + r - g * SD_PACK_ROWS];
@@ -202,7 +210,7 @@ static void packed_rows(const matmul_job *j, const sd_weight *w, float *out, int
 
 static void matmul_rows(const matmul_job *j, const sd_weight *w, float *out, int64_t r0, int64_t r1)
 {
-    if (w->packed && j->xd) {
+    if (w->packed) {
         packed_rows(j, w, out, r0, r1);
         if (w->scale != 1.0f)
             for (int t = 0; t < j->n_tok; t++)
@@ -265,9 +273,11 @@ static void panel_rows(const matmul_job *j, int64_t p, int64_t r0, int64_t r1)
     int64_t xb;
     sd_weight view = panel_view(w, p, &xb);
     matmul_job jv = *j;
-    jv.xq = (const char *)j->xq + sd_row_bytes(SD_TYPE_Q8_0, xb * 32);
-    jv.xd = j->xd + xb;
-    jv.xs = j->xs + 2 * xb;
+    jv.xq = (const char *)j->xq + sd_row_bytes((unsigned)sd_type_get(w->type)->vec_dot_type, xb * 32);
+    if (j->xd) {
+        jv.xd = j->xd + xb;
+        jv.xs = j->xs + 2 * xb;
+    }
     matmul_rows(&jv, &view, p == 0 ? j->out[0] : j->part + (size_t)(p - 1) * w->rows, r0, r1);
 }
 
@@ -419,7 +429,7 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     encode_job e = {x, w[0]->cols, NULL, scratch, sd_row_bytes((unsigned)t0->vec_dot_type, w[0]->cols), NULL, NULL,
                     n_tok};
     if (t0->vec_dot_type != SD_TYPE_F32) e.enc = sd_kernel_quantize_act((unsigned)t0->vec_dot_type);
-    if (packed_act(w, n_w)) {
+    if (needs_meta(w, n_w)) {
         e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_tok));
         e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_tok);
     }
@@ -429,7 +439,7 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     j.xq_row = e.xq_row;
     j.xd = e.xd;
     j.xs = e.xs;
-    if (j.c.panels > 1) j.part = (float *)((char *)scratch + part_offset(e.xq_row, w[0]->cols, n_tok));
+    if (j.c.panels > 1) j.part = (float *)((char *)scratch + part_offset((unsigned)t0->vec_dot_type, e.xq_row, w[0]->cols, n_tok));
     int64_t first = (int64_t)j.nth * j.c.first;
     atomic_init(&j.next, first < j.c.total ? first : j.c.total);
     /* Prefetching pays at decode, where the products stream from memory; the

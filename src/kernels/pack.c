@@ -1,4 +1,4 @@
-/* The 16-row packed layout of Q4_0, Q8_0 and NVFP4 weights (see pack.h). */
+/* The 16-row packed layout of Q4_0, Q8_0, NVFP4 and Q4_K weights (see pack.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -31,7 +31,12 @@ static const pack_format pack_formats[] = {
     {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs)},
     {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs)},
     {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs)},
+    /* d, dmin, then the 12 scale bytes as 6 pairs */
+    {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs)},
 };
+
+/* The largest block above (Q4_K's), for the tile buffer. */
+#define PACK_MAX_BLOCK sizeof(blk_q4_k)
 
 static const pack_format *pack_format_of(uint32_t type)
 {
@@ -82,7 +87,7 @@ int sd_weight_pack(sd_weight *w)
     if (!f || w->packed || !sd_pack_enabled() || !sd_kernel_packed(w->type)) return 0;
     if (w->rows <= 0 || w->rows % SD_PACK_ROWS || w->cols <= 0 || w->cols % f->values) return 0;
     size_t sb = (size_t)f->unit * f->units, bb = sb + (size_t)f->quant, nb = (size_t)w->cols / f->values;
-    if (w->row_bytes != nb * bb) return 0;
+    if (w->row_bytes != nb * bb || bb > PACK_MAX_BLOCK) return 0;
     char *dst = pack_map(pack_map_bytes(w));
     if (!dst) return -1;
     prefault_source(w);
@@ -90,7 +95,7 @@ int sd_weight_pack(sd_weight *w)
     size_t tile = SD_PACK_ROWS * bb, pb = (size_t)sd_pack_panel_blocks(f->values);
     /* Each tile is assembled in L1 and written out whole: scattered 4-byte
      * stores straight into fresh memory ran at ~0.5 GB/s. */
-    _Alignas(64) char t[SD_PACK_ROWS * (4 + 32)];   /* the largest block: NVFP4's 4 + 32 bytes */
+    _Alignas(64) char t[SD_PACK_ROWS * PACK_MAX_BLOCK];
     char *tq = t + sb * SD_PACK_ROWS;
     for (int64_t g = 0; g < w->rows / SD_PACK_ROWS; g++)
         for (size_t b = 0; b < nb; b++) {

@@ -7,11 +7,13 @@
  * group of 16 rows and per block, a tile of
  *     the 16 rows' scales, then nq chunks of 64 bytes,
  * where chunk j holds bytes 4j..4j+3 of every row's quants (row r at byte
- * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0 and NVFP4: 8). One
- * vpdpbusd of a chunk against one broadcast activation quad advances 16
- * rows at once, and 16 scales convert with one instruction. The scales are
- * Q4_0/Q8_0's f16 (row r at byte 2r) or NVFP4's four UE4M3 sub-block codes
- * per 64-value block (code k of row r at byte 16k + r).
+ * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0 and NVFP4: 8,
+ * Q4_K: 32). One vpdpbusd of a chunk against one broadcast activation quad
+ * advances 16 rows at once, and 16 scales convert with one instruction. The
+ * scales are Q4_0/Q8_0's f16 (row r at byte 2r), NVFP4's four UE4M3
+ * sub-block codes per 64-value block (code k of row r at byte 16k + r), or
+ * Q4_K's d, dmin and 12 scale bytes per 256-value super-block, in 2-byte
+ * units (unit k of row r at byte 32k + 2r).
  *
  * Wide matrices are cut into panels of SD_PACK_PANEL_COLS = 2048 columns
  * (the last panel may be narrower), stored one after another:
@@ -46,7 +48,7 @@ static inline size_t sd_pack_tile_offset(int64_t n_groups, int64_t nb, int64_t p
     return (size_t)(p0 * n_groups + g * width + (b - p0));
 }
 
-/* Columns per block of a packable format (32, or 64 for NVFP4); 0 for others. */
+/* Columns per block of a packable format (32, 64 for NVFP4, 256 for Q4_K); 0 for others. */
 int sd_pack_block_values(uint32_t type);
 
 /* Repacks w into w->packed when this CPU has a kernel for its layout, its
@@ -62,9 +64,10 @@ int sd_weights_pack(sd_weight *const *ws, int n, int n_threads, void (*done)(con
 /* Whether packing is enabled (SHOWDOWN_REPACK unset or not "0"). */
 int sd_pack_enabled(void);
 
-/* Bytes of per-token activation metadata the packed kernels need beside the
- * encoded activations: per Q8_0 block, xd (f32 scale) and xs (the int32
- * sums of its two halves of 16 quants: NVFP4 scales every 16 values). */
+/* Bytes of per-token activation metadata the packed kernels of formats with
+ * Q8_0 activations need beside them: per Q8_0 block, xd (f32 scale) and xs
+ * (the int32 sums of its two halves of 16 quants: NVFP4 scales every 16
+ * values). Q4_K's kernel reads its Q8_K activations' own sums instead. */
 size_t sd_pack_act_bytes(int64_t cols, int n_tok);
 /* Fills xd[t * nb + b] and xs[2 * (t * nb + b) + h] from n_tok Q8_0 rows. */
 void sd_pack_prep_act(int64_t cols, const void *xq, size_t x_stride, int n_tok, float *xd, int32_t *xs);

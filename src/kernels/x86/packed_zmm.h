@@ -1,4 +1,4 @@
-/* AVX-512 kernels over the 16-row packed Q4_0 / Q8_0 / NVFP4 layout
+/* AVX-512 kernels over the 16-row packed Q4_0 / Q8_0 / NVFP4 / Q4_K layout
  * (kernels/pack.h). Per Q4_0/Q8_0 tile (16 rows x 32 columns) the quants
  * become eight zmm u[k] of unsigned bytes, u[k] holding columns 4k..4k+3
  * of all 16 rows, so
@@ -142,12 +142,128 @@ static inline __m512 pk_ue4m3_half(const char *codes)
         pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
+/* Q4_K: a tile is 16 rows x 256 columns (one super-block per row): the
+ * rows' d (32 bytes), dmin (32 bytes), their 12 scale bytes in 6 pairs
+ * (pair m of row r at 64 + 32m + 2r), then 32 chunks as above: chunk 8j + c
+ * holds qs bytes 32j + 4c.. of every row, whose low nibbles are values
+ * 64j + 4c.. (sub-block 2j) and high nibbles 64j + 32 + 4c.. (sub-block
+ * 2j + 1). Activations are Q8_K: the sub-block sums for the mins come from
+ * its bsums, no metadata beside them. Per sub-block k of 16 rows the
+ * integer dot is eight vpdpbusd, times the rows' 6-bit scale (vpmulld);
+ * w = d sc q - dmin mn, so a tile adds d dx sum_k sc_k dot_k - dmin dx
+ * sum_k mn_k xsum_k to each row. */
+#define PK_Q4_K_TILE (16 * 144)
+/* Each tile prefetches the one 4 tiles on (~9 KiB; a prefetch past the end
+ * of the weights does not fault): one thread streamed a 151 MB matrix at
+ * 33-36 GB/s so, against 19-21 without (2 or 8 tiles: 29-33). The hardware
+ * prefetchers alone fall behind: a tile is ~350 operations per 2304 bytes,
+ * so the loads of the next tiles issue late. */
+#define PK_Q4_K_AHEAD 4
+
+/* Byte j of the 16 rows' scale bytes, one per 32-bit lane. */
+static inline __m512i pk_q4_k_byte(const __m512i *pair, int j)
+{
+    __m512i v = pair[j / 2];
+    return _mm512_and_si512(j % 2 ? _mm512_srli_epi32(v, 8) : v, _mm512_set1_epi32(0xff));
+}
+
+/* Sub-block k's 6-bit scale (mn = 0) or min (mn = 1) of the 16 rows: for
+ * k < 4 the low 6 bits of byte k (mins: k + 4); for k >= 4 the low (scale)
+ * or high (min) nibble of byte k + 4 and the top 2 bits of byte k - 4
+ * (mins: byte k) above it. */
+static inline __m512i pk_q4_k_sm(const __m512i *pair, int k, int mn)
+{
+    if (k < 4) return _mm512_and_si512(pk_q4_k_byte(pair, k + 4 * mn), _mm512_set1_epi32(63));
+    __m512i lo = pk_q4_k_byte(pair, k + 4), hi = pk_q4_k_byte(pair, mn ? k : k - 4);
+    lo = mn ? _mm512_srli_epi32(lo, 4) : _mm512_and_si512(lo, _mm512_set1_epi32(15));
+    return _mm512_or_si512(lo, _mm512_and_si512(_mm512_srli_epi32(hi, 2), _mm512_set1_epi32(0x30)));
+}
+
+/* Up to 4 tokens per call: a tile's 8 unpacked chunks, each token's two
+ * sub-block sums and its running total stay in registers (8 tokens spill;
+ * _g8 is two calls of _g4). */
+#define PK_Q4_K_GROUP_FN(NT)                                                                       \
+    static inline void packed_q4_k_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row, \
+                                         const float *xd, const int32_t *xs, int64_t mstride,      \
+                                         float *out, size_t ldo, int accum)                        \
+    {                                                                                              \
+        (void)xd; (void)xs; (void)mstride;                                                         \
+        const __m512i m4 = _mm512_set1_epi8(0x0f);                                                 \
+        __m512 acc[NT];                                                                            \
+        for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
+        for (int64_t b = 0; b < nb; b++) {                                                         \
+            const char *tl = wg + b * PK_Q4_K_TILE;                                                \
+            for (int o = 0; o < PK_Q4_K_TILE; o += 64)                                             \
+                _mm_prefetch(tl + PK_Q4_K_AHEAD * PK_Q4_K_TILE + o, _MM_HINT_T0);                  \
+            __m512i pair[6];                                                                       \
+            for (int m = 0; m < 6; m++)                                                            \
+                pair[m] = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(tl + 64 + 32 * m))); \
+            __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tl));                   \
+            __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tl + 32)));         \
+            const blk_q8_k *xb[NT];                                                                \
+            __m512i mins[NT], tot[NT];                                                             \
+            for (int t = 0; t < NT; t++) {                                                         \
+                xb[t] = (const blk_q8_k *)(x + (size_t)t * xs_row) + b;                            \
+                mins[t] = tot[t] = _mm512_setzero_si512();                                         \
+            }                                                                                      \
+            for (int k = 0; k < 8; k++) {                                                          \
+                __m512i mn = pk_q4_k_sm(pair, k, 1);                                               \
+                for (int t = 0; t < NT; t++)                                                       \
+                    mins[t] = _mm512_add_epi32(mins[t], _mm512_mullo_epi32(mn,                     \
+                        _mm512_set1_epi32(xb[t]->bsums[2 * k] + xb[t]->bsums[2 * k + 1])));        \
+            }                                                                                      \
+            for (int t = 0; t < NT; t++)                                                           \
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]),                             \
+                                          _mm512_mul_ps(dmin, _mm512_set1_ps(xb[t]->d)), acc[t]);  \
+            const char *qt = tl + 256;                                                             \
+            for (int j = 0; j < 4; j++) {                                                          \
+                __m512i lo[NT], hi[NT];                                                            \
+                for (int t = 0; t < NT; t++) lo[t] = hi[t] = _mm512_setzero_si512();               \
+                for (int h = 0; h < 2; h++) {                                                      \
+                    __m512i u[8];                                                                  \
+                    for (int c = 0; c < 4; c++) {                                                  \
+                        __m512i v = _mm512_loadu_si512(qt + 64 * (8 * j + 4 * h + c));             \
+                        u[c] = _mm512_and_si512(v, m4);                                            \
+                        u[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);                  \
+                    }                                                                              \
+                    _Pragma("GCC unroll 4")                                                        \
+                    for (int t = 0; t < NT; t++) {                                                 \
+                        const int8_t *q = xb[t]->qs + 64 * j + 16 * h;                             \
+                        for (int c = 0; c < 4; c++) {                                              \
+                            lo[t] = _mm512_dpbusd_epi32(lo[t], u[c], pk_quad(q, c));               \
+                            hi[t] = _mm512_dpbusd_epi32(hi[t], u[4 + c], pk_quad(q + 32, c));      \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                __m512i s0 = pk_q4_k_sm(pair, 2 * j, 0), s1 = pk_q4_k_sm(pair, 2 * j + 1, 0);      \
+                for (int t = 0; t < NT; t++)                                                       \
+                    tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], s0), \
+                                                                       _mm512_mullo_epi32(hi[t], s1))); \
+            }                                                                                      \
+            for (int t = 0; t < NT; t++)                                                           \
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(tot[t]),                               \
+                                         _mm512_mul_ps(d, _mm512_set1_ps(xb[t]->d)), acc[t]);      \
+        }                                                                                          \
+        pk_store(out, ldo, acc, NT, accum);                                                        \
+    }
+
+PK_Q4_K_GROUP_FN(1)
+PK_Q4_K_GROUP_FN(2)
+PK_Q4_K_GROUP_FN(4)
+static inline void packed_q4_k_g8(int64_t nb, const char *wg, const char *x, size_t xs_row, const float *xd,
+                                  const int32_t *xs, int64_t mstride, float *out, size_t ldo, int accum)
+{
+    packed_q4_k_g4(nb, wg, x, xs_row, xd, xs, mstride, out, ldo, accum);
+    packed_q4_k_g4(nb, wg, x + 4 * xs_row, xs_row, xd, xs, mstride, out + 4 * ldo, ldo, accum);
+}
+
 /* Panel by panel; within a panel, groups in chunks of about 128 KiB
  * (L2-resident while every token tile of the batch passes over them),
- * tokens in tiles of 8, 4, 2, 1. BV: columns per block. The group
- * functions name##_g1 .. _g8 come first. */
+ * tokens in tiles of 8, 4, 2, 1. BV: columns per block; XB: activation
+ * bytes per block; META: whether the kernel reads the Q8_0 metadata (xd,
+ * xs; NULL otherwise). The group functions name##_g1 .. _g8 come first. */
 #define PK_CHUNK_BYTES (128 << 10)
-#define PK_FNS(name, TILE, BV)                                                                     \
+#define PK_FNS(name, TILE, BV, XB, META)                                                           \
     static void name(int64_t n, const void *wp, int64_t n_groups, int64_t gfirst, int ng, const void *x, \
                      size_t x_stride, const float *xd, const int32_t *xs, int nt, float *out, size_t ldo) \
     {                                                                                              \
@@ -162,9 +278,9 @@ static inline __m512 pk_ue4m3_half(const char *codes)
                 int g1 = g0 + gc < ng ? g0 + gc : ng;                                              \
                 for (int t0 = 0; t0 < nt;) {                                                       \
                     int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;   \
-                    const char *xt = (const char *)x + (size_t)t0 * x_stride + p0 * k * sizeof(blk_q8_0); \
-                    const float *dt = xd + (size_t)t0 * m + p0 * k;                                \
-                    const int32_t *st = xs + 2 * ((size_t)t0 * m + p0 * k);                        \
+                    const char *xt = (const char *)x + (size_t)t0 * x_stride + (size_t)p0 * (XB);   \
+                    const float *dt = META ? xd + (size_t)t0 * m + p0 * k : NULL;                  \
+                    const int32_t *st = META ? xs + 2 * ((size_t)t0 * m + p0 * k) : NULL;          \
                     for (int g = g0; g < g1; g++) {                                                \
                         const char *wg = wpan + (size_t)g * gbytes;                                \
                         float *o = out + (size_t)t0 * ldo + (size_t)g * SD_PACK_ROWS;              \
@@ -187,7 +303,7 @@ static inline __m512 pk_ue4m3_half(const char *codes)
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 4)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 8)                                                        \
-    PK_FNS(name, TILE, 32)
+    PK_FNS(name, TILE, 32, sizeof(blk_q8_0), 1)
 
 PK_LEGACY_FNS(packed_q4_0, pk_unpack_q4_0, PK_Q4_0_TILE, 8)
 PK_LEGACY_FNS(packed_q8_0, pk_unpack_q8_0, PK_Q8_0_TILE, 128)
@@ -195,11 +311,13 @@ PK_NVFP4_GROUP_FN(1)
 PK_NVFP4_GROUP_FN(2)
 PK_NVFP4_GROUP_FN(4)
 PK_NVFP4_GROUP_FN(8)
-PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV)
+PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV, 2 * sizeof(blk_q8_0), 1)
+PK_FNS(packed_q4_k, PK_Q4_K_TILE, QKK, sizeof(blk_q8_k), 0)
 
 static void register_packed(sd_kernel_table *t)
 {
     t->packed[SD_TYPE_Q4_0] = packed_q4_0;
     t->packed[SD_TYPE_Q8_0] = packed_q8_0;
     t->packed[SD_TYPE_NVFP4] = packed_nvfp4;
+    t->packed[SD_TYPE_Q4_K] = packed_q4_k;
 }
