@@ -250,7 +250,7 @@ static int64_t claim(matmul_job *j, int64_t *b1)
 }
 
 /* Panel p of a packed weight as a weight of its own (a packed matrix of the
- * panel's width); *xb: the Q8_0 block of the activations where it starts. */
+ * panel's width); *xb: where it starts in the activations, in 32 columns. */
 static sd_weight panel_view(const sd_weight *w, int64_t p, int64_t *xb)
 {
     int64_t bv = sd_pack_block_values(w->type), nb = w->cols / bv, pb = sd_pack_panel_blocks((int)bv);
@@ -439,14 +439,14 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     j.xq_row = e.xq_row;
     j.xd = e.xd;
     j.xs = e.xs;
-    if (j.c.panels > 1) j.part = (float *)((char *)scratch + part_offset((unsigned)t0->vec_dot_type, e.xq_row, w[0]->cols, n_tok));
+    if (j.c.panels > 1)
+        j.part = (float *)((char *)scratch + part_offset((unsigned)t0->vec_dot_type, e.xq_row, w[0]->cols, n_tok));
     int64_t first = (int64_t)j.nth * j.c.first;
     atomic_init(&j.next, first < j.c.total ? first : j.c.total);
     /* Prefetching pays at decode, where the products stream from memory; the
      * next product's weights that fuse are the ones its first claims read. */
     int hint = next && n_next >= 1 && n_next <= PREFETCH_WEIGHTS;
-    prefetch_ctx pc = {.n_w = hint ? (fusable(next, n_next) ? n_next : 1) : 0,
-                       .n_tok = n_tok};
+    prefetch_ctx pc = {.n_w = hint ? (fusable(next, n_next) ? n_next : 1) : 0, .n_tok = n_tok};
     for (int k = 0; k < pc.n_w; k++) pc.w[k] = next[k];
     if (n_tok == 1 && pc.n_w) sd_pool_run_idle(pool, matmul_band, &j, prefetch_step, &pc, sizeof pc);
     else sd_pool_run(pool, matmul_band, &j);

@@ -295,8 +295,10 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
     for (int t = first; t < n; t++)
         sd_rmsnorm(s->xb + (size_t)(t - first) * e, s->x + (size_t)t * e, m->output_norm, e, hp->norm_eps);
     /* The next token starts with the first layer's Q, K and V. */
-    const sd_layer *L0 = &m->layers[0];
-    const sd_weight *out_w = &m->output, *next[3] = {&L0->wq, &L0->wk, &L0->wv};
+    const sd_weight *out_w = &m->output, *next[3] = {NULL};
+    if (hp->n_layer) {
+        next[0] = &m->layers[0].wq; next[1] = &m->layers[0].wk; next[2] = &m->layers[0].wv;
+    }
     float *out = logits_out ? logits_out : s->logits;
     sd_matmul_multi(s->pool, &out_w, 1, s->xb, rows, &out, s->xq, hp->n_layer ? next : NULL, 3);
     s->pos += n;
