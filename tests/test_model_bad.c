@@ -9,6 +9,7 @@
 
 #include "showdown.h"
 #include "eval/logits_file.h"
+#include "plan/plan.h"
 #include "common.h"
 
 static unsigned char *orig;
@@ -67,6 +68,23 @@ static void expect_kv_rejected(const char *key, uint32_t value, const char *need
 Test(model_bad, zero_heads) { expect_kv_rejected("llama.attention.head_count", 0, "zero attention heads"); }
 Test(model_bad, kv_heads_do_not_divide) { expect_kv_rejected("llama.attention.head_count_kv", 3, "do not divide"); }
 Test(model_bad, more_layers_than_tensors) { expect_kv_rejected("llama.block_count", 1000, "tensors"); }
+/* Half a billion layers: the loader refuses it, and so does the planner's
+ * header reader, whose cost model once walked them all (a fuzzer hang). */
+Test(model_bad, absurd_layer_count)
+{
+    expect_kv_rejected("llama.block_count", 0x20000001u, "layers is absurd");
+    load_orig();
+    size_t at = find_str(orig, orig_len, "llama.block_count");
+    uint32_t value = 0x20000001u;
+    memcpy(orig + at + 4, &value, 4);
+    const char *path = write_tmp(orig, orig_len);
+    char err[SD_ERR_LEN] = "";
+    sd_gguf_model g;
+    cr_assert_eq(sd_shape_from_gguf(path, &g, err), -1, "the planner accepted %u layers", value);
+    cr_assert(strstr(err, path) == err && strstr(err, "layers is absurd"), "%s", err);
+    unlink(path);
+    free(orig);
+}
 Test(model_bad, wrong_embedding_size) { expect_kv_rejected("llama.embedding_length", 128, "rotary"); }
 Test(model_bad, wrong_ffn_size) { expect_kv_rejected("llama.feed_forward_length", 700, "shape"); }
 

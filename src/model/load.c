@@ -15,8 +15,6 @@
 #include "tensor/types.h"
 #include "text/tokenizer.h"
 
-#define MAX_LAYERS 4096
-
 static int load_fail(char *err, const char *path, const char *fmt, ...)
 {
     va_list ap;
@@ -92,7 +90,7 @@ static int read_hparams(sd_model *m, char *err)
                          hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head_kv);
     if (hp->n_head % hp->n_head_kv)
         return load_fail(err, m->path, "%d KV heads do not divide %d heads", hp->n_head_kv, hp->n_head);
-    if (hp->n_layer > MAX_LAYERS) return load_fail(err, m->path, "%d layers is absurd", hp->n_layer);
+    if (hp->n_layer > SD_MAX_LAYERS) return load_fail(err, m->path, "%d layers is absurd", hp->n_layer);
     if (hp_u32(m, "attention.key_length", 0, (uint32_t)(hp->n_embd / hp->n_head), &hp->head_dim, err)) return -1;
     if (hp->head_dim == 0 || hp->head_dim % 2)
         return load_fail(err, m->path, "head size %d must be even and non-zero", hp->head_dim);

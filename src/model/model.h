@@ -26,6 +26,9 @@ typedef struct {
  *     const sd_weight *lw[] = {SD_LAYER_MATRICES(L)}; */
 #define SD_LAYER_MATRICES(L) &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->w_gate, &(L)->w_up, &(L)->w_down
 #define SD_LAYER_N_MATRICES 7
+/* More layers than this is a broken or hostile header (the largest models
+ * have a few hundred); the loader and the planner refuse it. */
+#define SD_MAX_LAYERS 4096
 
 struct sd_model {
     char path[256];

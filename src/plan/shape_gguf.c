@@ -5,6 +5,7 @@
 
 #include "showdown.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "plan/plan.h"
 #include "tensor/types.h"
 
@@ -86,6 +87,11 @@ static int fill(const gguf_file *f, sd_gguf_model *g, char *err)
         arch_u32(f, s->arch, "expert_shared_feed_forward_length", &s->shared_ff, err) < 0 ||
         arch_u32(f, s->arch, "attention.sliding_window", &s->sliding_window, err) < 0)
         return -1;
+    /* The cost model walks the layers: a hostile count would hang it. */
+    if (s->n_layer > SD_MAX_LAYERS) {
+        snprintf(err, SD_ERR_LEN, "%s: %d layers is absurd", f->path, s->n_layer);
+        return -1;
+    }
     if (s->n_head_kv <= 0 || s->head_dim <= 0 || s->n_head_kv > s->n_head) {
         snprintf(err, SD_ERR_LEN, "%s: inconsistent attention heads (%d heads, %d KV heads, head size %d)",
                  f->path, s->n_head, s->n_head_kv, s->head_dim);
