@@ -98,10 +98,46 @@ Test(pack, kernels_match_generic_vec_dot)
     if (!tested) cr_skip_test("no packed kernels on this CPU");
 }
 
+/* A fused product of `fast` (some weights packed) against `plain` on one
+ * thread, at 1, 2 and 3 threads, decode and prefill (1, 7, 70 tokens);
+ * `fast` is also the next product, so the threads prefetch when done. */
+static void check_fused(const sd_weight *const *plain, const sd_weight *const *fast, int n_w, int64_t cols,
+                        void *scratch)
+{
+    static const int toks[] = {1, 7, 70};
+    float *x = random_acts(cols, 70);
+    sd_pool *one = sd_pool_new(1);
+    cr_assert_not_null(one);
+    for (int th = 1; th <= 3; th++) {
+        sd_pool *pool = sd_pool_new(th);
+        cr_assert_not_null(pool);
+        for (size_t k = 0; k < 3; k++) {
+            int nt = toks[k];
+            float *ref[4], *got[4];
+            for (int i = 0; i < n_w; i++) {
+                ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+                got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
+            }
+            sd_matmul_multi(one, plain, n_w, x, nt, ref, scratch, NULL, 0);
+            sd_matmul_multi(pool, fast, n_w, x, nt, got, scratch, fast, n_w);
+            for (int i = 0; i < n_w; i++) {
+                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
+                    check_close(what, ref[i][z], got[i][z]);
+                }
+                free(ref[i]); free(got[i]);
+            }
+        }
+        sd_pool_free(pool);
+    }
+    sd_pool_free(one);
+    free(x);
+}
+
 /* Q/K/V-style fused product: an unpackable weight of 24 rows ahead of packed
  * ones shifts them off the claim grid, so claims cut groups in two; their
- * columns span two panels, the second narrow. Results
- * must equal the unpacked product at 1, 2 and 3 threads, decode and prefill. */
+ * columns span two panels, the second narrow. */
 Test(pack, threaded_product_with_cut_groups)
 {
     if (!sd_kernel_packed(SD_TYPE_Q4_0)) cr_skip_test("no packed kernels on this CPU");
@@ -115,34 +151,10 @@ Test(pack, threaded_product_with_cut_groups)
     cr_assert_eq(sd_weight_pack(&cp), 1);
     cr_assert_eq(sd_weight_pack(&dp), sd_kernel_packed(SD_TYPE_NVFP4) ? 1 : 0);
     const sd_weight *packed[4] = {&a, &bp, &cp, &dp};
-    static const int toks[] = {1, 7, 70};
-    float *x = random_acts(cols, 70);
     void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_0, 80, cols, 70));
-    for (int th = 1; th <= 3; th++) {
-        sd_pool *pool = sd_pool_new(th);
-        cr_assert_not_null(pool);
-        for (size_t k = 0; k < 3; k++) {
-            int nt = toks[k];
-            float *ref[4], *got[4];
-            for (int i = 0; i < 4; i++) {
-                ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
-                got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
-            }
-            sd_matmul_multi(pool, plain, 4, x, nt, ref, scratch, NULL, 0);
-            sd_matmul_multi(pool, packed, 4, x, nt, got, scratch, NULL, 0);
-            for (int i = 0; i < 4; i++) {
-                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
-                    char what[96];
-                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
-                    check_close(what, ref[i][z], got[i][z]);
-                }
-                free(ref[i]); free(got[i]);
-            }
-        }
-        sd_pool_free(pool);
-    }
+    check_fused(plain, packed, 4, cols, scratch);
     sd_weight_unpack(&bp); sd_weight_unpack(&cp); sd_weight_unpack(&dp);
-    free((void *)a.data); free((void *)b.data); free((void *)c.data); free((void *)d.data); free(x); free(scratch);
+    free((void *)a.data); free((void *)b.data); free((void *)c.data); free((void *)d.data); free(scratch);
 }
 
 /* Q4_K packed beside an unpacked Q6_K (both take Q8_K activations, which
@@ -155,37 +167,10 @@ Test(pack, q8_k_product_with_cut_groups)
     sd_weight a = random_weight(SD_TYPE_Q6_K, 24, cols), b = random_weight(SD_TYPE_Q4_K, 80, cols), bp = b;
     cr_assert_eq(sd_weight_pack(&bp), 1);
     const sd_weight *plain[2] = {&a, &b}, *packed[2] = {&a, &bp};
-    static const int toks[] = {1, 7, 70};
-    float *x = random_acts(cols, 70);
     void *scratch = malloc(sd_matmul_scratch_bytes(SD_TYPE_Q4_K, 80, cols, 70));
-    sd_pool *one = sd_pool_new(1);
-    cr_assert_not_null(one);
-    for (int th = 1; th <= 3; th++) {
-        sd_pool *pool = sd_pool_new(th);
-        cr_assert_not_null(pool);
-        for (size_t k = 0; k < 3; k++) {
-            int nt = toks[k];
-            float *ref[2], *got[2];
-            for (int i = 0; i < 2; i++) {
-                ref[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
-                got[i] = malloc((size_t)nt * plain[i]->rows * sizeof(float));
-            }
-            sd_matmul_multi(one, plain, 2, x, nt, ref, scratch, NULL, 0);
-            sd_matmul_multi(pool, packed, 2, x, nt, got, scratch, packed, 2);
-            for (int i = 0; i < 2; i++) {
-                for (int64_t z = 0; z < nt * plain[i]->rows; z++) {
-                    char what[96];
-                    snprintf(what, sizeof what, "threads %d tokens %d weight %d [%lld]", th, nt, i, (long long)z);
-                    check_close(what, ref[i][z], got[i][z]);
-                }
-                free(ref[i]); free(got[i]);
-            }
-        }
-        sd_pool_free(pool);
-    }
-    sd_pool_free(one);
+    check_fused(plain, packed, 2, cols, scratch);
     sd_weight_unpack(&bp);
-    free((void *)a.data); free((void *)b.data); free(x); free(scratch);
+    free((void *)a.data); free((void *)b.data); free(scratch);
 }
 
 /* At every thread count, more threads than rows included, each row is
