@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "showdown.h"
 #include "kernels/dispatch.h"
@@ -258,11 +257,8 @@ int main(int argc, char **argv)
     memset(s->v_cache, 0, kv_bytes);
     double v[64], dv[8][64], frac[8][64], bwlo[8], bwhi[8];
     for (int di = 0; di < 8; di++) { bwlo[di] = 1e30; bwhi[di] = 0; }
-    /* The bracketing reads: as sd_calib_measure's buffer, 1 GiB or a quarter of RAM. */
-    unsigned long long bw_bytes = 1ULL << 30;
-    long phys = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    if (phys > 0 && psz > 0 && (unsigned long long)phys * (unsigned long long)psz / 4 < bw_bytes)
-        bw_bytes = (unsigned long long)phys * (unsigned long long)psz / 4 / 4096 * 4096;
+    /* The bracketing reads use sd_calib_measure's buffer size. */
+    unsigned long long bw_bytes = sd_calib_bw_bytes();
     unsigned char *bw_buf = malloc(bw_bytes);
     if (!bw_buf) { fprintf(stderr, "bench_driver: cannot allocate the bandwidth buffer\n"); return 1; }
     memset(bw_buf, 1, bw_bytes);

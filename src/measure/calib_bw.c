@@ -1,6 +1,7 @@
 /* Streaming read bandwidth: every thread sums its slice of one large buffer;
  * the clock runs from a common start (barrier) to the last thread done. */
 #include <pthread.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,17 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+unsigned long long sd_calib_bw_bytes(void)
+{
+    unsigned long long want = 1ULL << 30;
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && psz > 0) {
+        unsigned long long quarter = (unsigned long long)pages * (unsigned long long)psz / 4;
+        if (quarter < want) want = quarter;
+    }
+    return want / 4096 * 4096;
 }
 
 /* Eight independent sums: the compiler vectorizes this into wide loads, and

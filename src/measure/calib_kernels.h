@@ -21,6 +21,8 @@ int sd_calib_x86_supported(calib_kind k);
 unsigned long long sd_calib_read(const void *buf, unsigned long long n);
 /* Best of `passes` streaming reads of buf with `threads` threads, in GB/s. */
 double sd_calib_bw(const unsigned char *buf, unsigned long long bytes, int threads, int passes);
+/* The bandwidth test's buffer: 1 GiB, but at most a quarter of RAM. */
+unsigned long long sd_calib_bw_bytes(void);
 /* Sustained multiply-add rate with `threads` threads running the kernel for
  * about `seconds`, in G operations/s (calib_compute.c). */
 double sd_calib_rate(calib_kind k, int threads, double seconds);

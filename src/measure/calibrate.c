@@ -27,18 +27,6 @@ const char *sd_calib_path(char *buf, unsigned long n)
     return buf;
 }
 
-/* Buffer for the bandwidth test: 1 GiB, but at most a quarter of RAM. */
-static unsigned long long bw_buffer_bytes(void)
-{
-    unsigned long long want = 1ULL << 30;
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && psz > 0) {
-        unsigned long long quarter = (unsigned long long)pages * (unsigned long long)psz / 4;
-        if (quarter < want) want = quarter;
-    }
-    return want / 4096 * 4096;
-}
-
 int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int verbose, char *err)
 {
     memset(c, 0, sizeof *c);
@@ -49,7 +37,7 @@ int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int ver
     c->max_threads = max_threads;
     sd_cpu_model(c->cpu_model, sizeof c->cpu_model);
 
-    unsigned long long bytes = bw_buffer_bytes();
+    unsigned long long bytes = sd_calib_bw_bytes();
     unsigned char *buf = NULL;
     if (posix_memalign((void **)&buf, 4096, bytes) != 0) {
         snprintf(err, SD_ERR_LEN, "cannot allocate %llu MiB for the bandwidth test", bytes >> 20);
