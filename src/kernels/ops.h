@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#include "model/model.h"
+#include "tensor/weight.h"
 #include "runtime/pool.h"
 
 void sd_rmsnorm(float *out, const float *x, const float *w, int n, float eps);

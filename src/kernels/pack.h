@@ -30,7 +30,7 @@
 
 #include <stdint.h>
 
-#include "model/model.h"
+#include "tensor/weight.h"
 
 #define SD_PACK_ROWS 16
 #define SD_PACK_PANEL_COLS 2048

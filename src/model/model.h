@@ -4,16 +4,7 @@
 
 #include "showdown.h"
 #include "gguf/gguf.h"
-
-/* A weight matrix: rows of `cols` elements in format `type`, still mapped. */
-typedef struct {
-    const void *data;
-    uint32_t type;
-    int64_t rows, cols;
-    size_t row_bytes;
-    float scale;       /* second-level per-tensor factor (NVFP4); 1 otherwise */
-    void *packed;      /* owned copy in the kernels' 16-row layout (kernels/pack.h), or NULL */
-} sd_weight;
+#include "tensor/weight.h"
 
 typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
