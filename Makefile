@@ -20,7 +20,7 @@ OPT     ?= -O3 -march=native
 endif
 CFLAGS  ?= $(OPT) -g
 override CFLAGS += -std=c11 $(WARN) -D_GNU_SOURCE -Iinclude -Isrc -pthread
-override LDLIBS += -lm -lpthread -ldl
+override LDLIBS += -lmicrohttpd -ljansson -lcurl -lm -lpthread -ldl
 COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 override CFLAGS += -DSD_BUILD_COMMIT=\"$(COMMIT)\"
 
@@ -39,8 +39,13 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all run test test-fast test-san test-neon fuzz bench deps clean
-all: $(BUILD)/showdown $(BUILD)/libshowdown.a
+.PHONY: all run test test-fast test-san test-neon fuzz bench deps build-deps clean
+all: build-deps
+	@$(MAKE) --no-print-directory $(BUILD)/showdown $(BUILD)/libshowdown.a
+
+# The libraries the build links (README: Dependencies), installed when missing.
+build-deps:
+	@./scripts/install-build-deps.sh
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -69,10 +74,10 @@ $(BUILD)/tests/run_tests: $(TEST_OBJ) $(BUILD)/libshowdown.a
 	$(CC) $(CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS) -lcriterion
 
 # The main job: see README. Uses only what the binary can make itself.
-run: $(BUILD)/showdown
+run: all
 	./scripts/main-job.sh $(BUILD)/showdown
 
-deps:
+deps: build-deps
 	@./scripts/install-test-deps.sh
 
 # Criterion forks per test; -j2 matches the two-core machines.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the tests need when it is missing: Criterion, and clang with
-# its libFuzzer runtime for the fuzzers. Debian/Ubuntu via apt-get; elsewhere, says what to install.
+# Installs what the tests need when it is missing: Criterion, clang with its
+# libFuzzer runtime for the fuzzers, and Mesa's lavapipe (a CPU Vulkan
+# driver, so the GPU kernels are tested where no GPU exists). Debian/Ubuntu via apt-get; elsewhere, says what to install.
 set -euo pipefail
 have_criterion() { [ -f /usr/include/criterion/criterion.h ] || [ -f /usr/local/include/criterion/criterion.h ]; }
 have_clang() { command -v clang >/dev/null 2>&1; }
@@ -13,6 +14,7 @@ missing=()
 have_criterion || missing+=(libcriterion-dev)
 have_clang || missing+=(clang)
 { have_clang && have_libfuzzer; } || missing+=(libclang-rt-dev)
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "error: the tests need ${missing[*]} (Criterion: https://github.com/Snaipe/Criterion; clang with libFuzzer); install them with your package manager" >&2
