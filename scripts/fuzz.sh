@@ -20,7 +20,7 @@ for f in fuzz/*.c; do
   [ -e "$f" ] || continue
   name=$(basename "$f" .c)
   echo "fuzz: building $name" >&2
-  clang $flags "$f" "$out/libshowdown.a" -o "$out/$name" -lm -lpthread -ldl
+  clang $flags "$f" "$out/libshowdown.a" -o "$out/$name" -lmicrohttpd -ljansson -lcurl -lm -lpthread -ldl
   corpus="$out/$name-corpus"
   mkdir -p "$corpus"
   seeds="fuzz/seeds/$name"
