@@ -258,7 +258,7 @@ static void layer(sd_session *s, int il, int n)
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
         int pos = s->pos + t;
-        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, hp->rope_base, hp->rope_scale, hp->rope_neox,
+        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
                 m->rope_freq_factors);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t at = kv_offset(s, il, h, pos);

@@ -180,6 +180,7 @@ static int load_layer(sd_model *m, int il, char *err)
         get_vector(m, n[12], hp->head_dim, !qwen3, &L->q_norm, err) ||
         get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err))
         return -1;
+    L->rope_base = hp->rope_base;
     return 0;
 }
 
@@ -287,7 +288,7 @@ void sd_model_free(sd_model *m)
         for (int i = 0; i < m->hp.n_layer; i++) {
             sd_layer *L = &m->layers[i];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
-            free(L->q_norm); free(L->k_norm);
+            free(L->q_norm); free(L->k_norm); free(L->attn_sinks);
             sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
             for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }

@@ -10,6 +10,11 @@ typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
     float *bq, *bk, *bv;                  /* qwen2 biases, or NULL */
     float *q_norm, *k_norm;               /* qwen3 per-head norms (head_dim), or NULL */
+    float *attn_sinks;                    /* per query head: one extra logit in the softmax
+                                             denominator that carries no value (gpt-oss), or NULL */
+    int swa;                              /* sliding window: a token sees itself and the swa - 1
+                                             positions before it; 0 = the whole context */
+    float rope_base;                      /* this layer's RoPE base (gemma3's local layers differ) */
     sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
 } sd_layer;
 
