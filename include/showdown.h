@@ -75,6 +75,9 @@ int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos
 const char *sd_token_piece(const sd_tokenizer *t, int32_t id, size_t *len);
 int sd_token_bos(const sd_tokenizer *t);
 int sd_token_eos(const sd_tokenizer *t);
+/* Whether id ends a generation: EOS, or an end-of-turn token of the
+ * vocabulary (EOT, "<|im_end|>", "<end_of_turn>", "<|eot_id|>", ...). */
+int sd_token_is_eog(const sd_tokenizer *t, int32_t id);
 int sd_tokenizer_n_vocab(const sd_tokenizer *t);
 
 /* ---- sampler ----------------------------------------------------------- */

@@ -414,4 +414,5 @@ const char *sd_token_piece(const sd_tokenizer *t, int32_t id, size_t *len)
 
 int sd_token_bos(const sd_tokenizer *t) { return t->bos; }
 int sd_token_eos(const sd_tokenizer *t) { return t->eos; }
+int sd_token_is_eog(const sd_tokenizer *t, int32_t id) { return id >= 0 && id == t->eos; }
 int sd_tokenizer_n_vocab(const sd_tokenizer *t) { return t->n_vocab; }
