@@ -1,10 +1,13 @@
-/* The llama-family forward pass (llama, mistral, qwen2, qwen3) over a batch
- * of tokens: embedding, then per layer RMSNorm -> attention with a KV cache ->
- * residual -> RMSNorm -> SwiGLU FFN -> residual, then the output projection. */
+/* The llama-family forward pass (llama, mistral, qwen2, qwen3, gemma3) over a
+ * batch of tokens: embedding, then per layer RMSNorm -> attention with a KV
+ * cache -> residual -> RMSNorm -> SwiGLU FFN -> residual, then the output
+ * projection. Gemma 3's additions (model/arch_gemma3.h): scaled embeddings,
+ * post-norms before each residual add, GELU gating, logit soft-capping. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/dispatch.h"
+#include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/session.h"
 #include "tensor/types.h"
@@ -77,7 +80,7 @@ static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int 
     float *att = s->att + (size_t)ti * group * s->n_ctx;
     float *vbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
     size_t qenc_stride = (size_t)hd + 32;   /* floats per encoded head (any format fits) */
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = s->m->q_scale / sqrtf((float)hd);
     const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
     sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
     sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
@@ -228,6 +231,13 @@ static void add_bias(float *x, const float *b, int n_tok, int n)
         for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
 }
 
+/* Gemma's norm of a sublayer's output (in xb) before the residual add. */
+static void post_norm(sd_session *s, const float *w, int n)
+{
+    int e = s->m->hp.n_embd;
+    for (int t = 0; w && t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->xb + (size_t)t * e, w, e, s->m->hp.norm_eps);
+}
+
 static void layer(sd_session *s, int il, int n)
 {
     const sd_model *m = s->m;
@@ -258,7 +268,7 @@ static void layer(sd_session *s, int il, int n)
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
         int pos = s->pos + t;
-        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
+        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, L->rope_scale, hp->rope_neox,
                 m->rope_freq_factors);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t at = kv_offset(s, il, h, pos);
@@ -268,13 +278,16 @@ static void layer(sd_session *s, int il, int n)
     }
     run_attention(s, il, n);
     sd_matmul_multi(s->pool, &wo, 1, s->att_out, n, &s->xb, s->xq, gu, 2);
+    post_norm(s, L->post_attn_norm, n);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
     float *const gu_out[2] = {s->hb, s->hb2};
     sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq, &down, 1);
-    sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);
+    if (m->ffn_gelu) sd_geglu(s->hb, s->hb2, (int64_t)n * ff);
+    else sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);
     sd_matmul_multi(s->pool, &down, 1, s->hb, n, &s->xb, s->xq, after, n_after);
+    post_norm(s, L->post_ffn_norm, n);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 }
 
@@ -287,7 +300,7 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
     for (int t = 0; t < n; t++) {
         float *x = s->x + (size_t)t * e;
         et->to_float((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, x, e);
-        for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale;
+        for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale * m->embd_scale;
     }
     for (int il = 0; il < hp->n_layer; il++) layer(s, il, n);
     /* Only the rows asked for go through the (vocabulary-sized) output matrix. */
@@ -301,5 +314,8 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
     }
     float *out = logits_out ? logits_out : s->logits;
     sd_matmul_multi(s->pool, &out_w, 1, s->xb, rows, &out, s->xq, hp->n_layer ? next : NULL, 3);
+    if (m->logit_softcap > 0)
+        for (size_t i = 0; i < (size_t)rows * hp->n_vocab; i++)
+            out[i] = m->logit_softcap * tanhf(out[i] / m->logit_softcap);
     s->pos += n;
 }
