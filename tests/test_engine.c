@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "showdown.h"
+#include "model/model.h"
 #include "serve/engine.h"
 #include "common.h"
 
@@ -384,3 +385,103 @@ Test(engine, penalties_change_greedy_choice, .timeout = 60)
     sd_engine_free(e);
     sd_model_free(m);
 }
+
+/* ---- milestone 2: batching, prefix cache, chunked prefill -------------- */
+
+static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch)
+{
+    sd_engine_params p = sd_engine_default_params();
+    p.n_slots = slots;
+    p.n_ctx = n_ctx;
+    p.n_threads = 2;
+    p.n_batch = n_batch;
+    p.kv_type = SD_KV_F32;
+    sd_engine *e;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
+    return e;
+}
+
+/* Each of 8 requests decoded together returns the tokens it returns alone,
+ * and sd_session's greedy tokens. */
+/* Exact when every matrix product is batch-invariant (packed weights, F32:
+ * tests/test_batch_invariance.c); otherwise the same tokens and
+ * log-probabilities within LP_BOUND (docs/ARCHITECTURE.md, determinism). */
+#define LP_BOUND 2e-3
+
+static int all_invariant(const sd_model *m)
+{
+    const sd_hparams *hp = sd_model_hparams(m);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const sd_layer *L = &m->layers[il];
+        const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
+        for (int i = 0; i < SD_LAYER_N_MATRICES; i++)
+            if (!lw[i]->packed && lw[i]->type != 0) return 0;
+    }
+    return m->output.packed || m->output.type == 0;
+}
+
+static void concurrent_equals_solo(const char *model, int kv_f16)
+{
+    enum { R = 8, G = 24 };
+    sd_model *m = load(model);
+    int exact = all_invariant(m);
+    cr_log_info("%s: %s", model, exact ? "every product batch-invariant: exact" : "within the bound");
+    int nv = sd_model_hparams(m)->n_vocab;
+    int32_t prompt[R][48], want[R][G];
+    int len[R];
+    for (int i = 0; i < R; i++) {
+        len[i] = 5 + 5 * i;
+        make_prompt(prompt[i], len[i], 10 + i, nv);
+        if (!kv_f16) session_greedy(m, prompt[i], len[i], G, want[i]);
+    }
+    sd_engine_params p = sd_engine_default_params();
+    p.n_slots = R;
+    p.n_ctx = 512;
+    p.n_threads = 2;
+    p.n_batch = 64;
+    p.kv_type = kv_f16 ? SD_KV_F16 : SD_KV_F32;
+    char err[SD_ERR_LEN];
+    sd_engine *e;
+    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
+    static collect solo[R], many[R];
+    for (int i = 0; i < R; i++) {
+        sd_gen_request r = greedy(prompt[i], len[i], G);
+        col_init(&solo[i]);
+        submit(e, &r, &solo[i]);
+        col_wait(&solo[i]);
+    }
+    for (int i = 0; i < R; i++) {
+        sd_gen_request r = greedy(prompt[i], len[i], G);
+        col_init(&many[i]);
+        submit(e, &r, &many[i]);
+    }
+    for (int i = 0; i < R; i++) col_wait(&many[i]);
+    for (int i = 0; i < R; i++) {
+        cr_assert_eq(solo[i].n_tok, G);
+        cr_assert_eq(many[i].n_tok, G);
+        for (int k = 0; k < G; k++) {
+            cr_assert_eq(many[i].tok[k], solo[i].tok[k], "request %d token %d: %d together, %d alone", i, k,
+                         many[i].tok[k], solo[i].tok[k]);
+            if (exact)
+                cr_assert_eq(many[i].lp[k], solo[i].lp[k], "request %d token %d: log-probability %.9g together, %.9g alone",
+                             i, k, many[i].lp[k], solo[i].lp[k]);
+            else
+                cr_assert(fabsf(many[i].lp[k] - solo[i].lp[k]) <= LP_BOUND,
+                          "request %d token %d: log-probability %.9g together, %.9g alone", i, k, many[i].lp[k],
+                          solo[i].lp[k]);
+            if (!kv_f16) cr_assert_eq(solo[i].tok[k], want[i][k], "request %d token %d: %d, sd_session %d", i, k,
+                                      solo[i].tok[k], want[i][k]);
+        }
+    }
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_eq(st.generated_tokens, 2 * R * G);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, eight_concurrent_equal_solo_q8_0, .timeout = 120) { concurrent_equals_solo("models/tiny-q8_0.gguf", 0); }
+Test(engine, eight_concurrent_equal_solo_q4_k, .timeout = 120) { concurrent_equals_solo("models/tiny-q4_k_m.gguf", 0); }
+Test(engine, eight_concurrent_equal_solo_f16_kv, .timeout = 120) { concurrent_equals_solo("models/tiny-f16.gguf", 1); }
+Test(engine, eight_concurrent_equal_solo_f32, .timeout = 120) { concurrent_equals_solo("models/tiny-f32.gguf", 0); }

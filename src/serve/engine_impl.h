@@ -25,6 +25,7 @@ typedef struct eng_req {
 } eng_req;
 
 #define DEFAULT_QUEUE 64   /* waiting requests, when max_queue is 0 */
+#define DEFAULT_BATCH 128  /* tokens per step, when n_batch is 0 */
 
 struct eng_sched;
 
@@ -32,6 +33,12 @@ typedef struct {
     eng_req *req;              /* NULL: free */
     int n_done;                /* tokens of the sequence already in the cache */
     int32_t last;              /* the last sampled token, not yet in the cache */
+    uint64_t order;            /* admission order: prompts are served first come, first served */
+    int32_t *tokens;           /* n_ctx: the sequence (prompt, then generated), for the prefix cache */
+    float *prev;               /* n_vocab: the logits before a prompt chunk (prompt log-probabilities) */
+    /* this step: */
+    int b_first, b_n;          /* its tokens in the batch */
+    int o_first, o_n;          /* its rows of logits */
 } eng_slot;
 
 struct sd_engine {
@@ -44,7 +51,7 @@ struct sd_engine {
     int started, stopping;
     eng_req *q_head, *q_tail;
     int n_queued, busy;
-    uint64_t next_id, n_cancel;
+    uint64_t next_id, n_cancel, n_admitted;
     eng_slot *slots;
     sd_engine_stats stats;
     float *pen;                /* n_vocab: logits with penalties (scheduler thread) */
