@@ -167,7 +167,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     mode[rest - url - 1] = 0;
     if (!strcmp(rest, "/v1/models"))
         return reply(c, 200, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\",\"object\":\"model\"}]}", "application/json");
-    if (!strcmp(rest, "/tokenize") && strcmp(mode, "notok")) {
+    if (!strcmp(rest, "/tokenize") && strncmp(mode, "no", 2)) {   /* notok, nousage: none */
         /* one token per word: an exact, independent count for the tests */
         json_t *j = json_loadb(u->b ? u->b : "", u->n, 0, NULL);
         int n = words_in(json_string_value(json_object_get(j, "content")) ? json_string_value(json_object_get(j, "content")) : "");
@@ -528,6 +528,52 @@ Test(bench_url, cli_rate_sweep_csv_jsonl_and_md)
     cr_assert(strstr(out, "HTTP 500: boom"), "failure reason in the md footer: %s", out);
     cr_assert(strstr(err, "1 of 3 requests failed"), "%s", err);
     free(out); free(err);
+}
+
+Test(bench_url, cli_local_tokenizer_makes_prompt_lengths_exact)
+{
+    /* no /tokenize and no usage: the prompt counts are the local tokenizer's,
+     * and the stories260K vocabulary splits most words, so only the counting
+     * loop can land on 24 tokens */
+    char args[512], model[256], *out, *err;
+    shared_path(model, sizeof model, "models/tiny-q8_0.gguf");
+    snprintf(args, sizeof args, "--url %s --concurrency 2 --num-prompts 3 --input-len 24 --output-len 2 --warmup 0 "
+                                "--allow-no-usage -m %s -o json", base("nousage"), model);
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    json_t *a = json_loads(out, 0, NULL), *o = json_array_get(a, 0);
+    cr_assert_eq(json_integer_value(json_object_get(o, "total_input_tokens")), 3 * 24, "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(o, "total_output_tokens")), 3 * 2, "counted chunks");
+    cr_assert(strstr(json_string_value(json_object_get(o, "prompts")), "exact: tokenizer of"));
+    json_decref(a);
+    free(out); free(err);
+    /* neither: approximate, and said so */
+    snprintf(args, sizeof args, "--url %s --num-prompts 2 --output-len 2 --warmup 0 -o json", base("notok"));
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(err, "note: prompt lengths are approximate"), "%s", err);
+    cr_assert(strstr(out, "approximate: one token per word"), "%s", out);
+    free(out); free(err);
+}
+
+Test(bench_url, cli_energy_is_never_invented)
+{
+    char args[512], *out, *err;
+    snprintf(args, sizeof args, "SHOWDOWN_POWERCAP_ROOT=/nonexistent %s bench --url %s --num-prompts 2 --output-len 2 "
+                                "--warmup 0 --energy -o json", showdown_bin(), base("good"));
+    /* run_cli puts the binary first; this one needs the environment before it */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s >/tmp/sd_url_energy_%d.json 2>/dev/null", args, (int)getpid());
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "/tmp/sd_url_energy_%d.json", (int)getpid());
+    out = read_text(cmd);
+    unlink(cmd);
+    json_t *a = json_loads(out, 0, NULL), *o = json_array_get(a, 0);
+    cr_assert(json_is_object(o), "%s", out);
+    cr_assert(json_is_null(json_object_get(o, "energy_j")) && json_is_null(json_object_get(o, "tokens_per_j")));
+    cr_assert(!strncmp(json_string_value(json_object_get(o, "energy_boundary")), "unavailable: ", 13), "%s",
+              json_string_value(json_object_get(o, "energy_boundary")));
+    json_decref(a);
+    free(out);
+    (void)err;
 }
 
 Test(bench_url, cli_all_failed_writes_results_then_fails)

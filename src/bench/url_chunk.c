@@ -41,7 +41,9 @@ int sd_oai_chunk_parse(const char *event, const char *data, size_t n, int chat, 
                 if ((unsigned char)*p < 32) *p = ' ';
             return 0;
         }
-        snprintf(err, SD_ERR_LEN, "malformed JSON in the stream: %s", root ? "not an object" : je.text);
+        snprintf(err, SD_ERR_LEN, "malformed JSON in the stream: %.200s", root ? "not an object" : je.text);
+        for (char *p = err; *p; p++)   /* jansson quotes the bad bytes: keep it one line */
+            if ((unsigned char)*p < 32) *p = ' ';
         return -1;
     }
     json_t *e = json_object_get(root, "error");

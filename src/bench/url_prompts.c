@@ -79,18 +79,25 @@ static int random_text(sd_rng *r, int target, sd_token_count_fn count, void *ctx
         return 0;
     }
     int c = -1;
-    for (int iter = 0; iter < 24; iter++) {
+    for (int iter = 0; iter < 48; iter++) {
         free(t);
         if (!(t = seq_text(&s))) goto oom;
         if (count(ctx, t, &c, err) != 0) { free(t); free(s.w); return -1; }
         if (c == target) break;
-        if (c < target) {
-            if (seq_push(&s, r, target - c > 1 && iter >= 8 ? 1 : target - c) != 0) goto oom;
+        if (iter < 6) {   /* big steps first: a word is about a token */
+            if (c < target) {
+                if (seq_push(&s, r, target - c) != 0) goto oom;
+            } else {
+                int k = c - target < s.n - 1 ? c - target : s.n - 1;
+                if (k <= 0) break;
+                s.n -= k;
+            }
+        } else if (c < target) {   /* then one word at a time, trying other words near the end */
+            if (seq_push(&s, r, 1) != 0) goto oom;
+        } else if (iter % 2 && s.n > 1) {
+            s.n--;
         } else {
-            int k = iter >= 8 ? 1 : c - target;   /* late: one word at a time, to settle */
-            if (k > s.n - 1) k = s.n - 1;
-            if (k <= 0) break;
-            s.n -= k;
+            s.w[s.n - 1] = (int)(sd_rng_next(r) % N_WORDS);
         }
     }
     while (c > target && s.n > 1) {   /* never over the length asked for */
