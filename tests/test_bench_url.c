@@ -136,8 +136,9 @@ static enum MHD_Result completion(struct MHD_Connection *c, const char *mode, in
     else if (!strcmp(mode, "badsse")) push(s, "\x01\x02 garbage that never ends its line");
     else {
         if (want_usage && strcmp(mode, "nousage"))
-            push(s, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}}\n\n",
-                 n_prompt, n_tok, n_prompt + n_tok);
+            push(s, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d},"
+                    "\"timings\":{\"prompt_n\":%d,\"prompt_ms\":1.5,\"predicted_n\":%d,\"predicted_ms\":%d}}\n\n",
+                 n_prompt, n_tok, n_prompt + n_tok, n_prompt, n_tok, 2 * n_tok);
         push(s, "data: [DONE]\n\n");
     }
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, s, stream_free);
@@ -265,6 +266,10 @@ Test(bench_url, closed_loop_counts_and_tokens_match_the_server)
     cr_assert_eq(o.m.total_output_tokens, 12 * 5);
     cr_assert_eq(o.m.total_input_tokens, 12 * 9, "input %ld", o.m.total_input_tokens);   /* the server's usage: words */
     cr_assert_eq(o.m.peak_concurrency, 4);
+    cr_assert_eq(o.m.server_timed, 12);   /* the server's "timings", read back */
+    cr_assert_eq(o.m.server_output_tokens, 60);
+    cr_assert_float_eq(o.m.server_mean_ms_per_token, 2.0, 1e-12);
+    cr_assert_float_eq(o.m.server_mean_prompt_ms, 1.5, 1e-12);
     for (int i = 0; i < 12; i++) {
         cr_assert_eq(o.res[i].n_chunks, 5);
         cr_assert_eq(o.res[i].n_itl, 4);

@@ -25,6 +25,9 @@ typedef struct {
     size_t content_len;        /* bytes of generated text in this chunk (0: none) */
     int has_usage;
     long prompt_tokens, completion_tokens;
+    int has_timings;           /* llama-server / showdown serve: the server's own clock */
+    double prompt_ms, predicted_ms;
+    long prompt_n, predicted_n;
 } sd_oai_chunk;
 
 /* Interprets one SSE event's data. chat: choices[0].delta.content (and
@@ -132,6 +135,9 @@ typedef struct {
     int prompt_tokens, output_tokens, n_chunks;
     double *itl_ms;             /* gaps between content chunks (malloc'd) */
     int n_itl;
+    int has_timings;            /* the server's own "timings" (llama-server, showdown serve) */
+    double srv_prompt_ms, srv_predicted_ms;
+    long srv_predicted_n;
 } sd_url_result;
 
 typedef struct {
@@ -165,6 +171,10 @@ typedef struct {
     double goodput;             /* requests/s meeting every SLO; NAN without --goodput */
     /* ours */
     int peak_concurrency;
+    /* what the server says of itself, where it reports "timings" (else 0 / NAN) */
+    int server_timed;
+    long server_output_tokens;
+    double server_mean_prompt_ms, server_mean_ms_per_token;
     double energy_j, tokens_per_j;   /* NAN when not measured */
     char energy_boundary[160];
     int n_reasons;

@@ -3,6 +3,7 @@
  *   {"choices":[{"delta":{"content":"..."}}]}        chat
  *   {"choices":[], "usage":{"prompt_tokens":..}}    stream_options.include_usage
  *   {"error":{"message":"..."}}                      vLLM / llama-server mid-stream errors
+ *   {..., "timings":{"prompt_ms":..,"predicted_n":..}} llama-server / showdown serve, last chunk
  *   [DONE]                                           the end */
 #include <jansson.h>
 #include <stdio.h>
@@ -68,6 +69,18 @@ int sd_oai_chunk_parse(const char *event, const char *data, size_t n, int chat, 
             c->has_usage = 1;
             c->prompt_tokens = (long)json_integer_value(pt);
             c->completion_tokens = (long)json_integer_value(ct);
+        }
+    }
+    json_t *t = json_object_get(root, "timings");
+    if (json_is_object(t)) {
+        json_t *pm = json_object_get(t, "prompt_ms"), *dm = json_object_get(t, "predicted_ms");
+        json_t *pn = json_object_get(t, "prompt_n"), *dn = json_object_get(t, "predicted_n");
+        if (json_is_number(pm) && json_is_number(dm) && json_is_integer(dn)) {
+            c->has_timings = 1;
+            c->prompt_ms = json_number_value(pm);
+            c->predicted_ms = json_number_value(dm);
+            c->prompt_n = json_is_integer(pn) ? (long)json_integer_value(pn) : -1;
+            c->predicted_n = (long)json_integer_value(dn);
         }
     }
     json_decref(root);

@@ -53,6 +53,11 @@ void *sd_url_point_json(const sd_url_metrics *m, const sd_url_run_desc *d)
     dist(o, "itl", &m->itl);
     dist(o, "e2el", &m->e2el);
     json_object_set_new(o, "peak_concurrency", json_integer(m->peak_concurrency));
+    /* the server's own account (llama-server / showdown serve "timings"), for cross-checks */
+    json_object_set_new(o, "server_timed_requests", json_integer(m->server_timed));
+    json_object_set_new(o, "server_output_tokens", m->server_timed ? json_integer(m->server_output_tokens) : json_null());
+    json_object_set_new(o, "server_mean_prompt_ms", num(m->server_mean_prompt_ms));
+    json_object_set_new(o, "server_mean_ms_per_token", num(m->server_mean_ms_per_token));
     json_object_set_new(o, "energy_j", num(m->energy_j));
     json_object_set_new(o, "tokens_per_j", num(m->tokens_per_j));
     json_object_set_new(o, "energy_boundary", json_string(m->energy_boundary));

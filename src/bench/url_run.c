@@ -55,6 +55,12 @@ static int on_event(const char *event, const char *data, size_t len, void *user)
         return 1;
     }
     if (c.done) { q->saw_done = 1; return 0; }
+    if (c.has_timings) {
+        q->r->has_timings = 1;
+        q->r->srv_prompt_ms = c.prompt_ms;
+        q->r->srv_predicted_ms = c.predicted_ms;
+        q->r->srv_predicted_n = c.predicted_n;
+    }
     if (c.has_usage) {
         q->saw_usage = 1;
         q->usage_prompt = c.prompt_tokens;

@@ -79,7 +79,10 @@ int sd_url_metrics_compute(const sd_url_result *r, int n, const sd_url_run_info 
     m->n_reasons = 0;
     m->first_reason[0] = 0;
     memset(m->reason_count, 0, sizeof m->reason_count);
-    int n_tpot = 0, good = 0, k = 0;
+    int n_tpot = 0, good = 0, k = 0, n_pt = 0;
+    double sum_prompt_ms = 0, sum_ms_per_tok = 0;
+    m->server_timed = 0;
+    m->server_output_tokens = 0;
     for (int i = 0; i < n; i++) {
         if (!r[i].ok) { m->failed++; add_reason(m, r[i].reason); continue; }
         int c = m->completed++;
@@ -90,6 +93,12 @@ int sd_url_metrics_compute(const sd_url_result *r, int n, const sd_url_run_info 
         double tp = 0;
         if (r[i].output_tokens > 1) tpot[n_tpot++] = tp = (r[i].e2el_ms - r[i].ttft_ms) / (r[i].output_tokens - 1);
         for (int j = 0; j < r[i].n_itl; j++) itl[k++] = r[i].itl_ms[j];
+        if (r[i].has_timings) {
+            m->server_timed++;
+            m->server_output_tokens += r[i].srv_predicted_n;
+            sum_prompt_ms += r[i].srv_prompt_ms;
+            if (r[i].srv_predicted_n > 0) { sum_ms_per_tok += r[i].srv_predicted_ms / r[i].srv_predicted_n; n_pt++; }
+        }
         if (slo && !(r[i].ttft_ms > slo->ttft_ms) && !(tp > slo->tpot_ms) && !(r[i].e2el_ms > slo->e2el_ms)) good++;
     }
     double dur = info->duration_s > 0 ? info->duration_s : NAN;
@@ -100,6 +109,8 @@ int sd_url_metrics_compute(const sd_url_result *r, int n, const sd_url_run_info 
     m->output_throughput = m->total_output_tokens / dur;
     m->total_token_throughput = (m->total_input_tokens + m->total_output_tokens) / dur;
     m->goodput = slo ? good / dur : NAN;
+    m->server_mean_prompt_ms = m->server_timed ? sum_prompt_ms / m->server_timed : NAN;
+    m->server_mean_ms_per_token = n_pt ? sum_ms_per_tok / n_pt : NAN;
     sd_url_dist_of(ttft, m->completed, &m->ttft);
     sd_url_dist_of(tpot, n_tpot, &m->tpot);
     sd_url_dist_of(itl, k, &m->itl);
