@@ -15,6 +15,7 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_url(int argc, char **argv);   /* bench --url (cmd_bench_url.c) */
 int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
