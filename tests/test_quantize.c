@@ -302,6 +302,27 @@ Test(quantize, quantized_source_is_refused)
     cr_assert_eq(count_files(), 0);
 }
 
+/* Requantizing decodes with the source's per-tensor scale: NVFP4 -> Q8_0
+ * stays as close to the NVFP4 model as Q8_0 is to F32. */
+Test(quantize, requantizing_keeps_the_source_scale)
+{
+    char in[512], nv[128], q8[128], err[SD_ERR_LEN] = "";
+    snprintf(nv, sizeof nv, "%s/nv.gguf", dir);
+    snprintf(q8, sizeof q8, "%s/q8.gguf", dir);
+    cr_assert_eq(quantize(tiny(in, sizeof in, "f32"), nv, "nvfp4", 0, err), 0, "%s", err);
+    cr_assert_eq(quantize(nv, q8, "q8_0", 0, err), -1, "refused without allow_requantize");
+    sd_quantize_params p = sd_quantize_default_params();
+    p.target = "q8_0";
+    p.allow_requantize = 1;
+    cr_assert_eq(sd_quantize_file(nv, q8, &p, NULL, err), 0, "%s", err);
+    int nr, nvoc, nr2, nv2;
+    float *a = logits_of(nv, &nr, &nvoc), *b = logits_of(q8, &nr2, &nv2);
+    double e = rel_l2(b, a, nr * nvoc);
+    cr_assert(e < 0.05, "Q8_0 of the NVFP4 model: relative L2 %g", e);
+    free(a);
+    free(b);
+}
+
 Test(quantize, unwritable_output_leaves_nothing)
 {
     char in[512], out[128], err[SD_ERR_LEN] = "";
