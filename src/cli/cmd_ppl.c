@@ -142,6 +142,7 @@ int cmd_ppl(int argc, char **argv)
     sd_model *m = NULL, *base = NULL;
     int rc = 1;
     if (sd_model_load(a.model, &m, err)) { fail("%s", err); goto done; }
+    show_tokenizer_warning(a.model, sd_model_tokenizer(m));
     int n_train = sd_model_hparams(m)->n_ctx_train;
     if (n_train > 0 && a.ctx > n_train)
         fprintf(stderr, "warning: -c %ld is longer than %s was trained on (%d): expect a worse PPL\n", a.ctx,
