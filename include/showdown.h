@@ -42,6 +42,8 @@ sd_tokenizer *sd_model_tokenizer(sd_model *m);
 uint64_t sd_model_n_params(const sd_model *m);
 uint64_t sd_model_weight_bytes(const sd_model *m);  /* bytes of tensor data */
 const char *sd_model_path(const sd_model *m);
+/* The file's tokenizer.chat_template (Jinja text), or NULL when it has none. */
+const char *sd_model_chat_template(const sd_model *m);
 /* Short description of the dominant weight format, e.g. "Q4_0" or "Q4_K - mixed". */
 const char *sd_model_type_name(const sd_model *m);
 
