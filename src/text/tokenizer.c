@@ -80,7 +80,7 @@ void sd_tokenizer_free(sd_tokenizer *t)
     sd_strmap_free(&t->vocab);
     free(t->merge_text);
     sd_strmap_free(&t->merges);
-    free(t->user_defined);
+    free(t->special);
     free(t);
 }
 
@@ -236,22 +236,30 @@ static void build_byte_tokens(sd_tokenizer *t)
     }
 }
 
-static int build_user_defined(sd_tokenizer *t, const gguf_file *f, char *err)
+/* The tokens matched inside text before tokenizing it: user-defined ones
+ * always, control and unknown ones when special tokens are parsed (llama.cpp's
+ * cache_special_tokens). Longest text first, then lowest id. */
+static int is_matchable(int32_t type)
+{
+    return type == SD_TOKTYPE_USER_DEFINED || type == SD_TOKTYPE_CONTROL || type == SD_TOKTYPE_UNKNOWN;
+}
+
+static int build_special(sd_tokenizer *t, const gguf_file *f, char *err)
 {
     int n = 0;
-    for (int i = 0; i < t->n_vocab; i++) n += t->type[i] == SD_TOKTYPE_USER_DEFINED && t->text_len[i] > 0;
+    for (int i = 0; i < t->n_vocab; i++) n += is_matchable(t->type[i]) && t->text_len[i] > 0;
     if (!n) return 0;
-    t->user_defined = malloc((size_t)n * sizeof *t->user_defined);
-    if (!t->user_defined) return tok_fail(err, f, "out of memory");
+    t->special = malloc((size_t)n * sizeof *t->special);
+    if (!t->special) return tok_fail(err, f, "out of memory");
     for (int i = 0; i < t->n_vocab; i++)
-        if (t->type[i] == SD_TOKTYPE_USER_DEFINED && t->text_len[i] > 0) t->user_defined[t->n_user_defined++] = i;
-    /* longest text first, then lowest id (insertion sort: the list is short) */
+        if (is_matchable(t->type[i]) && t->text_len[i] > 0) t->special[t->n_special++] = i;
+    /* insertion sort: the list is short */
     for (int i = 1; i < n; i++) {
-        int32_t id = t->user_defined[i];
+        int32_t id = t->special[i];
         int j = i;
-        for (; j > 0 && t->text_len[t->user_defined[j - 1]] < t->text_len[id]; j--)
-            t->user_defined[j] = t->user_defined[j - 1];
-        t->user_defined[j] = id;
+        for (; j > 0 && t->text_len[t->special[j - 1]] < t->text_len[id]; j--)
+            t->special[j] = t->special[j - 1];
+        t->special[j] = id;
     }
     return 0;
 }
@@ -313,7 +321,7 @@ int sd_tokenizer_from_gguf(const gguf_file *f, sd_tokenizer **out, char *err)
     t->n_vocab = (int)tokens->arr_n;
     if (load_texts(t, tokens, f, err) || load_scores_types(t, f, err) || load_special_ids(t, f, err) ||
         (t->kind == SD_TOK_BPE && load_merges(t, f, err)) || build_pieces(t, f, err) ||
-        build_user_defined(t, f, err))
+        build_special(t, f, err))
         goto fail;
     build_byte_tokens(t);
     *out = t;
@@ -328,12 +336,14 @@ fail:
 /* A stretch of the input: raw text, or one user-defined token found in it. */
 typedef struct { size_t off, len; int32_t id; } fragment;
 
-/* Splits raw fragments at every occurrence of each user-defined token, longest
- * tokens first (llama.cpp matches these even when special tokens are off). */
-static int split_user_defined(const sd_tokenizer *t, const char *text, fragment **frags, int *n_frags)
+/* Splits raw fragments at every occurrence of each matchable token, longest
+ * tokens first: user-defined ones always (llama.cpp matches these even when
+ * special tokens are off), control and unknown ones when parse_special. */
+static int split_special(const sd_tokenizer *t, const char *text, int parse_special, fragment **frags, int *n_frags)
 {
-    for (int u = 0; u < t->n_user_defined; u++) {
-        int32_t id = t->user_defined[u];
+    for (int u = 0; u < t->n_special; u++) {
+        int32_t id = t->special[u];
+        if (!parse_special && t->type[id] != SD_TOKTYPE_USER_DEFINED) continue;
         const char *tok = t->text + t->text_off[id];
         size_t tl = t->text_len[id];
         int n = *n_frags, cap = 0;   /* next starts empty: its capacity too */
@@ -368,9 +378,10 @@ static int split_user_defined(const sd_tokenizer *t, const char *text, fragment 
 /* add_bos asks for the special tokens the vocabulary wants in front (BOS when
  * tokenizer.ggml.add_bos_token says so, which defaults to true for
  * SentencePiece and Llama 3 vocabularies), as llama.cpp's add_special does.
- * Special tokens are not parsed from the text; user-defined ones are. */
-int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
-                int32_t **out, int *n_out, char *err)
+ * Special tokens are parsed from the text only by sd_tokenize_special;
+ * user-defined ones always are. */
+static int tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos, int parse_special,
+                    int32_t **out, int *n_out, char *err)
 {
     *out = NULL;
     *n_out = 0;
@@ -382,7 +393,7 @@ int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos
     if (!frags || sd_toklist_push(&l, 0)) goto oom;  /* ensures *out is never NULL */
     l.n = 0;
     frags[0] = (fragment){0, len, -1};
-    if (t->n_user_defined && split_user_defined(t, text, &frags, &n_frags)) goto oom;
+    if (t->n_special && split_special(t, text, parse_special, &frags, &n_frags)) goto oom;
     if (add_bos && t->add_bos && t->bos >= 0 && sd_toklist_push(&l, t->bos)) goto oom;
     for (int i = 0; i < n_frags; i++) {
         const fragment *fr = &frags[i];
@@ -403,6 +414,18 @@ oom:
     free(l.v);
     if (err) snprintf(err, SD_ERR_LEN, "tokenize: out of memory");
     return -1;
+}
+
+int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
+                int32_t **out, int *n_out, char *err)
+{
+    return tokenize(t, text, len, add_bos, 0, out, n_out, err);
+}
+
+int sd_tokenize_special(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
+                        int32_t **out, int *n_out, char *err)
+{
+    return tokenize(t, text, len, add_bos, 1, out, n_out, err);
 }
 
 const char *sd_token_piece(const sd_tokenizer *t, int32_t id, size_t *len)

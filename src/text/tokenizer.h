@@ -49,8 +49,8 @@ struct sd_tokenizer {
     char *merge_text;           /* BPE: "left right" strings */
     sd_strmap merges;           /* "left right" -> rank (first duplicate wins) */
     int32_t byte_token[256];    /* token for a raw byte (SPM: <0xNN>, BPE: its mapped char); -1 none */
-    int32_t *user_defined;      /* ids of type-4 tokens, longest text first */
-    int n_user_defined;
+    int32_t *special;           /* user-defined, control and unknown token ids, longest text first */
+    int n_special;
     int bos, eos, unk;          /* -1: none */
     int add_bos, add_space_prefix, ignore_merges;
     int max_token_len;
