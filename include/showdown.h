@@ -73,9 +73,9 @@ int sd_session_n_ctx(const sd_session *s);
 
 int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
                 int32_t **out, int *n_out, char *err);  /* *out: malloc'd, caller frees */
-/* As sd_tokenize, and the control tokens written in the text ("<|im_start|>",
- * "<start_of_turn>", "<s>") become their ids, as llama.cpp's parse_special:
- * for chat prompts rendered from a template. */
+/* As sd_tokenize, and the vocabulary's control tokens written in the text
+ * ("<|im_start|>", "<start_of_turn>") become their ids, as the reference
+ * engine's parse_special does: for chat templates, not for untrusted text. */
 int sd_tokenize_special(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
                         int32_t **out, int *n_out, char *err);
 /* Text of one token as it appears in output (byte tokens decoded, "▁" -> " "). */
@@ -86,6 +86,10 @@ int sd_token_eos(const sd_tokenizer *t);
  * vocabulary (EOT, "<|im_end|>", "<end_of_turn>", "<|eot_id|>", ...). */
 int sd_token_is_eog(const sd_tokenizer *t, int32_t id);
 int sd_tokenizer_n_vocab(const sd_tokenizer *t);
+/* What loading the vocabulary had to guess (an unknown or missing
+ * pre-tokenizer name and the rule used instead), one line; NULL when
+ * nothing. The library never prints: callers show it. */
+const char *sd_tokenizer_warning(const sd_tokenizer *t);
 
 /* ---- sampler ----------------------------------------------------------- */
 

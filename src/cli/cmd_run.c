@@ -144,6 +144,7 @@ int cmd_run(int argc, char **argv)
     double t0 = sd_time_ms();
     sd_model *m;
     if (sd_model_load(o.model, &m, err)) { free(ptext); return fail("%s", err); }
+    show_tokenizer_warning(o.model, sd_model_tokenizer(m));
     const sd_hparams *hp = sd_model_hparams(m);
     sd_tokenizer *tok = sd_model_tokenizer(m);
     sd_session_params sp = {(int)o.ctx, (int)o.threads, o.kv};
