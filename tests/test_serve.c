@@ -754,3 +754,40 @@ Test(serve, sigterm_with_requests_in_flight)
     }
     curl_multi_cleanup(m);
 }
+
+/* A second request with the same system prompt reuses its cached tokens
+ * (timings.cache_n, usage's cached_tokens, the metric), and a cache hit
+ * gives the same greedy answer as the cold request. */
+Test(serve, prefix_cache_hit_in_timings)
+{
+    server_start("-c", "2048", "--chat-template", "chatml", "--metrics", NULL);
+    char sys[1024] = "";
+    for (int i = 0; i < 12; i++) strcat(sys, "Once upon a time there was a little girl named Lily. ");
+    const char *users[] = {"The dog", "hi", "The dog"};
+    char *content[3];
+    long long cache_n[3];
+    for (int i = 0; i < 3; i++) {
+        char b[2048];
+        snprintf(b, sizeof b,
+                 "{\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},{\"role\":\"user\",\"content\":\"%s\"}],"
+                 "\"max_tokens\":8,\"temperature\":0}",
+                 sys, users[i]);
+        reply r;
+        http("POST", "/v1/chat/completions", b, &r);
+        cr_assert_eq(r.status, 200, "%s", r.data);
+        json_t *o = json_of(&r);
+        content[i] = strdup(jstr(o, "choices.0.message.content"));
+        cache_n[i] = jint(o, "timings.cache_n");
+        long long pt = jint(o, "usage.prompt_tokens");
+        cr_assert_eq(jint(o, "usage.prompt_tokens_details.cached_tokens"), cache_n[i]);
+        cr_assert_eq(jint(o, "timings.prompt_n") + cache_n[i], pt);
+        if (i) cr_assert(cache_n[i] > pt / 2 && cache_n[i] < pt, "request %d: %lld of %lld prompt tokens reused", i,
+                         cache_n[i], pt);
+        json_decref(o);
+        free(r.data);
+    }
+    cr_assert_eq(cache_n[0], 0, "a cold cache reused %lld tokens", cache_n[0]);
+    cr_assert_str_eq(content[2], content[0], "the cache hit changed the answer");
+    cr_assert_eq(metric("showdown_prefix_cache_hit_tokens_total"), cache_n[1] + cache_n[2]);
+    for (int i = 0; i < 3; i++) free(content[i]);
+}
