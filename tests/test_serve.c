@@ -47,17 +47,13 @@ static void dump_log(void)
     if (t) { fprintf(stderr, "--- server log ---\n%s\n---\n", t); free(t); }
 }
 
-/* Starts `showdown serve -m MODEL --port 0 ARGS... NULL` and waits for its URL. */
-static void server_start(const char *first, ...)
+/* Starts `showdown serve -m model --port 0 ARGS...` and waits for its URL:
+ * 0, or -1 with the log in *log_out (malloc'd) when it exited first. */
+static int server_try_start(const char *model, const char *const *args, char **log_out)
 {
-    char model[512];
-    shared_path(model, sizeof model, MODEL);
     const char *argv[32] = {showdown_bin(), "serve", "-m", model, "--port", "0", "-t", "1"};
     int n = 8;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
     snprintf(srv.log, sizeof srv.log, "/tmp/sd_serve_log_XXXXXX");
     int fd = mkstemp(srv.log);
@@ -85,12 +81,13 @@ static void server_start(const char *first, ...)
             size_t k = strcspn(u, " \n");
             snprintf(srv.url, sizeof srv.url, "%.*s", (int)k, u);
             free(t);
-            return;
+            return 0;
         }
         free(t);
         int st;
         if (waitpid(srv.pid, &st, WNOHANG) == srv.pid) {
             srv.pid = 0;
+            if (log_out) { *log_out = read_all(srv.log, NULL); return -1; }
             dump_log();
             cr_assert_fail("the server exited before it was ready");
         }
@@ -98,6 +95,22 @@ static void server_start(const char *first, ...)
     }
     dump_log();
     cr_assert_fail("the server printed no URL in 60 s");
+    return -1;
+}
+
+/* The same on the suite's model (../shared/models), failing the test if it does not start. */
+static void server_start(const char *first, ...)
+{
+    char model[512];
+    shared_path(model, sizeof model, MODEL);
+    const char *args[24];
+    int n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 23; a = va_arg(ap, const char *)) args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    server_try_start(model, args, NULL);
 }
 
 /* Sends sig and waits up to limit_ms: the exit status, -1 if it had to be killed. */
@@ -790,4 +803,67 @@ Test(serve, prefix_cache_hit_in_timings)
     cr_assert_str_eq(content[2], content[0], "the cache hit changed the answer");
     cr_assert_eq(metric("showdown_prefix_cache_hit_tokens_total"), cache_n[1] + cache_n[2]);
     for (int i = 0; i < 3; i++) free(content[i]);
+}
+
+/* ---- the real models (make models, or SHOWDOWN_MODELS; skipped when absent) ---- */
+
+static int real_model(char *buf, size_t n, const char *file)
+{
+    const char *dir = getenv("SHOWDOWN_MODELS");
+    snprintf(buf, n, "%s/%s", dir ? dir : "build/models", file);
+    return access(buf, R_OK);
+}
+
+/* SmolLM2's file carries a ChatML template: the answer ends at its end of
+ * turn, which never reaches the client. */
+Test(serve, smollm2_chat_with_its_own_template)
+{
+    char path[512];
+    if (real_model(path, sizeof path, "smollm2-135m-instruct-q4_1.gguf"))
+        cr_skip_test("SmolLM2 not fetched (make models, or SHOWDOWN_MODELS)");
+    const char *args[] = {"-c", "512", "-np", "2", NULL};
+    server_try_start(path, args, NULL);
+    reply r;
+    http("POST", "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}],"
+         "\"max_tokens\":32,\"temperature\":0}", &r);
+    cr_assert_eq(r.status, 200, "%s", r.data);
+    json_t *o = json_of(&r);
+    const char *c = jstr(o, "choices.0.message.content");
+    cr_assert(c && strstr(c, "Paris"), "%s", r.data);
+    cr_assert_null(strstr(c, "<|im_end|>"));
+    cr_assert_null(strstr(c, "<|im_start|>"));
+    cr_assert_str_eq(jstr(o, "choices.0.finish_reason"), "stop", "%s", r.data);
+    json_decref(o);
+    free(r.data);
+}
+
+/* The Gemma 3 270M file is the base model: no chat template. Chat is
+ * refused with a message naming --chat-template; with the flag it works. */
+Test(serve, gemma3_without_template)
+{
+    char path[512];
+    if (real_model(path, sizeof path, "gemma-3-270m-q4_k_m.gguf"))
+        cr_skip_test("Gemma 3 not fetched (make models, or SHOWDOWN_MODELS)");
+    const char *args[] = {"-c", "512", NULL};
+    char *log = NULL;
+    if (server_try_start(path, args, &log)) {
+        int unsupported = log && strstr(log, "unsupported architecture");
+        char msg[256];
+        snprintf(msg, sizeof msg, "the server did not start: %.200s", log ? log : "");
+        free(log);
+        if (unsupported) cr_skip_test("this build does not load gemma3 yet");
+        cr_assert_fail("%s", msg);
+    }
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":4}";
+    reply r;
+    http("POST", "/v1/chat/completions", body, &r);
+    assert_error(&r, 400, "--chat-template");
+    free(r.data);
+    cr_assert_eq(server_stop(SIGTERM, 10000, NULL), 0);
+    const char *args2[] = {"-c", "512", "--chat-template", "gemma", NULL};
+    server_try_start(path, args2, NULL);
+    http("POST", "/v1/chat/completions", body, &r);
+    cr_assert_eq(r.status, 200, "%s", r.data);
+    free(r.data);
 }
