@@ -867,3 +867,58 @@ Test(serve, gemma3_without_template)
     cr_assert_eq(r.status, 200, "%s", r.data);
     free(r.data);
 }
+
+/* Bad flags: exit 1 with one "error:" line, before anything listens. */
+Test(serve, cli_bad_flags)
+{
+    char model[512];
+    shared_path(model, sizeof model, MODEL);
+    static const struct { const char *args, *needle; } cases[] = {
+        {"", "-m MODEL"},
+        {"-m /nonexistent.gguf --port 0", "/nonexistent.gguf"},
+        {"-m MODEL --port 70000", "--port"},
+        {"-m MODEL --port 0 --chat-template nope", "chatml"},
+        {"-m MODEL --port 0 --max-body 1Q", "--max-body"},
+        {"-m MODEL --port 0 -np 0", "-np"},
+        {"-m MODEL --port 0 --api-key a --api-key-file b", "not both"},
+        {"-m MODEL --port 0 --api-key-file /nonexistent-key", "/nonexistent-key"},
+        {"-m MODEL --port 0 --host no.such.host.invalid", "--host"},
+        {"-m MODEL --bogus", "--bogus"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1200], cmd[2048];
+        const char *m = strstr(cases[i].args, "MODEL");
+        if (m) snprintf(args, sizeof args, "%.*s%s%s", (int)(m - cases[i].args), cases[i].args, model, m + 5);
+        else snprintf(args, sizeof args, "%s", cases[i].args);
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s' serve %s 2>&1 >/dev/null", showdown_bin(), args);
+        FILE *f = popen(cmd, "r");
+        char out[2048];
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        int st = pclose(f);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "serve %s: status %d, %s", args, st, out);
+        cr_assert(!strncmp(out, "error: ", 7) && strchr(out, '\n') == out + n - 1, "serve %s: '%s'", args, out);
+        cr_assert(strstr(out, cases[i].needle), "serve %s: '%s'", args, out);
+    }
+}
+
+/* --api-key-file: the key from the file's first line. */
+Test(serve, api_key_file)
+{
+    char path[] = "/tmp/sd_serve_key_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, "k3y-from-file\n", 14), 14);
+    close(fd);
+    server_start("-c", "256", "--api-key-file", path, NULL);
+    unlink(path);
+    reply r;
+    http_key("GET", "/tokenize", NULL, "k3y-from-file", &r);
+    assert_error(&r, 405, NULL);
+    free(r.data);
+    http_key("POST", "/tokenize", "{\"content\":\"a\"}", "k3y-from-fil", &r);
+    assert_error(&r, 401, NULL);
+    free(r.data);
+    cr_assert_eq(http_key("POST", "/tokenize", "{\"content\":\"a\"}", "k3y-from-file", &r), 200, "%s", r.data);
+    free(r.data);
+}
