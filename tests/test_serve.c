@@ -922,3 +922,52 @@ Test(serve, api_key_file)
     cr_assert_eq(http_key("POST", "/tokenize", "{\"content\":\"a\"}", "k3y-from-file", &r), 200, "%s", r.data);
     free(r.data);
 }
+
+/* More requests than one slot and the engine's queue (64) hold: the rest get
+ * 503 with code queue_full at once, and the server goes on serving. */
+Test(serve, queue_full_is_503)
+{
+    server_start("-c", "2048", "-np", "1", NULL);
+    enum { N = 72 };
+    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":2000,\"ignore_eos\":true,\"stream\":true}";
+    CURLM *m = curl_multi_init();
+    static reply rs[N];
+    CURL *cs[N];
+    struct curl_slist *hs[N];
+    for (int i = 0; i < N; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        cs[i] = easy("POST", "/v1/completions", body, strlen(body), NULL, &rs[i], &hs[i]);
+        curl_multi_add_handle(m, cs[i]);
+    }
+    int running = N, refused = 0;
+    double until = sd_time_ms() + 30000;
+    while (sd_time_ms() < until && !refused) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)))
+            if (msg->msg == CURLMSG_DONE) {
+                long st = 0;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &st);
+                for (int i = 0; i < N; i++)
+                    if (cs[i] == msg->easy_handle && st == 503) {
+                        rs[i].status = st;
+                        assert_error(&rs[i], 503, "queue");
+                        cr_assert(strstr(rs[i].data, "\"queue_full\""), "%s", rs[i].data);
+                        refused++;
+                    }
+            }
+        if (!refused) curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    cr_assert(refused > 0, "no request was refused with 503");
+    for (int i = 0; i < N; i++) {   /* hang up: the streams are cancelled */
+        curl_multi_remove_handle(m, cs[i]);
+        curl_easy_cleanup(cs[i]);
+        curl_slist_free_all(hs[i]);
+        free(rs[i].data);
+    }
+    curl_multi_cleanup(m);
+    reply r;
+    cr_assert_eq(http("GET", "/health", NULL, &r), 200);
+    free(r.data);
+}
