@@ -674,6 +674,17 @@ Test(serve, logprobs_and_echo)
     long long n = jint(o, "usage.prompt_tokens") + jint(o, "usage.completion_tokens");
     cr_assert_eq((long long)json_array_size(tl), n, "%s", r.data);
     cr_assert(json_is_null(json_array_get(tl, 0)));
+    /* Each token's text offset points at its text in the echoed string
+     * (the first word's SentencePiece space prefix is not in the text). */
+    const char *text = jstr(o, "choices.0.text");
+    json_t *toks = jget(o, "choices.0.logprobs.tokens"), *offs = jget(o, "choices.0.logprobs.text_offset");
+    cr_assert_eq(json_array_size(toks), json_array_size(tl));
+    for (size_t i = 2; i < json_array_size(toks); i++) {
+        const char *t = json_string_value(json_array_get(toks, i));
+        size_t off = (size_t)json_integer_value(json_array_get(offs, i));
+        cr_assert(off <= strlen(text) && !strncmp(text + off, t, strlen(t)), "token %zu '%s' at %zu of '%s'", i, t, off,
+                  text);
+    }
     for (size_t i = 1; i < json_array_size(tl); i++) {
         cr_assert(json_is_number(json_array_get(tl, i)), "%s", r.data);
         cr_assert(json_number_value(json_array_get(tl, i)) <= 0);

@@ -474,13 +474,16 @@ static enum MHD_Result send_answer(sd_job *j, struct MHD_Connection *c, int *sta
             json_decref(lp);
             lp = completion_logprobs_new();
             if (j->echo) {
-                /* The prompt's tokens: their offsets are where each piece starts. */
+                /* The prompt's tokens: where each piece starts in the echoed
+                 * text (a SentencePiece space prefix is not in the text). */
                 size_t off = 0;
                 for (int i = 0; i < j->prompt_lp.n; i++) {
                     size_t pl;
-                    sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
+                    const char *p = sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
+                    if (pl && p[0] == ' ' && off < base && j->prompt_text[off] != ' ') { p++; pl--; }
                     j->prompt_lp.v[i].raw_off = off;
-                    off += pl;
+                    if (off + pl <= base && !memcmp(j->prompt_text + off, p, pl)) off += pl;
+                    else off = off + pl < base ? off + pl : base;
                 }
                 completion_logprobs_add(lp, tok, j->prompt_lp.v, j->prompt_lp.n, 0);
             }
