@@ -41,9 +41,19 @@ static void server_kill(void)
 
 TestSuite(serve, .fini = server_kill, .timeout = 120);
 
+/* A file as a NUL-terminated string (read_all does not terminate it). */
+static char *slurp(const char *path)
+{
+    size_t n = 0;
+    char *b = read_all(path, &n), *s = b ? realloc(b, n + 1) : NULL;
+    if (!s) { free(b); return NULL; }
+    s[n] = 0;
+    return s;
+}
+
 static void dump_log(void)
 {
-    char *t = read_all(srv.log, NULL);
+    char *t = slurp(srv.log);
     if (t) { fprintf(stderr, "--- server log ---\n%s\n---\n", t); free(t); }
 }
 
@@ -74,7 +84,7 @@ static int server_try_start(const char *model, const char *const *args, char **l
     close(fd);
     double until = sd_time_ms() + 60000;
     while (sd_time_ms() < until) {
-        char *t = read_all(srv.log, NULL);
+        char *t = slurp(srv.log);
         const char *u = t ? strstr(t, "listening on http://") : NULL;
         if (u) {
             u += strlen("listening on ");
@@ -87,7 +97,7 @@ static int server_try_start(const char *model, const char *const *args, char **l
         int st;
         if (waitpid(srv.pid, &st, WNOHANG) == srv.pid) {
             srv.pid = 0;
-            if (log_out) { *log_out = read_all(srv.log, NULL); return -1; }
+            if (log_out) { *log_out = slurp(srv.log); return -1; }
             dump_log();
             cr_assert_fail("the server exited before it was ready");
         }
