@@ -788,3 +788,36 @@ Test(bench_url, gamma_gaps_have_vllms_mean_and_spread)
     for (int i = 0; i < 10; i++) cr_assert_eq(t[i], 0);
     free(t);
 }
+
+static int local_count(void *ctx, const char *text, int *n, char *err)
+{
+    int32_t *ids = NULL;
+    if (sd_tokenize(ctx, text, strlen(text), 0, &ids, n, err) != 0) return -1;
+    free(ids);
+    return 0;
+}
+
+Test(bench_url, random_prompts_land_exactly_on_a_subword_vocabulary)
+{
+    /* the stories260K vocabulary (512 tokens) splits most words into 2-3
+     * tokens: the counting loop must still land on every length exactly */
+    char path[256], err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(path, sizeof path, "models/tiny-q8_0.gguf"), &m, err), 0, "%s", err);
+    int lens[] = {1, 2, 5, 64, 300};
+    for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+        sd_url_random_spec sp = {12, lens[k], k == 3 ? 10 : 0, 0, 0, 100 + k, local_count, sd_model_tokenizer(m)};
+        sd_url_prompt *p;
+        cr_assert_eq(sd_url_prompts_random(&sp, &p, err), 0, "%s", err);
+        for (int i = 0; i < 12; i++) {
+            int n;
+            cr_assert_eq(local_count(sd_model_tokenizer(m), p[i].text, &n, err), 0);
+            int want = lens[k] + sp.prefix_len;
+            /* prefix and body are counted apart; joined, a word boundary may merge */
+            cr_assert(p[i].n_tokens == want && abs(n - want) <= (sp.prefix_len ? 1 : 0),
+                      "length %d: prompt %d counted %d, tokenizes to %d", want, i, p[i].n_tokens, n);
+        }
+        sd_url_prompts_free(p, 12);
+    }
+    sd_model_free(m);
+}

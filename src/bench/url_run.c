@@ -25,7 +25,7 @@ typedef struct {
     double t0, last_chunk, last_byte;
     int http_checked, http_code, saw_done, saw_usage, failed_here;
     long usage_prompt, usage_completion;
-    char errbody[256];
+    char errbody[4096];   /* the start of an error answer, for its message */
     size_t errbody_len;
     int itl_cap;
     char curl_err[CURL_ERROR_SIZE];
