@@ -166,6 +166,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!rest || rest - url - 1 >= (long)sizeof mode) return reply(c, 404, "{}", "application/json");
     memcpy(mode, url + 1, (size_t)(rest - url - 1));
     mode[rest - url - 1] = 0;
+    if (!strcmp(mode, "auth")) {
+        const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        if (!key || strcmp(key, "Bearer sekret")) return reply(c, 401, "{\"error\":{\"message\":\"bad key\"}}", "application/json");
+    }
     if (!strcmp(rest, "/v1/models"))
         return reply(c, 200, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\",\"object\":\"model\"}]}", "application/json");
     if (!strcmp(rest, "/tokenize") && strncmp(mode, "no", 2)) {   /* notok, nousage: none */
@@ -579,6 +583,19 @@ Test(bench_url, cli_energy_is_never_invented)
     json_decref(a);
     free(out);
     (void)err;
+}
+
+Test(bench_url, cli_api_key)
+{
+    char args[512], *out, *err;
+    snprintf(args, sizeof args, "--url %s --api-key sekret --num-prompts 2 --output-len 2 --warmup 0 -o jsonl", base("auth"));
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"completed\":2,\"failed\":0"), "%s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --num-prompts 2 --output-len 2 --warmup 0 -o jsonl", base("auth"));
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "error: every request failed at sweep point 1: HTTP 401: bad key"), "%s", err);
+    free(out); free(err);
 }
 
 Test(bench_url, cli_all_failed_writes_results_then_fails)
