@@ -585,6 +585,29 @@ Test(bench_url, cli_energy_is_never_invented)
     (void)err;
 }
 
+Test(bench_url, cli_prompt_file_lengths_and_cycling)
+{
+    char dir[64], file[128], args[512], *out, *err;
+    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
+    snprintf(file, sizeof file, "%s/p.jsonl", dir);
+    write_text(file, "{\"prompt\": \"a b\", \"output_len\": 3}\n{\"prompt\": \"c d e\", \"output_len\": 5}\n");
+    /* 4 requests over 2 prompts: each file length twice (the fake streams max_tokens) */
+    snprintf(args, sizeof args, "--url %s --prompts %s --num-prompts 4 --warmup 0 -o jsonl", base("good"), file);
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"total_input_tokens\":10,\"total_output_tokens\":16"), "%s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --prompts %s --num-prompts 4 --output-len 2 --warmup 0 -o jsonl", base("good"), file);
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"total_input_tokens\":10,\"total_output_tokens\":8"), "--output-len wins: %s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --prompts %s/missing.jsonl --warmup 0", base("good"), dir);
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "missing.jsonl: cannot open") && strchr(err, '\n') == err + strlen(err) - 1, "%s", err);
+    cr_assert_str_eq(out, "");
+    free(out); free(err);
+    tmp_dir_remove(dir);
+}
+
 Test(bench_url, cli_api_key)
 {
     char args[512], *out, *err;

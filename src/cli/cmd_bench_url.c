@@ -27,7 +27,8 @@ static void usage(FILE *out)
           "  --burstiness B         gamma shape of the arrival gaps (1 = Poisson, default 1)\n"
           "  --num-prompts N        requests per sweep point (default 200)\n"
           "  --input-len N          random prompts of N tokens (default 128)\n"
-          "  --output-len N         max_tokens (default 128)\n"
+          "  --output-len N         max_tokens (default 128; a --prompts line's output_len or a\n"
+          "                         --dataset reply's length unless this flag is given)\n"
           "  --range-ratio R        lengths uniform in [len*(1-R), len*(1+R)] (default 0)\n"
           "  --prefix-len N         a shared random prefix of N tokens before every prompt (default 0)\n"
           "  --prompts FILE.jsonl   prompts instead of random text: a string or {\"prompt\":..} per line\n"
@@ -254,7 +255,7 @@ int cmd_bench_url(int argc, char **argv)
         snprintf(source, sizeof source, "random, %s%s (%.300s)", shape, c.range_ratio > 0 ? " (range ratio)" : "", counter);
     }
     if (n_prompts < 0) { fail("%s", err); goto out; }
-    if (c.output_given)   /* --output-len wins over a file's own lengths */
+    if (c.output_given && (c.prompts_file || c.dataset))   /* --output-len wins over a file's own lengths */
         for (int i = 0; i < n_prompts; i++) prompts[i].output_len = 0;
     if (c.tokenizer) { sd_model_free(tok_model); tok_model = NULL; }
     sd_url_tokenizer_close(&server_tok);
@@ -267,7 +268,7 @@ int cmd_bench_url(int argc, char **argv)
     res = calloc((size_t)c.num_prompts + (size_t)c.warmup, sizeof *res);
     if (!pts || !res) { fail("out of memory"); goto out; }
     sd_url_params p = {url, model, c.api_key, !strcmp(c.endpoint, "chat"), prompts, 0, n_prompts,
-                       c.output_given || (!c.prompts_file && !c.dataset) ? (int)c.output_len : 0, c.ignore_eos, 1, INFINITY,
+                       (int)c.output_len, c.ignore_eos, 1, INFINITY,
                        c.burstiness, c.seed, c.timeout_s, !c.allow_no_usage, on_progress, &c};
     sd_url_run_info info;
     if (c.warmup > 0) {
