@@ -82,10 +82,11 @@ static int parse_rates(const char *flag, const char *v, url_cli *c)
 
 static int parse_args(int argc, char **argv, url_cli *c, int *exit_now)
 {
+    for (int i = 1; i < argc; i++)   /* help wins wherever it is (even as "--url --help") */
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); *exit_now = 1; return 0; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define IS(s) (!strcmp(a, s))
-        if (IS("-h") || IS("--help")) { usage(stdout); *exit_now = 1; return 0; }
         if (IS("--ignore-eos")) { c->ignore_eos = 1; continue; }
         if (IS("--allow-no-usage")) { c->allow_no_usage = 1; continue; }
         if (IS("-q") || IS("--quiet")) { c->quiet = 1; continue; }
