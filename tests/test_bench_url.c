@@ -510,6 +510,14 @@ Test(bench_url, cli_sweep_json_and_svg)
     unlink(svg);
     free(out);
     free(err);
+    /* an SVG that cannot be written stops the run before it sends anything */
+    snprintf(args, sizeof args, "--url %s --num-prompts 2 --warmup 0 --svg /nonexistent-dir/x.svg", base("good"));
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "error: --svg: cannot write /nonexistent-dir/x.svg"), "%s", err);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(srv.n_completions, 13, "requests were sent");
+    free(out);
+    free(err);
 }
 
 Test(bench_url, cli_rate_sweep_csv_jsonl_and_md)

@@ -177,13 +177,19 @@ static void clear_progress(url_cli *c)
     c->progress_shown = 0;
 }
 
-/* The SVG goes to a temporary file renamed into place: never half-written. */
-static int write_svg(const char *path, const sd_url_metrics *m, int n, const sd_url_run_desc *d)
+/* The SVG goes to a temporary file, opened before the run (an unwritable
+ * path fails at once, not after an hour) and renamed into place at the end:
+ * never half-written. */
+static FILE *svg_open(const char *path, char *tmp, size_t n)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, n, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) return fail("--svg: cannot write %s: %m", path);
+    if (!f) fail("--svg: cannot write %s: %m", path);
+    return f;
+}
+
+static int svg_finish(FILE *f, const char *tmp, const char *path, const sd_url_metrics *m, int n, const sd_url_run_desc *d)
+{
     sd_url_svg(f, m, n, d);
     if (fclose(f) != 0 || rename(tmp, path) != 0) { unlink(tmp); return fail("--svg: cannot write %s: %m", path); }
     return 0;
@@ -202,6 +208,8 @@ int cmd_bench_url(int argc, char **argv)
     sd_url_metrics *pts = NULL;
     sd_url_result *res = NULL;
     sd_url_slo slo, *slo_p = NULL;
+    FILE *svg = NULL;
+    char svg_tmp[4200];
     if (parse_args(argc, argv, &c, &exit_now) != 0) goto out;
     if (exit_now) { rc = 0; goto out; }
     if (c.goodput) {
@@ -220,6 +228,7 @@ int cmd_bench_url(int argc, char **argv)
     /* is anything there at all? (also: the model name) */
     if (sd_url_probe(url, c.api_key, c.timeout_s < 10 ? c.timeout_s : 10, model, sizeof model, err) != 0) { fail("%s", err); goto out; }
     if (c.model) snprintf(model, sizeof model, "%s", c.model);
+    if (c.svg && !(svg = svg_open(c.svg, svg_tmp, sizeof svg_tmp))) goto out;
 
     /* who counts prompt tokens */
     sd_token_count_fn count = NULL;
@@ -319,13 +328,18 @@ int cmd_bench_url(int argc, char **argv)
     sd_url_run_desc d = {url, model[0] ? model : "(server default)", c.endpoint, source, (int)c.input_len, (int)c.output_len};
     if (sd_url_emit(stdout, c.fmt, pts, n_points, &d) != 0) { fail("out of memory writing results"); goto out; }
     fflush(stdout);
-    if (c.svg && write_svg(c.svg, pts, n_points, &d) != 0) goto out;
+    if (svg) {
+        FILE *f = svg;
+        svg = NULL;
+        if (svg_finish(f, svg_tmp, c.svg, pts, n_points, &d) != 0) goto out;
+    }
     if (any_all_failed >= 0) {
         fail("every request failed at sweep point %d: %s", any_all_failed + 1, pts[any_all_failed].first_reason);
         goto out;
     }
     rc = 0;
 out:
+    if (svg) { fclose(svg); unlink(svg_tmp); }
     if (tok_model) sd_model_free(tok_model);
     sd_url_tokenizer_close(&server_tok);
     sd_url_prompts_free(prompts, n_prompts > 0 ? n_prompts : 0);
