@@ -19,6 +19,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 
 /* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
