@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "gguf/gguf_write.h"
+#include "showdown.h"
 
 /* Every command: argv[0] is the command name. Returns the process exit code. */
 typedef int (*sd_cmd_fn)(int argc, char **argv);
@@ -28,6 +29,12 @@ int parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int parse_float(const char *flag, const char *s, double lo, double hi, double *out);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
+
+/* -ngl N|auto (gpu_flags.c): 0 ok, -1 with a message printed. */
+int parse_ngl(const char *flag, const char *v, int *out);
+/* Offloads per -ngl/--device (nothing when both are 0) and prints what runs
+ * where on stderr; 1 (message printed) on an error. */
+int gpu_offload(sd_model *m, int ngl, int device, int n_ctx, sd_kv_type kv);
 
 /* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
  * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */

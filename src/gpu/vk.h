@@ -52,6 +52,7 @@ typedef struct {
 
 enum { SD_VK_MATVEC_FIRST, SD_VK_N_FORMATS = 15,
        SD_VK_RMSNORM = SD_VK_N_FORMATS, SD_VK_ROPE, SD_VK_KV_STORE, SD_VK_ATTENTION, SD_VK_SWIGLU, SD_VK_ADD_BIAS,
+       SD_VK_QUANT_ACT,
        SD_VK_N_PIPES };
 
 typedef struct {

@@ -151,7 +151,7 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_F32, SD_TYPE_F16, SD_TYPE_BF16, SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q5_0, SD_TYPE_Q5_1,
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4};
 static const char *const op_names[SD_VK_N_PIPES - SD_VK_N_FORMATS] = {
-    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias"};
+    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
 
 int sd_vk_matvec_index(uint32_t type)
 {

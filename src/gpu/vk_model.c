@@ -33,7 +33,7 @@ struct sd_gpu_state {
     sd_gpu_model *g;
     int n_ctx, n_ub, kv_f32;
     sd_vk_buffer *kc, *vc;   /* per layer (uploaded ones only) */
-    sd_vk_buffer x, xb, q, k, v, att, hb, hb2, io;
+    sd_vk_buffer x, xb, q, k, v, att, hb, hb2, xq, io;
     size_t io_logits;        /* float offset of the logits in io */
     VkDescriptorPool pool;
     uint32_t pool_sets;
@@ -171,16 +171,19 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
         if (g->layers[il].on &&
             (sd_vk_buffer_new(d, kv, 0, &st->kc[il], err) || sd_vk_buffer_new(d, kv, 0, &st->vc[il], err)))
             goto fail;
+    VkDeviceSize ff = (VkDeviceSize)s->n_ff, widest = ff > qd ? ff : qd;   /* columns of any product */
+    if (e > widest) widest = e;
     st->io_logits = (size_t)n_ub * (size_t)e;
     VkDeviceSize io = (st->io_logits + (g->has_output ? (size_t)n_ub * (size_t)s->n_vocab : 0)) * 4;
     if (sd_vk_buffer_new(d, B * e, 0, &st->x, err) || sd_vk_buffer_new(d, B * (qd > e ? qd : e), 0, &st->xb, err) ||
         sd_vk_buffer_new(d, B * qd, 0, &st->q, err) || sd_vk_buffer_new(d, B * kvd, 0, &st->k, err) ||
         sd_vk_buffer_new(d, B * kvd, 0, &st->v, err) || sd_vk_buffer_new(d, B * qd, 0, &st->att, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb, err) ||
-        sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb2, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
+        sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb2, err) ||
+        sd_vk_buffer_new(d, B * widest, 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
         goto fail;
-    /* At most 19 dispatches per layer and 2 for the output head. */
-    st->pool_sets = 20u * (uint32_t)g->n_layer + 8u;
+    /* At most 19 dispatches per layer, 7 activation conversions, 3 for the head. */
+    st->pool_sets = 26u * (uint32_t)g->n_layer + 8u;
     VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 4 * st->pool_sets};
     VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                       .maxSets = st->pool_sets, .poolSizeCount = 1, .pPoolSizes = &ps};
@@ -208,7 +211,7 @@ static void vk_state_free(sd_gpu_state *st)
     sd_vk_device *d = &st->g->d;
     d->vk.vkDeviceWaitIdle(d->dev);
     for (int il = 0; il < st->g->n_layer; il++) { sd_vk_buffer_free(d, &st->kc[il]); sd_vk_buffer_free(d, &st->vc[il]); }
-    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->io};
+    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) sd_vk_buffer_free(d, bs[i]);
     if (st->cb) d->vk.vkFreeCommandBuffers(d->dev, d->cpool, 1, &st->cb);
     if (st->pool) d->vk.vkDestroyDescriptorPool(d->dev, st->pool, NULL);
@@ -224,6 +227,10 @@ typedef struct {
     VkCommandBuffer cb;
     int failed;
     char *err;
+    /* What st->xq holds: activations of qsrc at qoff, n_tok rows, as mode. */
+    sd_vk_buffer *qsrc;
+    uint32_t qoff;
+    int qmode, qn;
 } rec;
 
 static void barrier(rec *R)
@@ -266,6 +273,7 @@ static void dispatch(rec *R, int pipe, sd_vk_buffer *b0, sd_vk_buffer *b1, sd_vk
     d->vk.vkCmdBindDescriptorSets(R->cb, VK_PIPELINE_BIND_POINT_COMPUTE, d->layout, 0, 1, &ds, 0, NULL);
     d->vk.vkCmdPushConstants(R->cb, d->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, pc_bytes, pc);
     d->vk.vkCmdDispatch(R->cb, gx, gy, 1);
+    if (pipe >= SD_VK_N_FORMATS && pipe != SD_VK_QUANT_ACT) R->qsrc = NULL;   /* it may have written the source */
 }
 
 /* Workgroups for `groups` of work: 65535 wide rows of a 2-D grid. */
@@ -283,15 +291,38 @@ static void elementwise(rec *R, int pipe, sd_vk_buffer *b0, sd_vk_buffer *b1, co
     dispatch(R, pipe, b0, b1, NULL, NULL, pc, pcb, gx, gy);
 }
 
+/* How the CPU encodes the activations for a format's dot product
+ * (quant_act.comp's modes): 0 as they are, 1 F16, 2 BF16, 3 Q8_0, 4 Q8_K. */
+static int act_mode(uint32_t type)
+{
+    switch (sd_type_get(type)->vec_dot_type) {
+    case SD_TYPE_F16: return 1;
+    case SD_TYPE_BF16: return 2;
+    case SD_TYPE_Q8_0: return 3;
+    case SD_TYPE_Q8_K: return 4;
+    default: return 0;
+    }
+}
+
 static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x, uint32_t x_off, sd_vk_buffer *y,
                    uint32_t y_off, int n_tok, int add)
 {
+    int mode = act_mode(m->type);
+    if (mode && (R->qsrc != x || R->qoff != x_off || R->qmode != mode || R->qn != n_tok)) {
+        struct { uint32_t n, rows, x_off, mode; } qp = {(uint32_t)m->cols, (uint32_t)n_tok, x_off, (uint32_t)mode};
+        barrier(R);   /* an earlier product may still read st->xq */
+        dispatch(R, SD_VK_QUANT_ACT, x, &R->st->xq, NULL, NULL, &qp, sizeof qp, (uint32_t)n_tok, 1);
+        barrier(R);
+        R->qsrc = x; R->qoff = x_off; R->qmode = mode; R->qn = n_tok;
+    }
+    if (mode) { x = &R->st->xq; x_off = 0; }
     struct { uint32_t rows, cols, n_tok, row_bytes, x_off, x_stride, y_off, y_stride; float scale; uint32_t add; } pc = {
         (uint32_t)m->rows, (uint32_t)m->cols, (uint32_t)n_tok, (uint32_t)m->row_bytes, x_off, (uint32_t)m->cols, y_off,
         (uint32_t)m->rows, m->scale, (uint32_t)add};
     uint32_t gx, gy;
     grid((uint64_t)m->rows, &gx, &gy);
     dispatch(R, SD_VK_MATVEC_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc, gx, gy);
+    if (y == R->qsrc) R->qsrc = NULL;
 }
 
 static void rmsnorm(rec *R, sd_vk_buffer *x, uint32_t x_off, sd_vk_buffer *w, sd_vk_buffer *o, int n, int rows)
@@ -378,7 +409,7 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     if (r == VK_SUCCESS) r = d->vk.vkResetCommandBuffer(st->cb, 0);
     if (r == VK_SUCCESS) r = d->vk.vkBeginCommandBuffer(st->cb, &bi);
     if (r != VK_SUCCESS) { snprintf(err, SD_ERR_LEN, "vulkan: command buffer: %s", sd_vk_result(r)); return -1; }
-    rec R = {st, d, st->cb, 0, err};
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
     size_t xb = (size_t)n * e * sizeof(float);
     memcpy(st->io.map, step->x, xb);
     VkBufferCopy c = {0, 0, xb};

@@ -6,6 +6,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/ops.h"
+#include "model/offload.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -289,7 +290,18 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
         et->to_float((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, x, e);
         for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale;
     }
-    for (int il = 0; il < hp->n_layer; il++) layer(s, il, n);
+    /* A run of GPU layers is one step (model/offload.c); past n_layer: the
+     * GPU did the output head too, or failed (s->gpu_err). */
+    int il = 0;
+    while (il < hp->n_layer) {
+        int to = sd_offload_run(s, il, n, logits_out);
+        if (to == il) layer(s, to++, n);
+        il = to;
+    }
+    if (il > hp->n_layer) {
+        s->pos += n;
+        return;
+    }
     /* Only the rows asked for go through the (vocabulary-sized) output matrix. */
     int first = logits_out ? 0 : n - 1, rows = n - first;
     for (int t = first; t < n; t++)

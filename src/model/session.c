@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "model/offload.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -92,6 +93,10 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
                          2.0 * (double)kv_bytes / (1 << 20));
     }
     memset(s->logits, 0, (size_t)hp->n_vocab * sizeof(float));
+    if (sd_offload_session_new(s, err)) {
+        sd_session_free(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -102,6 +107,7 @@ void sd_session_free(sd_session *s)
     free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->q); free(s->k); free(s->v);
     free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->att_tmp); free(s->xq); free(s->logits);
     sd_pool_free(s->pool);
+    sd_offload_session_free(s);
     free(s);
 }
 
@@ -117,6 +123,7 @@ int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_a
     for (int i = 0; i < n; i += SD_UBATCH) {
         int c = n - i < SD_UBATCH ? n - i : SD_UBATCH;
         sd_forward(s, tokens + i, c, logits_all ? logits_all + (size_t)i * nv : NULL);
+        if (s->gpu_err && s->gpu_err[0]) return sess_fail(err, "%s", s->gpu_err);
     }
     if (logits_all && n > 0) memcpy(s->logits, logits_all + (size_t)(n - 1) * nv, (size_t)nv * sizeof(float));
     return 0;

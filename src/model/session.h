@@ -25,6 +25,8 @@ struct sd_session {
     float *att_tmp;            /* per thread: SD_ATT_TMP floats */
     void *xq;                  /* activations converted for the weight format */
     float *logits;             /* last row */
+    struct sd_gpu_state *gpu;  /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
+    char *gpu_err;             /* set when a GPU step failed: the step's results are void */
 };
 
 /* Runs n <= SD_UBATCH tokens at positions pos..pos+n-1 through the model.
