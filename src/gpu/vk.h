@@ -82,6 +82,9 @@ int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSi
                  char *err);
 /* Ends, submits and waits for cb; marks the device lost on failure. */
 int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err);
+/* y = w x for n_tok rows of x on device `device`, alone (the tests check
+ * each format's kernel against the CPU's with it). */
+int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err);
 /* The matvec pipeline index of a weight format, -1 if there is none. */
 int sd_vk_matvec_index(uint32_t type);
 

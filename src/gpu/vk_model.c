@@ -298,7 +298,7 @@ static int act_mode(uint32_t type)
     switch (sd_type_get(type)->vec_dot_type) {
     case SD_TYPE_F16: return 1;
     case SD_TYPE_BF16: return 2;
-    case SD_TYPE_Q8_0: return 3;
+    case SD_TYPE_Q8_0: case SD_TYPE_Q8_1: return 3;
     case SD_TYPE_Q8_K: return 4;
     default: return 0;
     }
@@ -442,3 +442,59 @@ const sd_gpu_backend sd_gpu_vulkan = {
 };
 
 const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
+
+/* ---- one product alone, for the tests ----------------------------------- */
+
+int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err)
+{
+    sd_gpu_model *g = calloc(1, sizeof *g);
+    sd_gpu_state *st = calloc(1, sizeof *st);
+    if (!g || !st) { free(g); free(st); snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
+    int rc = -1;
+    sd_vk_device *d = &g->d;
+    sd_vk_buffer wb = {0}, xb = {0}, yb = {0};
+    if (!vk_supports(w->type)) { snprintf(err, SD_ERR_LEN, "vulkan: no kernel for %s", sd_type_name(w->type)); goto out; }
+    if (sd_vk_device_open(device, d, err)) goto out;
+    st->g = g;
+    size_t xbytes = (size_t)n_tok * w->cols * 4, ybytes = (size_t)n_tok * w->rows * 4;
+    sd_weight meta;
+    if (sd_vk_buffer_new(d, 16, 0, &g->dummy, err) || sd_vk_buffer_new(d, STAGE_BYTES, 1, &g->stage, err) ||
+        upload_weight(g, w, &wb, &meta, err) || sd_vk_buffer_new(d, xbytes, 1, &xb, err) ||
+        sd_vk_buffer_new(d, ybytes, 1, &yb, err) || sd_vk_buffer_new(d, xbytes, 0, &st->xq, err))
+        goto out;
+    memcpy(xb.map, x, xbytes);
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 16};
+    VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 4,
+                                      .poolSizeCount = 1, .pPoolSizes = &ps};
+    VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+                                      .commandPool = d->cpool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+                                      .commandBufferCount = 1};
+    VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    if (d->vk.vkCreateDescriptorPool(d->dev, &pci, NULL, &st->pool) != VK_SUCCESS) { st->pool = VK_NULL_HANDLE; goto vkfail; }
+    if (d->vk.vkAllocateCommandBuffers(d->dev, &ai, &st->cb) != VK_SUCCESS) { st->cb = VK_NULL_HANDLE; goto vkfail; }
+    d->vk.vkBeginCommandBuffer(st->cb, &bi);
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
+    matvec(&R, &meta, &wb, &xb, 0, &yb, 0, n_tok, 0);
+    VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+                          .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
+    d->vk.vkCmdPipelineBarrier(st->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &hb, 0,
+                               NULL, 0, NULL);
+    if (R.failed || sd_vk_submit_wait(d, st->cb, err)) goto out;
+    memcpy(y, yb.map, ybytes);
+    rc = 0;
+    goto out;
+vkfail:
+    snprintf(err, SD_ERR_LEN, "vulkan: descriptor pool or command buffer");
+out:
+    if (d->dev) {
+        d->vk.vkDeviceWaitIdle(d->dev);
+        sd_vk_buffer_free(d, &wb); sd_vk_buffer_free(d, &xb); sd_vk_buffer_free(d, &yb);
+        sd_vk_buffer_free(d, &st->xq); sd_vk_buffer_free(d, &g->dummy); sd_vk_buffer_free(d, &g->stage);
+        if (st->cb) d->vk.vkFreeCommandBuffers(d->dev, d->cpool, 1, &st->cb);
+        if (st->pool) d->vk.vkDestroyDescriptorPool(d->dev, st->pool, NULL);
+        sd_vk_device_close(d);
+    }
+    free(st);
+    free(g);
+    return rc;
+}

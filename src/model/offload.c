@@ -83,9 +83,10 @@ static void drop_cpu_copy(sd_model *m, sd_weight *w)
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+/* be: the backend's name to put first, NULL when why already names it. */
 static int fallback(struct sd_offload *o, const char *be, const char *why)
 {
-    snprintf(o->placement, sizeof o->placement, "%s: %s; running on the CPU", be, why);
+    snprintf(o->placement, sizeof o->placement, "%s%s%s; running on the CPU", be ? be : "", be ? ": " : "", why);
     return 0;
 }
 
@@ -100,7 +101,7 @@ int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err)
     char why[SD_ERR_LEN] = "";
     sd_gpu_device_info devs[16];
     int nd = be->list(devs, 16, why);
-    if (nd == 0) return fallback(o, be->name, why);
+    if (nd == 0) return fallback(o, NULL, why);
     if (p->device < 0 || p->device >= nd) {
         snprintf(err, SD_ERR_LEN, "--device %d: %d %s device%s (showdown devices lists them)", p->device, nd, be->name,
                  nd == 1 ? "" : "s");
