@@ -10,6 +10,7 @@
 
 #include "gpu/backend.h"
 #include "kernels/pack.h"
+#include "model/forward.h"
 #include "model/offload.h"
 #include "tensor/types.h"
 
@@ -189,29 +190,35 @@ int sd_offload_session_new(sd_session *s, char *err)
         snprintf(err, SD_ERR_LEN, "a q8_0 KV cache is not supported with GPU layers (f16, f32 are)");
         return -1;
     }
-    s->gpu_err = calloc(1, SD_ERR_LEN);
-    if (!s->gpu_err) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
-    return o->be->state_new(o->g, s->n_ctx, SD_UBATCH, s->kv_type == SD_KV_F32, &s->gpu, err);
+    s->f.gpu_err = calloc(1, SD_ERR_LEN);
+    if (!s->f.gpu_err) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
+    return o->be->state_new(o->g, s->n_ctx, SD_UBATCH, s->kv_type == SD_KV_F32, &s->f.gpu, err);
 }
 
 void sd_offload_session_free(sd_session *s)
 {
-    if (s->gpu) s->m->gpu->be->state_free(s->gpu);
-    s->gpu = NULL;
-    free(s->gpu_err);
-    s->gpu_err = NULL;
+    if (s->f.gpu) s->m->gpu->be->state_free(s->f.gpu);
+    s->f.gpu = NULL;
+    free(s->f.gpu_err);
+    s->f.gpu_err = NULL;
 }
 
-int sd_offload_run(sd_session *s, int il, int n, float *logits_out)
+int sd_offload_run(sd_fwd *f, const sd_batch *b, int il, float *logits)
 {
-    const sd_model *m = s->m;
+    const sd_model *m = f->m;
     struct sd_offload *o = m->gpu;
-    int nl = m->hp.n_layer;
-    if (!s->gpu || il < o->first) return il;
-    int first = logits_out ? 0 : n - 1;
-    sd_gpu_step st = {s->x, n, s->pos, il, nl, o->output, first, logits_out ? logits_out : s->logits};
-    if (o->be->run(s->gpu, &st, s->gpu_err)) {
-        if (!s->gpu_err[0]) snprintf(s->gpu_err, SD_ERR_LEN, "%s: GPU step failed", o->be->name);
+    int nl = m->hp.n_layer, n = b->n;
+    if (!f->gpu || il < o->first) return il;
+    int ok = n > 0 && b->n_out >= (o->output ? 1 : 0) && b->n_out <= n;
+    for (int t = 0; ok && t < n; t++) ok = b->seq[t] == b->seq[0] && b->pos[t] == b->pos[0] + t;
+    for (int i = 0; ok && i < b->n_out; i++) ok = b->out[i] == n - b->n_out + i;
+    if (!ok) {
+        snprintf(f->gpu_err, SD_ERR_LEN, "%s: GPU layers run one sequence at a time", o->be->name);
+        return nl + 1;
+    }
+    sd_gpu_step st = {f->x, n, b->pos[0], il, nl, o->output && b->n_out > 0, n - b->n_out, logits};
+    if (o->be->run(f->gpu, &st, f->gpu_err)) {
+        if (!f->gpu_err[0]) snprintf(f->gpu_err, SD_ERR_LEN, "%s: GPU step failed", o->be->name);
         return nl + 1;
     }
     return o->output ? nl + 1 : nl;
