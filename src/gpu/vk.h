@@ -85,6 +85,8 @@ int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err);
 /* y = w x for n_tok rows of x on device `device`, alone (the tests check
  * each format's kernel against the CPU's with it). */
 int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err);
+/* Builds pipeline i (SD_VK_*) if it is not yet. */
+int sd_vk_pipeline(sd_vk_device *d, int i, char *err);
 /* The matvec pipeline index of a weight format, -1 if there is none. */
 int sd_vk_matvec_index(uint32_t type);
 

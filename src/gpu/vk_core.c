@@ -167,7 +167,7 @@ static const sd_spv *find_spv(const char *name)
     return NULL;
 }
 
-static int make_pipelines(sd_vk_device *d, char *err)
+static int make_layout(sd_vk_device *d, char *err)
 {
     sd_vk_instance *vk = &d->vk;
     VkDescriptorSetLayoutBinding b[4];
@@ -184,32 +184,41 @@ static int make_pipelines(sd_vk_device *d, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: pipeline layout: %s", sd_vk_result(r));
         return -1;
     }
-    for (int i = 0; i < SD_VK_N_PIPES; i++) {
-        char name[32];
-        if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
-        else snprintf(name, sizeof name, "%s", op_names[i - SD_VK_N_FORMATS]);
-        const sd_spv *s = find_spv(name);
-        if (!s) {
-            snprintf(err, SD_ERR_LEN, "vulkan: shader %s is not in this build (was glslc missing?)", name);
-            return -1;
-        }
-        VkShaderModuleCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = s->bytes,
-                                        .pCode = s->code};
-        VkShaderModule mod;
-        r = vk->vkCreateShaderModule(d->dev, &sci, NULL, &mod);
-        if (r == VK_SUCCESS) {
-            VkComputePipelineCreateInfo pci = {
-                .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
-                .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
-                          .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main"},
-                .layout = d->layout};
-            r = vk->vkCreateComputePipelines(d->dev, VK_NULL_HANDLE, 1, &pci, NULL, &d->pipes[i]);
-            vk->vkDestroyShaderModule(d->dev, mod, NULL);
-        }
-        if (r != VK_SUCCESS) {
-            snprintf(err, SD_ERR_LEN, "vulkan: pipeline %s: %s", name, sd_vk_result(r));
-            return -1;
-        }
+    return 0;
+}
+
+/* Pipelines are built on first use: a driver compiles each one (lavapipe
+ * through LLVM), and a model needs the kernels of its own formats only. */
+int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
+{
+    sd_vk_instance *vk = &d->vk;
+    if (d->pipes[i]) return 0;
+    char name[32];
+    if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
+    else snprintf(name, sizeof name, "%s", op_names[i - SD_VK_N_FORMATS]);
+    const sd_spv *s = find_spv(name);
+    if (!s) {
+        snprintf(err, SD_ERR_LEN, "vulkan: shader %s is not in this build (was glslc missing?)", name);
+        return -1;
+    }
+    VkShaderModuleCreateInfo sci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, .codeSize = s->bytes,
+                                    .pCode = s->code};
+    VkShaderModule mod;
+    VkResult r = vk->vkCreateShaderModule(d->dev, &sci, NULL, &mod);
+    if (r == VK_SUCCESS) {
+        VkComputePipelineCreateInfo pci = {
+            .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+            .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                      .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main"},
+            .layout = d->layout};
+        VkPipeline p;
+        r = vk->vkCreateComputePipelines(d->dev, VK_NULL_HANDLE, 1, &pci, NULL, &p);
+        if (r == VK_SUCCESS) d->pipes[i] = p;
+        vk->vkDestroyShaderModule(d->dev, mod, NULL);
+    }
+    if (r != VK_SUCCESS) {
+        snprintf(err, SD_ERR_LEN, "vulkan: pipeline %s: %s", name, sd_vk_result(r));
+        return -1;
     }
     return 0;
 }
@@ -263,7 +272,7 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: %s: %s", d->info.name, sd_vk_result(r));
         goto fail;
     }
-    if (make_pipelines(d, err)) goto fail;
+    if (make_layout(d, err)) goto fail;
     return 0;
 fail:
     sd_vk_device_close(d);

@@ -249,6 +249,10 @@ static void dispatch(rec *R, int pipe, sd_vk_buffer *b0, sd_vk_buffer *b1, sd_vk
 {
     if (R->failed) return;
     sd_vk_device *d = R->d;
+    if (sd_vk_pipeline(d, pipe, R->err)) {
+        R->failed = 1;
+        return;
+    }
     VkDescriptorSetAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
                                       .descriptorPool = R->st->pool, .descriptorSetCount = 1, .pSetLayouts = &d->dsl};
     VkDescriptorSet ds;
