@@ -172,6 +172,40 @@ T(q3_k_m, "tiny-q3_k_m", 99, SD_KV_F32, ALL, 1e-4)
 T(q2_k, "tiny-q2_k", 99, SD_KV_F32, ALL, 1e-4)
 T(q6_k, "tiny-q6_k", 99, SD_KV_F32, ALL, 1e-4)
 
+/* qwen2 (q/k/v biases; F32: every row within 1e-4), qwen3 (per-head q/k
+ * norms), a Llama 3 shape (RoPE frequency factors, tied output): small
+ * random models written by synth,
+ * 11 prompt tokens (past the kernel's 8-token blocks) and 4 decode steps. */
+static void synth_vs_cpu(const char *synth_args)
+{
+    have_device();
+    char dir[64], path[128], cmd[1024];
+    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s synth %s -o %s >/dev/null 2>&1", showdown_bin(), synth_args, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    sd_logits_file rf = {0};
+    int32_t toks[15] = {1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 128, 200, 9, 77, 400};
+    rf.n_vocab = 512; rf.n_prompt = 11; rf.n_gen = sanitized() ? 2 : 4; rf.prompt = toks;
+    char placement[600] = "";
+    float *cpu = all_rows(path, &rf, 0, SD_KV_F32, placement), *gpu = all_rows(path, &rf, 99, SD_KV_F32, placement);
+    cr_expect(strstr(placement, "output on GPU"), "%s", placement);
+    for (uint32_t i = 0; i < rf.n_prompt + rf.n_gen; i++) {
+        double e = sd_rel_l2(gpu + (size_t)i * 512, cpu + (size_t)i * 512, 512);
+        double tol = i < rf.n_prompt ? 1e-4 : 3e-2;   /* decode rows: see the top of this file */
+        cr_expect_leq(e, tol, "%s: row %u off by %.2e", synth_args, i, e);
+    }
+    free(cpu); free(gpu);
+    tmp_dir_remove(dir);
+}
+
+Test(gpu, forward_qwen2_biases) { synth_vs_cpu("--preset tiny --arch qwen2 --type F32"); }
+Test(gpu, forward_qwen3_head_norms) { synth_vs_cpu("--preset tiny --arch qwen3 --type Q6_K"); }
+Test(gpu, forward_llama3_freq_factors_tied) {
+    synth_vs_cpu("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
+                 "--ctx 512 --type Q4_K_M");
+}
+
 /* ---- the CLI: greedy text, placement line, fallbacks ---------------------- */
 
 static char *run_cmd(const char *env, const char *args, char *out_err, size_t n)
