@@ -39,7 +39,8 @@ static void usage(FILE *out)
           "  --goodput SLOS         e.g. ttft:500,tpot:50,e2el:3000 (ms): requests/s meeting all of them\n"
           "  --warmup N             untimed requests before the first point (default 2)\n"
           "  --seed S               prompts and arrival times (default 1)\n"
-          "  --timeout S            a request with no bytes for S seconds fails (default 60)\n"
+          "  --timeout S            a request with no bytes for S seconds fails (default 300; a\n"
+          "                         queued request counts as silent)\n"
           "  --allow-no-usage       accept streams without usage: output tokens = text chunks\n"
           "  --energy[=PROBE]       energy of this machine during each point (auto, rapl, nvml, ...):\n"
           "                         meaningful when the server runs here\n"
@@ -197,7 +198,7 @@ static int svg_finish(FILE *f, const char *tmp, const char *path, const sd_url_m
 
 int cmd_bench_url(int argc, char **argv)
 {
-    url_cli c = {.endpoint = "completions", .fmt = "md", .burstiness = 1, .timeout_s = 60, .num_prompts = 200,
+    url_cli c = {.endpoint = "completions", .fmt = "md", .burstiness = 1, .timeout_s = 300, .num_prompts = 200,
                  .input_len = 128, .output_len = 128, .warmup = 2, .seed = 1};
     int exit_now = 0, rc = 1;
     char err[SD_ERR_LEN], url[1024], model[256] = "", source[512];
