@@ -122,6 +122,7 @@ static int run_chat(const run_opts *o)
         text = strdup(o->prompt);
     } else if (!isatty(0) && !o->interactive) {
         if (!(text = read_file_bytes("/dev/stdin", &len))) return fail("run: cannot read stdin");
+        while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;  /* echo's newline */
     }
     if ((o->prompt || o->prompt_file || text) && !text) return fail("out of memory");
     if (!text && o->logits_out) return fail("run: --logits-out with --chat needs -p or -f (one turn)");
