@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "showdown.h"
 #include "gguf/gguf_write.h"
 
 /* Every command: argv[0] is the command name. Returns the process exit code. */
@@ -15,10 +16,12 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_url(int argc, char **argv);   /* bench --url (cmd_bench_url.c) */
 int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 /* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
@@ -26,8 +29,17 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Strict number parsing for flags: 0 ok, -1 with a message printed. */
 int parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int parse_float(const char *flag, const char *s, double lo, double hi, double *out);
+/* "warning: PATH: ..." on stderr when loading the vocabulary had to guess
+ * (sd_tokenizer_warning); nothing otherwise. */
+void show_tokenizer_warning(const char *path, const sd_tokenizer *t);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
+
+/* -ngl N|auto (gpu_flags.c): 0 ok, -1 with a message printed. */
+int parse_ngl(const char *flag, const char *v, int *out);
+/* Offloads per -ngl/--device (nothing when both are 0) and prints what runs
+ * where on stderr; 1 (message printed) on an error. */
+int gpu_offload(sd_model *m, int ngl, int device, int n_ctx, sd_kv_type kv);
 
 /* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
  * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */
