@@ -46,12 +46,41 @@ static void rotate_heads(float *v, int n_heads, int head_dim, int neox, int i, f
 void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors)
 {
+    sd_rope_ext(q, n_q, k, n_k, head_dim, pos, base, scale, neox, freq_factors, NULL);
+}
+
+/* The pair index at which a frequency turns n_rot times over n_ctx_orig positions. */
+static float yarn_corr_dim(int head_dim, int n_ctx_orig, float n_rot, float base)
+{
+    return (float)head_dim * logf((float)n_ctx_orig / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
+void sd_rope_yarn_init(sd_rope_yarn *y, int head_dim, float base, float factor, int n_ctx_orig, float beta_fast,
+                       float beta_slow)
+{
+    float lo = floorf(yarn_corr_dim(head_dim, n_ctx_orig, beta_fast, base));
+    float hi = ceilf(yarn_corr_dim(head_dim, n_ctx_orig, beta_slow, base));
+    y->corr_lo = lo > 0 ? lo : 0;
+    y->corr_hi = hi < (float)(head_dim - 1) ? hi : (float)(head_dim - 1);
+    y->freq_scale = 1.0f / factor;
+    y->mscale = 1.0f + 0.1f * logf(factor);
+}
+
+void sd_rope_ext(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
+                 const float *freq_factors, const sd_rope_yarn *yarn)
+{
     int half = head_dim / 2;
-    float p = (float)pos / scale;
+    float p = yarn ? (float)pos : (float)pos / scale;
     for (int i = 0; i < half; i++) {
-        float theta = p * powf(base, -2.0f * (float)i / (float)head_dim);
+        float theta = p * powf(base, -2.0f * (float)i / (float)head_dim), m = 1.0f;
         if (freq_factors) theta /= freq_factors[i];
-        float c = cosf(theta), s = sinf(theta);
+        if (yarn) {
+            float r = ((float)i - yarn->corr_lo) / fmaxf(0.001f, yarn->corr_hi - yarn->corr_lo);
+            float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, r));   /* 1: keep the original angle */
+            theta = theta * yarn->freq_scale * (1.0f - ramp) + theta * ramp;
+            m = yarn->mscale;
+        }
+        float c = cosf(theta) * m, s = sinf(theta) * m;
         rotate_heads(q, n_q, head_dim, neox, i, c, s);
         rotate_heads(k, n_k, head_dim, neox, i, c, s);
     }

@@ -16,6 +16,18 @@ void sd_softmax(float *x, int n);
 void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors);
 
+/* YaRN context extension (the reference engine's rope_yarn): each pair's
+ * angle blends the interpolated angle (freq_scale = 1 / factor) and the
+ * original one by a ramp over the pair index between corr_lo and corr_hi,
+ * and cos and sin are multiplied by mscale = 1 + 0.1 ln(factor). */
+typedef struct { float freq_scale, corr_lo, corr_hi, mscale; } sd_rope_yarn;
+/* beta_fast / beta_slow: rotations over n_ctx_orig that bound the ramp (32 and 1 by default). */
+void sd_rope_yarn_init(sd_rope_yarn *y, int head_dim, float base, float factor, int n_ctx_orig, float beta_fast,
+                       float beta_slow);
+/* sd_rope with YaRN when yarn is set (then scale is ignored). */
+void sd_rope_ext(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
+                 const float *freq_factors, const sd_rope_yarn *yarn);
+
 /* Bytes of scratch sd_matmul needs for a rows x cols weight of type `type`
  * and n_tok activation rows: the activations converted to the weight's
  * activation format, and the partial sums of a packed weight's panels. */

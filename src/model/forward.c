@@ -6,6 +6,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/ops.h"
+#include "model/moe.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -130,6 +131,14 @@ static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int 
     }
 }
 
+/* A head's attention sink (gpt-oss): one more term of the softmax
+ * denominator, exp(sink - max), that carries no value. */
+static float sink_term(const attn_job *j, int head, float mx)
+{
+    const float *sinks = j->s->m->layers[j->layer].attn_sinks;
+    return sinks ? expf(sinks[head] - mx) : 0.0f;
+}
+
 static void attention(void *ctx, int ti, int nt)
 {
     const attn_job *j = ctx;
@@ -151,7 +160,7 @@ static void attention(void *ctx, int ti, int nt)
             float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
             attend_piece(j, ti, t, kvh, p0, p1, o, mx, sum);
             for (int g = 0; g < group; g++) {
-                float inv = 1.0f / sum[g], *og = o + (size_t)g * hd;
+                float inv = 1.0f / (sum[g] + sink_term(j, kvh * group + g, mx[g])), *og = o + (size_t)g * hd;
                 for (int i = 0; i < hd; i++) og[i] *= inv;
             }
         } else {
@@ -181,7 +190,7 @@ static void merge_pieces(const attn_job *j, int nt)
             int t = cur / nkv, kvh = cur % nkv;
             float *o = j->s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
             for (int g = 0; g < group; g++) {
-                float inv = 1.0f / acc[PART_HDR + group + g];
+                float inv = 1.0f / (acc[PART_HDR + group + g] + sink_term(j, kvh * group + g, acc[PART_HDR + g]));
                 for (int i = 0; i < hd; i++) o[(size_t)g * hd + i] = acc[PART_HDR + 2 * group + (size_t)g * hd + i] * inv;
             }
             acc = NULL;
@@ -247,6 +256,7 @@ static void layer(sd_session *s, int il, int n)
     }
     float *const qkv_out[3] = {s->q, s->k, s->v};
     sd_matmul_multi(s->pool, qkv, 3, s->xb, n, qkv_out, s->xq, &wo, 1);
+    const sd_rope_yarn *yarn = m->yarn.freq_scale > 0 ? &m->yarn : NULL;
     add_bias(s->q, L->bq, n, qd);
     add_bias(s->k, L->bk, n, kvd);
     add_bias(s->v, L->bv, n, kvd);
@@ -258,8 +268,8 @@ static void layer(sd_session *s, int il, int n)
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
         int pos = s->pos + t;
-        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
-                m->rope_freq_factors);
+        sd_rope_ext(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
+                    m->rope_freq_factors, yarn);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t at = kv_offset(s, il, h, pos);
             kv_enc(k + (size_t)h * hd, (char *)s->k_cache + at, hd);
@@ -267,10 +277,15 @@ static void layer(sd_session *s, int il, int n)
         }
     }
     run_attention(s, il, n);
-    sd_matmul_multi(s->pool, &wo, 1, s->att_out, n, &s->xb, s->xq, gu, 2);
+    sd_matmul_multi(s->pool, &wo, 1, s->att_out, n, &s->xb, s->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
+    add_bias(s->xb, L->bo, n, e);
     for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
+    if (L->moe) {
+        sd_moe_ffn(s, il, n);   /* model/ffn_moe.c: adds into s->x */
+        return;
+    }
     float *const gu_out[2] = {s->hb, s->hb2};
     sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq, &down, 1);
     sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);

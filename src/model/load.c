@@ -10,6 +10,7 @@
 
 #include "kernels/pack.h"
 #include "model/model.h"
+#include "model/moe.h"
 #include "runtime/pool.h"
 #include "tensor/scale.h"
 #include "tensor/types.h"
@@ -33,6 +34,8 @@ static const arch_row archs[] = {
     {"mistral", SD_ARCH_LLAMA, 0},
     {"qwen2", SD_ARCH_QWEN2, 1},
     {"qwen3", SD_ARCH_QWEN3, 1},
+    {"qwen3moe", SD_ARCH_QWEN3MOE, 1},
+    {"gpt-oss", SD_ARCH_GPTOSS, 1},
 };
 
 /* "{arch}.suffix" as an integer hyper-parameter; required ones must be present. */
@@ -60,6 +63,50 @@ static int hp_f32(const sd_model *m, const char *suffix, float def, float *out, 
     return 0;
 }
 
+/* YaRN: factor already in hp->rope_scale; the ramp's bounds default as the reference engine's. */
+static int read_yarn(sd_model *m, char *err)
+{
+    sd_hparams *hp = &m->hp;
+    int orig = hp->n_ctx_train;
+    float fast = 32.0f, slow = 1.0f;
+    if (hp_u32(m, "rope.scaling.original_context_length", 0, (uint32_t)hp->n_ctx_train, &orig, err) ||
+        hp_f32(m, "rope.scaling.yarn_beta_fast", 32.0f, &fast, err) ||
+        hp_f32(m, "rope.scaling.yarn_beta_slow", 1.0f, &slow, err))
+        return -1;
+    if (orig < 1 || fast <= 0 || slow <= 0)
+        return load_fail(err, m->path, "nonsense YaRN parameters (original context %d, beta fast %g, slow %g)", orig,
+                         fast, slow);
+    sd_rope_yarn_init(&m->yarn, hp->head_dim, hp->rope_base, hp->rope_scale, orig, fast, slow);
+    return 0;
+}
+
+/* Mixture of experts: {arch}.expert_count routed experts, expert_used_count
+ * of them per token, each an FFN of expert_feed_forward_length rows
+ * (mixtral: feed_forward_length). */
+static int read_experts(sd_model *m, char *err)
+{
+    sd_hparams *hp = &m->hp;
+    int moe_arch = hp->arch == SD_ARCH_QWEN3MOE || hp->arch == SD_ARCH_GPTOSS;
+    if (hp_u32(m, "expert_count", moe_arch, 0, &hp->n_expert, err)) return -1;
+    if (hp->n_expert == 0) {
+        if (moe_arch) return load_fail(err, m->path, "%s.expert_count is 0", hp->arch_name);
+        return 0;
+    }
+    if (hp->n_expert > 4096)
+        return load_fail(err, m->path, "%s.expert_count = %d is absurd", hp->arch_name, hp->n_expert);
+    if (hp_u32(m, "expert_used_count", 1, 0, &hp->n_expert_used, err) ||
+        hp_u32(m, "expert_feed_forward_length", 0, (uint32_t)hp->n_ff, &hp->n_ff_exp, err))
+        return -1;
+    if (hp->n_expert_used > SD_MOE_MAX_USED)
+        return load_fail(err, m->path, "%s.expert_used_count = %d is more than the %d supported", hp->arch_name,
+                         hp->n_expert_used, SD_MOE_MAX_USED);
+    if (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert)
+        return load_fail(err, m->path, "%s.expert_used_count = %d, but there are %d experts", hp->arch_name,
+                         hp->n_expert_used, hp->n_expert);
+    if (hp->n_ff_exp < 1) return load_fail(err, m->path, "%s.expert_feed_forward_length is 0", hp->arch_name);
+    return 0;
+}
+
 static int read_hparams(sd_model *m, char *err)
 {
     sd_hparams *hp = &m->hp;
@@ -71,7 +118,7 @@ static int read_hparams(sd_model *m, char *err)
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
     if (!row)
-        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3 are)",
+        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, qwen3moe, gpt-oss are)",
                          (int)(a.len > 32 ? 32 : a.len), a.ptr);
     hp->arch = row->arch;
     hp->rope_neox = row->neox;
@@ -109,14 +156,15 @@ static int read_hparams(sd_model *m, char *err)
     snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
     r = gguf_get_str(m->gguf, key, &st, err);
     if (r < 0) return -1;
-    if (r == 1 && gguf_str_eq(st, "linear")) {
+    if (r == 1 && (gguf_str_eq(st, "linear") || gguf_str_eq(st, "yarn"))) {
         if (hp_f32(m, "rope.scaling.factor", 1.0f, &hp->rope_scale, err)) return -1;
         if (hp->rope_scale <= 0) return load_fail(err, m->path, "rope scaling factor must be positive");
+        if (gguf_str_eq(st, "yarn") && read_yarn(m, err)) return -1;
     } else if (r == 1 && !gguf_str_eq(st, "none")) {
-        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear is)",
+        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear, yarn are)",
                          (int)(st.len > 32 ? 32 : st.len), st.ptr);
     }
-    return 0;
+    return read_experts(m, err);
 }
 
 /* A matrix weight of the expected shape, kept mapped. */
@@ -169,17 +217,32 @@ static int load_layer(sd_model *m, int il, char *err)
                                   "ffn_down.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
                                   "attn_q_norm.weight", "attn_k_norm.weight"};
     for (int i = 0; i < 14; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, sfx[i]);
-    int qwen2 = hp->arch == SD_ARCH_QWEN2, qwen3 = hp->arch == SD_ARCH_QWEN3;
+    int gptoss = hp->arch == SD_ARCH_GPTOSS, qwen2 = hp->arch == SD_ARCH_QWEN2 || gptoss;
+    int qwen3 = hp->arch == SD_ARCH_QWEN3 || hp->arch == SD_ARCH_QWEN3MOE;
+    if (gptoss) snprintf(n[1], sizeof n[1], "blk.%d.post_attention_norm.weight", il);   /* its pre-FFN norm */
     if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
         get_weight(m, n[2], e, q, 0, &L->wq, err) || get_weight(m, n[3], e, kv, 0, &L->wk, err) ||
         get_weight(m, n[4], e, kv, 0, &L->wv, err) || get_weight(m, n[5], q, e, 0, &L->wo, err) ||
-        get_weight(m, n[6], e, hp->n_ff, 0, &L->w_gate, err) || get_weight(m, n[7], e, hp->n_ff, 0, &L->w_up, err) ||
-        get_weight(m, n[8], hp->n_ff, e, 0, &L->w_down, err) ||
         get_vector(m, n[9], q, !qwen2, &L->bq, err) || get_vector(m, n[10], kv, !qwen2, &L->bk, err) ||
         get_vector(m, n[11], kv, !qwen2, &L->bv, err) ||
         get_vector(m, n[12], hp->head_dim, !qwen3, &L->q_norm, err) ||
         get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err))
         return -1;
+    if (hp->n_expert) {
+        if (sd_moe_load_layer(m, il, err)) return -1;
+    } else if (get_weight(m, n[6], e, hp->n_ff, 0, &L->w_gate, err) ||
+               get_weight(m, n[7], e, hp->n_ff, 0, &L->w_up, err) ||
+               get_weight(m, n[8], hp->n_ff, e, 0, &L->w_down, err)) {
+        return -1;
+    }
+    if (gptoss) {
+        char b[64];
+        snprintf(b, sizeof b, "blk.%d.attn_output.bias", il);
+        if (get_vector(m, b, e, 0, &L->bo, err)) return -1;
+        snprintf(b, sizeof b, "blk.%d.attn_sinks.weight", il);
+        if (get_vector(m, b, hp->n_head, 0, &L->attn_sinks, err)) return -1;
+        L->swa = il % 2 == 0 ? m->swa_window : 0;   /* sliding window on even layers */
+    }
     L->rope_base = hp->rope_base;
     return 0;
 }
@@ -214,6 +277,10 @@ static int load_tensors(sd_model *m, char *err)
     if (get_weight(m, "output.weight", hp->n_embd, hp->n_vocab, 1, &m->output, err)) return -1;
     if (!m->output.data) m->output = m->tok_embd;  /* tied embeddings */
     if (get_vector(m, "rope_freqs.weight", hp->head_dim / 2, 1, &m->rope_freq_factors, err)) return -1;
+    if (hp->arch == SD_ARCH_GPTOSS) {
+        if (hp_u32(m, "attention.sliding_window", 1, 0, &m->swa_window, err)) return -1;
+        if (m->swa_window < 1) return load_fail(err, m->path, "%s.attention.sliding_window is 0", hp->arch_name);
+    }
     if ((uint64_t)hp->n_layer * 9 > m->gguf->n_tensors)
         return load_fail(err, m->path, "%d layers but only %llu tensors", hp->n_layer,
                          (unsigned long long)m->gguf->n_tensors);
@@ -237,9 +304,10 @@ static void drop_mapped(const sd_weight *w, void *ctx)
 
 int sd_model_pack(sd_model *m)
 {
-    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1) * sizeof *ws);
+    int n_exp = sd_moe_weights(m, NULL);
+    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1 + (size_t)n_exp) * sizeof *ws);
     if (!ws) return -1;
-    int n = 0;
+    int n = sd_moe_weights(m, ws);
     for (int il = 0; il < m->hp.n_layer; il++) {
         sd_weight *lw[] = {SD_LAYER_MATRICES(&m->layers[il])};
         for (int i = 0; i < SD_LAYER_N_MATRICES; i++) ws[n++] = lw[i];
@@ -288,7 +356,8 @@ void sd_model_free(sd_model *m)
         for (int i = 0; i < m->hp.n_layer; i++) {
             sd_layer *L = &m->layers[i];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
-            free(L->q_norm); free(L->k_norm); free(L->attn_sinks);
+            free(L->q_norm); free(L->k_norm); free(L->attn_sinks); free(L->bo);
+            sd_moe_free(L->moe);
             sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
             for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }

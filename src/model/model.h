@@ -4,18 +4,22 @@
 
 #include "showdown.h"
 #include "gguf/gguf.h"
+#include "kernels/ops.h"
 #include "tensor/weight.h"
+
+typedef struct sd_moe sd_moe;   /* model/moe.h */
 
 typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
-    float *bq, *bk, *bv;                  /* qwen2 biases, or NULL */
+    float *bq, *bk, *bv, *bo;             /* attention biases (qwen2: q/k/v; gpt-oss: all four), or NULL */
     float *q_norm, *k_norm;               /* qwen3 per-head norms (head_dim), or NULL */
     float *attn_sinks;                    /* per query head: one extra logit in the softmax
                                              denominator that carries no value (gpt-oss), or NULL */
     int swa;                              /* sliding window: a token sees itself and the swa - 1
                                              positions before it; 0 = the whole context */
     float rope_base;                      /* this layer's RoPE base (gemma3's local layers differ) */
-    sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;   /* the FFN three stay empty in a MoE layer */
+    sd_moe *moe;                          /* routed experts replacing the dense FFN, or NULL */
 } sd_layer;
 
 /* A layer's matrices in forward order, for array initializers:
@@ -33,6 +37,8 @@ struct sd_model {
     sd_weight tok_embd, output;           /* output aliases tok_embd when tied */
     float *output_norm;
     float *rope_freq_factors;             /* head_dim/2 divisors (llama 3), or NULL */
+    sd_rope_yarn yarn;
+    int swa_window;                       /* gpt-oss: attention.sliding_window of its even layers */                    /* YaRN scaling (gpt-oss); freq_scale 0 = none */
     sd_layer *layers;
     sd_tokenizer *tok;
     uint64_t n_params, weight_bytes;

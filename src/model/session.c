@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/ops.h"
+#include "model/moe.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -35,7 +36,8 @@ static size_t xq_bytes(const sd_model *m)
             mx = b > mx ? b : mx;
         }
     }
-    return mx;
+    size_t moe = sd_moe_xq_bytes(m);
+    return moe > mx ? moe : mx;
 }
 
 int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, char *err)
@@ -85,6 +87,15 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->xq = malloc(xq_bytes(m) + 64);
     s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
     s->pool = sd_pool_new(n_threads);
+    size_t moe_floats = sd_moe_scratch_floats(m);
+    if (moe_floats) {
+        s->moe = malloc(moe_floats * sizeof(float));
+        s->moe_ids = calloc(B * (size_t)hp->n_layer * (size_t)hp->n_expert_used, sizeof(int32_t));
+        if (!s->moe || !s->moe_ids) {
+            sd_session_free(s);
+            return sess_fail(err, "%s: out of memory for the experts' scratch", m->path);
+        }
+    }
     if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb ||
         !s->hb2 || !s->att || !s->att_tmp || !s->xq || !s->logits || !s->pool) {
         sd_session_free(s);
@@ -101,6 +112,7 @@ void sd_session_free(sd_session *s)
     if (!s) return;
     free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->q); free(s->k); free(s->v);
     free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->att_tmp); free(s->xq); free(s->logits);
+    free(s->moe); free(s->moe_ids);
     sd_pool_free(s->pool);
     free(s);
 }

@@ -25,6 +25,9 @@ struct sd_session {
     float *att_tmp;            /* per thread: SD_ATT_TMP floats */
     void *xq;                  /* activations converted for the weight format */
     float *logits;             /* last row */
+    float *moe;                /* MoE FFN scratch (model/moe.h), or NULL for a dense model */
+    int32_t *moe_ids;          /* the last forward pass's chosen experts, moe_n tokens */
+    int moe_n;
 };
 
 /* Runs n <= SD_UBATCH tokens at positions pos..pos+n-1 through the model.

@@ -1,0 +1,196 @@
+/* The mixture-of-experts FFN of one layer over a batch of tokens.
+ *
+ * Decode (one token): the k routed experts' gate and up matrices run as one
+ * fused product over the same input, then each chosen expert's down matrix:
+ * only those k experts' rows are read. Prefill: the batch's tokens are
+ * grouped by expert, and each expert that any token chose runs one product
+ * over its tokens (so its weights are read once per batch); experts no
+ * token chose are never touched. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/dispatch.h"
+#include "kernels/ops.h"
+#include "model/moe.h"
+
+/* Scratch layout in floats (B = SD_UBATCH tokens, R = max(B, k) rows). */
+typedef struct {
+    float *logits;      /* B x n_expert router outputs */
+    float *wsel;        /* B x k routing weights of the chosen experts */
+    float *g, *u;       /* R x n_ff: gate and up outputs */
+    float *xg;          /* B x n_embd: the inputs of one expert's tokens */
+    float *y;           /* R x n_embd: expert outputs */
+    int32_t *sel;       /* B x k chosen experts */
+    int32_t *count;     /* n_expert: tokens per expert */
+    int32_t *slots;     /* B x k: token * k + j, grouped by expert */
+} moe_scratch;
+
+static size_t rows_r(int k) { return k > SD_UBATCH ? (size_t)k : SD_UBATCH; }
+
+/* Carves the scratch at base into sc (base NULL: only counts). Returns its floats. */
+static size_t layout(const sd_hparams *hp, float *base, moe_scratch *sc)
+{
+    size_t B = SD_UBATCH, E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used, F = (size_t)hp->n_ff_exp;
+    size_t D = (size_t)hp->n_embd, R = rows_r(hp->n_expert_used), o = 0;
+#define TAKE(field, count) do { if (base) sc->field = (void *)(base + o); o += (count); } while (0)
+    TAKE(logits, B * E);
+    TAKE(wsel, B * K);
+    TAKE(g, R * F);
+    TAKE(u, R * F);
+    TAKE(xg, B * D);
+    TAKE(y, R * D);
+    TAKE(sel, B * K);      /* int32 regions: 4 bytes each, like the floats */
+    TAKE(count, E);
+    TAKE(slots, B * K);
+#undef TAKE
+    return o;
+}
+
+size_t sd_moe_scratch_floats(const sd_model *m)
+{
+    return m->hp.n_expert ? layout(&m->hp, NULL, NULL) : 0;
+}
+
+size_t sd_moe_xq_bytes(const sd_model *m)
+{
+    size_t mx = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const sd_moe *moe = m->layers[il].moe;
+        if (!moe) continue;
+        int r = (int)rows_r(moe->n_used);
+        const sd_weight *w[3] = {&moe->router, &moe->gate[0], &moe->down[0]};
+        for (int i = 0; i < 3; i++) {
+            size_t b = sd_matmul_scratch_bytes(w[i]->type, w[i]->rows, w[i]->cols, r);
+            mx = b > mx ? b : mx;
+        }
+    }
+    return mx;
+}
+
+/* The k best of n scores, best first (ties: the lower index, as a stable sort). */
+static void top_k(const float *v, int n, int k, int32_t *out)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int taken = 0;
+            for (int q = 0; q < j; q++) taken |= out[q] == i;
+            if (!taken && (best < 0 || v[i] > v[best])) best = i;
+        }
+        out[j] = best;
+    }
+}
+
+/* Chooses token t's experts and their weights from its router logits. */
+static void route(const sd_moe *moe, float *logit, int32_t *sel, float *w)
+{
+    int n = moe->n_expert, k = moe->n_used;
+    if (moe->router_b)
+        for (int i = 0; i < n; i++) logit[i] += moe->router_b[i];
+    if (moe->gating == SD_MOE_TOPK_SOFTMAX) {
+        top_k(logit, n, k, sel);
+        float mx = logit[sel[0]];
+        double sum = 0;
+        for (int j = 0; j < k; j++) { w[j] = expf(logit[sel[j]] - mx); sum += w[j]; }
+        for (int j = 0; j < k; j++) w[j] = (float)(w[j] / sum);
+        return;
+    }
+    sd_softmax(logit, n);
+    top_k(logit, n, k, sel);
+    double sum = 0;
+    for (int j = 0; j < k; j++) sum += logit[sel[j]];
+    for (int j = 0; j < k; j++) w[j] = (float)(logit[sel[j]] / sum);
+}
+
+/* gate/up biases, then the activation, into g (rows x n_ff). */
+static void activate(const sd_moe *moe, int expert, float *g, float *u, int rows)
+{
+    int f = moe->n_ff;
+    for (int r = 0; r < rows; r++) {
+        float *gr = g + (size_t)r * f, *ur = u + (size_t)r * f;
+        if (moe->b_gate) {
+            const float *bg = moe->b_gate + (size_t)expert * f, *bu = moe->b_up + (size_t)expert * f;
+            for (int i = 0; i < f; i++) { gr[i] += bg[i]; ur[i] += bu[i]; }
+        }
+        if (moe->act == SD_MOE_SILU) {
+            sd_kernel_swiglu()(gr, ur, f);
+            continue;
+        }
+        for (int i = 0; i < f; i++) {
+            float x = fminf(gr[i], 7.0f), y = fminf(fmaxf(ur[i], -7.0f), 7.0f);
+            gr[i] = x / (1.0f + expf(-1.702f * x)) * (y + 1.0f);
+        }
+    }
+}
+
+/* x += w * (y + down bias of expert). */
+static void add_expert(const sd_moe *moe, int expert, float *x, const float *y, float w, int d)
+{
+    const float *b = moe->b_down ? moe->b_down + (size_t)expert * d : NULL;
+    for (int i = 0; i < d; i++) x[i] += w * (y[i] + (b ? b[i] : 0.0f));
+}
+
+void sd_moe_ffn(sd_session *s, int il, int n)
+{
+    const sd_hparams *hp = &s->m->hp;
+    const sd_moe *moe = s->m->layers[il].moe;
+    int k = moe->n_used, d = hp->n_embd, f = moe->n_ff;
+    moe_scratch sc = {0};
+    layout(hp, s->moe, &sc);
+
+    sd_matmul(s->pool, &moe->router, s->xb, n, sc.logits, s->xq);
+    for (int t = 0; t < n; t++) {
+        route(moe, sc.logits + (size_t)t * moe->n_expert, sc.sel + (size_t)t * k, sc.wsel + (size_t)t * k);
+        memcpy(s->moe_ids + ((size_t)t * hp->n_layer + il) * k, sc.sel + (size_t)t * k, (size_t)k * sizeof(int32_t));
+    }
+    s->moe_n = n;
+
+    if (n == 1) {
+        /* The chosen experts' gate and up rows in one pool run over the same input. */
+        const sd_weight *w[2 * SD_MOE_MAX_USED];
+        float *out[2 * SD_MOE_MAX_USED];
+        for (int j = 0; j < k; j++) {
+            w[2 * j] = &moe->gate[sc.sel[j]];
+            w[2 * j + 1] = &moe->up[sc.sel[j]];
+            out[2 * j] = sc.g + (size_t)j * f;
+            out[2 * j + 1] = sc.u + (size_t)j * f;
+        }
+        sd_matmul_multi(s->pool, w, 2 * k, s->xb, 1, out, s->xq, NULL, 0);
+        for (int j = 0; j < k; j++) {
+            activate(moe, sc.sel[j], sc.g + (size_t)j * f, sc.u + (size_t)j * f, 1);
+            const sd_weight *dw = &moe->down[sc.sel[j]];
+            sd_matmul_multi(s->pool, &dw, 1, sc.g + (size_t)j * f, 1, &sc.y, s->xq, NULL, 0);
+            add_expert(moe, sc.sel[j], s->x, sc.y, sc.wsel[j], d);
+        }
+        return;
+    }
+
+    /* Group the batch's (token, slot) pairs by expert: a counting sort. */
+    memset(sc.count, 0, (size_t)moe->n_expert * sizeof *sc.count);
+    for (int i = 0; i < n * k; i++) sc.count[sc.sel[i]]++;
+    int32_t start = 0;
+    for (int e = 0; e < moe->n_expert; e++) { int32_t c = sc.count[e]; sc.count[e] = start; start += c; }
+    for (int i = 0; i < n * k; i++) sc.slots[sc.count[sc.sel[i]]++] = i;   /* count[e] becomes e's end */
+    for (int e = 0, a = 0; e < moe->n_expert; e++) {
+        int b = sc.count[e], c = b - a;
+        if (c == 0) continue;
+        for (int r = 0; r < c; r++)
+            memcpy(sc.xg + (size_t)r * d, s->xb + (size_t)(sc.slots[a + r] / k) * d, (size_t)d * sizeof(float));
+        const sd_weight *gu[2] = {&moe->gate[e], &moe->up[e]}, *dw = &moe->down[e];
+        float *const gu_out[2] = {sc.g, sc.u};
+        sd_matmul_multi(s->pool, gu, 2, sc.xg, c, gu_out, s->xq, NULL, 0);
+        activate(moe, e, sc.g, sc.u, c);
+        sd_matmul_multi(s->pool, &dw, 1, sc.g, c, &sc.y, s->xq, NULL, 0);
+        for (int r = 0; r < c; r++) {
+            int slot = sc.slots[a + r], t = slot / k;
+            add_expert(moe, e, s->x + (size_t)t * d, sc.y + (size_t)r * d, sc.wsel[slot], d);
+        }
+        a = b;
+    }
+}
+
+const int32_t *sd_moe_ids(const sd_session *s, int *n_tok)
+{
+    if (n_tok) *n_tok = s->moe_n;
+    return s->moe_ids;
+}

@@ -1,0 +1,56 @@
+/* Mixture-of-experts FFN: a router picks k of n experts per token, each a
+ * gated FFN of its own, and their outputs are summed with the router's
+ * weights. Expert e's matrices are views into the file's 3-D tensors (or
+ * its older per-expert 2-D tensors), so each is an ordinary sd_weight that
+ * the dense kernels multiply and kernels/pack.h repacks. */
+#ifndef SD_MOE_H
+#define SD_MOE_H
+
+#include "model/model.h"
+#include "model/session.h"
+
+#define SD_MOE_MAX_USED 64   /* experts per token we accept (real models use up to 10) */
+
+typedef enum {
+    SD_MOE_SOFTMAX_TOPK = 0,   /* qwen3moe, mixtral: softmax over all, top k, weights renormalized */
+    SD_MOE_TOPK_SOFTMAX = 1,   /* gpt-oss: top k of the (biased) logits, softmax over those k */
+} sd_moe_gating;
+
+typedef enum {
+    SD_MOE_SILU = 0,           /* silu(gate) * up */
+    SD_MOE_SWIGLU_OAI = 1,     /* x = min(gate, 7), y = clamp(up, -7, 7), x * sigmoid(1.702 x) * (y + 1) */
+} sd_moe_act;
+
+struct sd_moe {
+    int n_expert, n_used, n_ff;
+    sd_moe_gating gating;
+    sd_moe_act act;
+    sd_weight router;                  /* n_expert rows of n_embd */
+    float *router_b;                   /* n_expert, or NULL */
+    sd_weight *gate, *up, *down;       /* n_expert each; gate/up: n_ff x n_embd, down: n_embd x n_ff */
+    float *b_gate, *b_up, *b_down;     /* [expert][n_ff] (down: [expert][n_embd]), or NULL */
+};
+
+/* Loads layer il's experts into m->layers[il].moe (hp->n_expert etc. already
+ * checked). Returns 0, or -1 with one line naming the file and the tensor. */
+int sd_moe_load_layer(sd_model *m, int il, char *err);
+void sd_moe_free(sd_moe *moe);
+/* Every expert matrix of the model, for packing: fills ws (when not NULL)
+ * and returns how many there are. */
+int sd_moe_weights(sd_model *m, sd_weight **ws);
+
+/* Floats of session scratch the MoE FFN needs (0 for a dense model) and
+ * the largest activation scratch of its products. */
+size_t sd_moe_scratch_floats(const sd_model *m);
+size_t sd_moe_xq_bytes(const sd_model *m);
+
+/* x[t] += MoE(xb[t]) for the n tokens of layer il (xb: the FFN-normed
+ * input). Records the chosen experts in s->moe_ids. */
+void sd_moe_ffn(sd_session *s, int il, int n);
+
+/* The experts chosen for the tokens of the last forward pass (*n_tok of
+ * them, at most SD_UBATCH): ids[(t * n_layer + layer) * k + j], highest
+ * routing weight first, k = hp->n_expert_used. NULL for a dense model. */
+const int32_t *sd_moe_ids(const sd_session *s, int *n_tok);
+
+#endif
