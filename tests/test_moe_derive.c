@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdarg.h>
+#include <unistd.h>
 
 #include "showdown.h"
 #include "eval/logits_file.h"
@@ -354,3 +355,45 @@ Test(moe_derive, gptoss_f32_batched) { check_file("gptoss", "f32", 1, 1e-5, 1e-4
 Test(moe_derive, qwen3moe_f32_batched) { check_file("qwen3moe", "f32", 1, 1e-5, 1e-4); }
 Test(moe_derive, qwen3moe_q8_0) { check_file("qwen3moe", "q8_0", 0, 2e-2, 5e-2); }
 Test(moe_derive, gptoss_q8_0) { check_file("gptoss", "q8_0", 0, 2e-2, 5e-2); }
+
+/* `run --dump-experts` on the reference prompt (one prefill pass): the
+ * dumped tokens are the reference's, and each clear choice the derivation's. */
+Test(moe_derive, run_dump_experts_matches_derivation)
+{
+    char mp[512], rp[512], cmd[1400], out[64];
+    snprintf(out, sizeof out, "/tmp/sd-moe-dump-%d.tsv", (int)getpid());
+    shared_path(mp, sizeof mp, "models/moe-qwen3moe-f32.gguf");
+    snprintf(cmd, sizeof cmd, "%s run -m %s -p 'Lily and Tom went to the park to play' -n 1 --temp 0 -t 2 "
+             "--dump-experts %s >/dev/null 2>&1", showdown_bin(), mp, out);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    sd_logits_file rf;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, "reference/moe-qwen3moe-f32.ref"), &rf, err), 0);
+    deriv d;
+    deriv_open(&d, mp);
+    int n = (int)rf.n_prompt, nl = d.nl, k = d.k;
+    double *want = malloc((size_t)n * d.nv * sizeof *want), *gap = malloc((size_t)n * nl * sizeof *gap);
+    int32_t *ids = malloc((size_t)n * nl * k * sizeof *ids);
+    derive(&d, rf.prompt, n, want, ids, gap);
+    FILE *f = fopen(out, "r");
+    cr_assert_not_null(f);
+    int lines = 0, checked = 0, pos, tok, layer, e0, e1;
+    while (fscanf(f, "%d %d %d %d %d", &pos, &tok, &layer, &e0, &e1) == 5) {
+        lines++;
+        if (pos >= n) continue;   /* the generated token */
+        cr_expect_eq(tok, rf.prompt[pos], "position %d: token %d, the reference's %d", pos, tok, rf.prompt[pos]);
+        cr_assert(layer >= 0 && layer < nl);
+        size_t i = (size_t)pos * nl + layer;
+        if (gap[i] < 1e-4) continue;
+        checked++;
+        cr_expect(e0 == ids[i * k] && e1 == ids[i * k + 1], "position %d layer %d: %d,%d vs %d,%d", pos, layer, e0, e1,
+                  ids[i * k], ids[i * k + 1]);
+    }
+    fclose(f);
+    unlink(out);
+    cr_expect_eq(lines, n * nl, "%d lines for %d prompt tokens x %d layers", lines, n, nl);
+    cr_expect_geq(checked, n * nl * 3 / 4);
+    free(want); free(gap); free(ids);
+    deriv_close(&d);
+    sd_logits_file_free(&rf);
+}

@@ -28,6 +28,13 @@ int parse_float(const char *flag, const char *s, double lo, double hi, double *o
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
 
+/* run --dump-experts (dump_experts.c): the chosen experts of the last
+ * forward pass's tokens (positions from pos0), and a prompt evaluation that
+ * dumps every pass. 0, or -1 (err set by the second). */
+typedef struct sd_session sd_session;
+int dump_experts(FILE *f, const sd_session *s, const int32_t *toks, int pos0);
+int dump_experts_eval(FILE *f, sd_session *s, const int32_t *toks, int n, float *rows, char *err);
+
 /* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
  * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */
 typedef struct { int done; double last_ms; } write_progress;

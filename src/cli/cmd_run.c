@@ -24,12 +24,14 @@ static void run_usage(FILE *out)
           "  --seed S             sampling seed (default 42)\n"
           "  --no-bos             do not add the beginning-of-text token\n"
           "  --logits-out FILE    write prompt, generated tokens and every logits row\n"
-          "                       (the ../shared/reference format)\n",
+          "                       (the ../shared/reference format)\n"
+          "  --dump-experts FILE  mixture-of-experts models: per token and layer, the experts\n"
+          "                       chosen (position, token, layer, ids best first; tab-separated)\n",
           out);
 }
 
 typedef struct {
-    const char *model, *prompt, *prompt_file, *logits_out;
+    const char *model, *prompt, *prompt_file, *logits_out, *dump_experts;
     long n_predict, threads, ctx;
     int no_bos;
     sd_kv_type kv;
@@ -51,7 +53,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         if (FLAG("--no-bos", "--no-bos")) { o->no_bos = 1; continue; }
         static const char *valued[] = {"-m", "--model", "-p", "--prompt", "-f", "--file", "--logits-out", "-n",
                                        "--n-predict", "-t", "--threads", "-c", "--ctx-size", "-ctk", "--cache-type",
-                                       "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed"};
+                                       "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed",
+                                       "--dump-experts"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown run --help)", a);
@@ -61,6 +64,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         else if (FLAG("-p", "--prompt")) o->prompt = v;
         else if (FLAG("-f", "--file")) o->prompt_file = v;
         else if (FLAG("--logits-out", "--logits-out")) o->logits_out = v;
+        else if (FLAG("--dump-experts", "--dump-experts")) o->dump_experts = v;
         else if (FLAG("-n", "--n-predict")) { if (parse_int(a, v, 0, 1 << 24, &o->n_predict)) return 1; }
         else if (FLAG("-t", "--threads")) { if (parse_int(a, v, 1, 512, &o->threads)) return 1; }
         else if (FLAG("-c", "--ctx-size")) { if (parse_int(a, v, 1, 1 << 22, &o->ctx)) return 1; }
@@ -108,6 +112,7 @@ int cmd_run(int argc, char **argv)
     int32_t *ptoks = NULL, *gen = NULL;
     float *rows = NULL;
     sd_sampler *smp = NULL;
+    FILE *dump = NULL;
     int n_prompt = 0, n_gen = 0, rc = 1;
     if (sd_session_new(m, &sp, &s, err)) { fail("%s", err); goto done; }
     double t_load = sd_time_ms() - t0;
@@ -122,8 +127,13 @@ int cmd_run(int argc, char **argv)
     smp = sd_sampler_new(&o.sp, nv);
     if (!gen || (o.logits_out && !rows) || !smp) { fail("run: out of memory"); goto done; }
 
+    if (o.dump_experts && !hp->n_expert) { fail("run: --dump-experts: %s has no experts", o.model); goto done; }
+    if (o.dump_experts && !(dump = fopen(o.dump_experts, "w"))) { fail("%s: cannot write", o.dump_experts); goto done; }
     double t1 = sd_time_ms();
-    if (sd_session_eval(s, ptoks, n_prompt, rows, err)) { fail("%s", err); goto done; }
+    if (dump ? dump_experts_eval(dump, s, ptoks, n_prompt, rows, err) : sd_session_eval(s, ptoks, n_prompt, rows, err)) {
+        fail("%s", err);
+        goto done;
+    }
     double t_prompt = sd_time_ms() - t1, t_first = 0;
     double t2 = sd_time_ms();
     for (; n_gen < n_want; n_gen++) {
@@ -139,6 +149,7 @@ int cmd_run(int argc, char **argv)
         if (n_gen + 1 < n_want || o.logits_out) {
             float *row = rows ? rows + ((size_t)n_prompt + (size_t)n_gen) * nv : NULL;
             if (sd_session_eval(s, &next, 1, row, err)) { fail("%s", err); goto done; }
+            if (dump && dump_experts(dump, s, &next, n_prompt + n_gen)) { fail("%s: write failed", o.dump_experts); goto done; }
         }
     }
     double t_gen = sd_time_ms() - t2;
@@ -151,8 +162,11 @@ int cmd_run(int argc, char **argv)
         fail("%s", err);
         goto done;
     }
+    if (dump && fclose(dump)) { dump = NULL; fail("%s: write failed", o.dump_experts); goto done; }
+    dump = NULL;
     rc = 0;
 done:
+    if (dump) fclose(dump);
     free(ptext); free(ptoks); free(gen); free(rows);
     sd_sampler_free(smp);
     sd_session_free(s);
