@@ -265,37 +265,22 @@ static double rel_l2_d(const float *a, const double *b, int n)
     return sqrt(num / den);
 }
 
-/* Our engine on the reference's sequence against the derivation: worst
- * row error, and routing agreement where the derivation's gap is clear. */
-static void check_file(const char *arch, const char *fmt, int batch, double tol, double min_gap)
+/* Our engine on tokens against the derivation: worst row error (limit tol),
+ * and the routing where the derivation's router gap is at least min_gap.
+ * ref_logits (or NULL): an engine's rows, only reported. */
+static void check_tokens(const char *mp, const char *label, const int32_t *tok, int n, const float *ref_logits,
+                         int batch, double tol, double min_gap)
 {
-    char mp[512], rp[512], rel[128], err[SD_ERR_LEN];
-    snprintf(rel, sizeof rel, "models/moe-%s-%s.gguf", arch, fmt);
-    shared_path(mp, sizeof mp, rel);
-    snprintf(rel, sizeof rel, "reference/moe-%s-%s.ref", arch, fmt);
-    sd_logits_file rf;
-    cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, rel), &rf, err), 0, "%s", err);
-    int n = (int)(rf.n_prompt + rf.n_gen);
-    if (n > MAXT) n = MAXT;
+    char err[SD_ERR_LEN];
     deriv d;
     deriv_open(&d, mp);
     int nv = d.nv, nl = d.nl, k = d.k;
     double *want = malloc((size_t)n * nv * sizeof *want), *gap = malloc((size_t)n * nl * sizeof *gap);
     int32_t *ids = malloc((size_t)n * nl * k * sizeof *ids), *got = malloc((size_t)n * nl * k * sizeof *got);
-    derive(&d, rf.prompt, n, want, ids, gap);
-
-    if (!strcmp(fmt, "f32")) {
-        /* The derivation itself against the one that came with the references. */
-        sd_logits_file p0;
-        snprintf(rel, sizeof rel, "reference/moe-%s-f32.pos0.ref", arch);
-        cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, rel), &p0, err), 0, "%s", err);
-        double e0 = rel_l2_d(p0.logits, want, nv);
-        cr_log_info("moe-%s: float64 derivation vs pos0.ref row 0: %.2e", arch, e0);
-        cr_expect_leq(e0, 1e-6, "derivation disagrees with pos0.ref: %.3e", e0);
-        sd_logits_file_free(&p0);
-    }
+    derive(&d, tok, n, want, ids, gap);
     double fork = 0;
-    for (int i = 0; i < n; i++) fork = fmax(fork, rel_l2_d(rf.logits + (size_t)i * nv, want + (size_t)i * nv, nv));
+    for (int i = 0; ref_logits && i < n; i++)
+        fork = fmax(fork, rel_l2_d(ref_logits + (size_t)i * nv, want + (size_t)i * nv, nv));
 
     sd_model *m;
     cr_assert_eq(sd_model_load(mp, &m, err), 0, "%s", err);
@@ -304,14 +289,14 @@ static void check_file(const char *arch, const char *fmt, int batch, double tol,
     cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
     float *rows = malloc((size_t)n * nv * sizeof *rows);
     if (batch) {
-        cr_assert_eq(sd_session_eval(s, rf.prompt, n, rows, err), 0, "%s", err);
+        cr_assert_eq(sd_session_eval(s, tok, n, rows, err), 0, "%s", err);
         int nt;
         const int32_t *r = sd_moe_ids(s, &nt);
         cr_assert_eq(nt, n);
         memcpy(got, r, (size_t)n * nl * k * sizeof *got);
     } else {
         for (int i = 0; i < n; i++) {
-            cr_assert_eq(sd_session_eval(s, &rf.prompt[i], 1, rows + (size_t)i * nv, err), 0, "%s", err);
+            cr_assert_eq(sd_session_eval(s, &tok[i], 1, rows + (size_t)i * nv, err), 0, "%s", err);
             int nt;
             const int32_t *r = sd_moe_ids(s, &nt);
             cr_assert_eq(nt, 1);
@@ -327,20 +312,57 @@ static void check_file(const char *arch, const char *fmt, int batch, double tol,
         int ok = 1;   /* the same experts in the same order (highest weight first) */
         for (int j = 0; j < k; j++) ok &= got[(size_t)i * k + j] == ids[(size_t)i * k + j];
         same += ok;
-        cr_expect(ok, "moe-%s-%s token %d layer %d: experts %d,%d... vs the derivation's %d,%d... (gap %.2e)", arch, fmt,
+        cr_expect(ok, "%s token %d layer %d: experts %d,%d... vs the derivation's %d,%d... (gap %.2e)", label,
                   i / nl, i % nl, got[(size_t)i * k], got[(size_t)i * k + 1], ids[(size_t)i * k], ids[(size_t)i * k + 1],
                   gap[i]);
     }
-    cr_log_info("moe-%s-%s%s: ours vs float64 derivation, %d rows: worst relative L2 %.2e (limit %.0e); the "
-                "reference engine's rows vs the derivation: %.2e; routing: %d of %d (token, layer) choices checked "
-                "(router gap >= %g), %d identical",
-                arch, fmt, batch ? " batched" : "", n, worst, tol, fork, checked, n * nl, min_gap, same);
-    cr_expect_leq(worst, tol, "moe-%s-%s: worst relative L2 vs the derivation %.3e > %.0e", arch, fmt, worst, tol);
+    if (ref_logits)
+        cr_log_info("%s%s: ours vs float64 derivation, %d rows: worst relative L2 %.2e (limit %.0e); the reference "
+                    "engine's rows vs the derivation: %.2e; routing: %d of %d (token, layer) choices checked (router "
+                    "gap >= %g), %d identical",
+                    label, batch ? " batched" : "", n, worst, tol, fork, checked, n * nl, min_gap, same);
+    else
+        cr_log_info("%s%s: ours vs float64 derivation, %d rows: worst relative L2 %.2e (limit %.0e); routing: %d of "
+                    "%d choices checked, %d identical", label, batch ? " batched" : "", n, worst, tol, checked, n * nl,
+                    same);
+    cr_expect_leq(worst, tol, "%s: worst relative L2 vs the derivation %.3e > %.0e", label, worst, tol);
     cr_expect_geq(checked, n * nl * 3 / 4, "too few clear routing decisions to check (%d of %d)", checked, n * nl);
     free(rows); free(want); free(gap); free(ids); free(got);
     sd_session_free(s);
     sd_model_free(m);
     deriv_close(&d);
+}
+
+/* A shared file on its reference's token sequence; F32 files also check the
+ * derivation against the float64 row 0 that came with the references. */
+static void check_file(const char *arch, const char *fmt, int batch, double tol, double min_gap)
+{
+    char mp[512], rp[512], rel[128], err[SD_ERR_LEN], label[64];
+    snprintf(rel, sizeof rel, "models/moe-%s-%s.gguf", arch, fmt);
+    shared_path(mp, sizeof mp, rel);
+    snprintf(rel, sizeof rel, "reference/moe-%s-%s.ref", arch, fmt);
+    sd_logits_file rf;
+    cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, rel), &rf, err), 0, "%s", err);
+    int n = (int)(rf.n_prompt + rf.n_gen);
+    if (n > MAXT) n = MAXT;
+    if (!strcmp(fmt, "f32")) {
+        deriv d;
+        deriv_open(&d, mp);
+        double *row0 = malloc((size_t)d.nv * sizeof *row0), gap[64];
+        int32_t ids[64 * MAXK];
+        derive(&d, rf.prompt, 1, row0, ids, gap);
+        sd_logits_file p0;
+        snprintf(rel, sizeof rel, "reference/moe-%s-f32.pos0.ref", arch);
+        cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, rel), &p0, err), 0, "%s", err);
+        double e0 = rel_l2_d(p0.logits, row0, d.nv);
+        cr_log_info("moe-%s: float64 derivation vs pos0.ref row 0: %.2e", arch, e0);
+        cr_expect_leq(e0, 1e-6, "derivation disagrees with pos0.ref: %.3e", e0);
+        sd_logits_file_free(&p0);
+        free(row0);
+        deriv_close(&d);
+    }
+    snprintf(label, sizeof label, "moe-%s-%s", arch, fmt);
+    check_tokens(mp, label, rf.prompt, n, rf.logits, batch, tol, min_gap);
     sd_logits_file_free(&rf);
 }
 
@@ -397,3 +419,23 @@ Test(moe_derive, run_dump_experts_matches_derivation)
     deriv_close(&d);
     sd_logits_file_free(&rf);
 }
+
+/* `showdown synth` MoE presets, shrunk, against the derivation: the files
+ * are in the reference layout and our engine computes them right. */
+static void check_synth(const char *preset, const char *extra)
+{
+    char path[64], cmd[1024], label[64];
+    snprintf(path, sizeof path, "/tmp/sd-moe-synth-%d.gguf", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s synth --preset %s --layers 2 --dim 256 --heads 4 --kv-heads 2 --vocab-size 600 "
+             "--type f32 -t 1 %s -o %s >/dev/null 2>&1", showdown_bin(), preset, extra, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    const int32_t toks[] = {1, 300, 17, 42, 99, 250, 7, 512, 3, 77, 300, 300, 300, 5, 6, 9};
+    snprintf(label, sizeof label, "synth %s", preset);
+    check_tokens(path, label, toks, 16, NULL, 0, 1e-5, 1e-4);
+    check_tokens(path, label, toks, 16, NULL, 1, 1e-5, 1e-4);
+    unlink(path);
+}
+
+Test(moe_derive, synth_qwen3_30b_a3b) { check_synth("qwen3-30b-a3b", "--experts 16 --expert-ffn 64"); }
+Test(moe_derive, synth_mixtral_8x7b) { check_synth("mixtral-8x7b", "--experts 4 --expert-ffn 128"); }
+Test(moe_derive, synth_gpt_oss_20b) { check_synth("gpt-oss-20b", "--experts 8 --expert-ffn 96 --head-dim 64"); }

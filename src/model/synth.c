@@ -322,7 +322,7 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
     U32("context_length", s->n_ctx);
     U32("embedding_length", s->n_embd);
     U32("block_count", s->n_layer);
-    U32("feed_forward_length", s->n_ff);
+    U32("feed_forward_length", s->n_expert && !strcmp(a, "llama") ? s->n_ff_exp : s->n_ff);   /* mixtral: the experts' */
     U32("attention.head_count", s->n_head);
     U32("attention.head_count_kv", s->n_head_kv);
     U32("rope.dimension_count", s->head_dim);
