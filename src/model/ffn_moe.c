@@ -145,7 +145,9 @@ void sd_moe_ffn(sd_session *s, int il, int n)
     }
     s->moe_n = n;
 
+    int nth = sd_pool_size(s->pool);
     if (n == 1) {
+        sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, k, nth);
         /* The chosen experts' gate and up rows in one pool run over the same input. */
         const sd_weight *w[2 * SD_MOE_MAX_USED];
         float *out[2 * SD_MOE_MAX_USED];
@@ -171,6 +173,10 @@ void sd_moe_ffn(sd_session *s, int il, int n)
     int32_t start = 0;
     for (int e = 0; e < moe->n_expert; e++) { int32_t c = sc.count[e]; sc.count[e] = start; start += c; }
     for (int i = 0; i < n * k; i++) sc.slots[sc.count[sc.sel[i]]++] = i;   /* count[e] becomes e's end */
+    int n_active = 0;
+    for (int e = 0; e < moe->n_expert; e++)   /* the active experts, listed over sel (no longer needed) */
+        if (sc.count[e] > (e ? sc.count[e - 1] : 0)) sc.sel[n_active++] = e;
+    sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, n_active, nth);
     for (int e = 0, a = 0; e < moe->n_expert; e++) {
         int b = sc.count[e], c = b - a;
         if (c == 0) continue;

@@ -304,10 +304,9 @@ static void drop_mapped(const sd_weight *w, void *ctx)
 
 int sd_model_pack(sd_model *m)
 {
-    int n_exp = sd_moe_weights(m, NULL);
-    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1 + (size_t)n_exp) * sizeof *ws);
+    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1) * sizeof *ws);
     if (!ws) return -1;
-    int n = sd_moe_weights(m, ws);
+    int n = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         sd_weight *lw[] = {SD_LAYER_MATRICES(&m->layers[il])};
         for (int i = 0; i < SD_LAYER_N_MATRICES; i++) ws[n++] = lw[i];
@@ -315,10 +314,11 @@ int sd_model_pack(sd_model *m)
     ws[n++] = &m->output;
     uint64_t need = 0;
     for (int i = 0; i < n; i++) need += (uint64_t)ws[i]->rows * ws[i]->row_bytes;
+    need += sd_moe_expert_bytes(m);   /* experts are packed at first use (moe_pack.c) */
     long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int packed = 0;
-    if (pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2)
-        packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
+    int packed = 0, fits = pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2;
+    sd_moe_set_lazy_pack(m, fits);
+    if (fits) packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
     free(ws);
     return packed;
 }

@@ -6,6 +6,9 @@
 #ifndef SD_MOE_H
 #define SD_MOE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "model/model.h"
 #include "model/session.h"
 
@@ -29,15 +32,22 @@ struct sd_moe {
     float *router_b;                   /* n_expert, or NULL */
     sd_weight *gate, *up, *down;       /* n_expert each; gate/up: n_ff x n_embd, down: n_embd x n_ff */
     float *b_gate, *b_up, *b_down;     /* [expert][n_ff] (down: [expert][n_embd]), or NULL */
+    int lazy_pack;                     /* experts are repacked at first use (moe_pack.c) */
+    _Atomic unsigned char *ready;      /* per expert: its matrices are final (packed or left as they are) */
+    pthread_mutex_t mu;                /* serializes packing */
 };
 
 /* Loads layer il's experts into m->layers[il].moe (hp->n_expert etc. already
  * checked). Returns 0, or -1 with one line naming the file and the tensor. */
 int sd_moe_load_layer(sd_model *m, int il, char *err);
 void sd_moe_free(sd_moe *moe);
-/* Every expert matrix of the model, for packing: fills ws (when not NULL)
- * and returns how many there are. */
-int sd_moe_weights(sd_model *m, sd_weight **ws);
+
+/* Before experts are used: packs those of the list not yet packed, on up
+ * to n_threads threads (moe_pack.c). A no-op once they all are. */
+void sd_moe_prepare(const sd_model *m, sd_moe *moe, const int32_t *experts, int n, int n_threads);
+/* Bytes of all expert matrices; switches lazy packing on or off for every layer. */
+uint64_t sd_moe_expert_bytes(const sd_model *m);
+void sd_moe_set_lazy_pack(sd_model *m, int on);
 
 /* Floats of session scratch the MoE FFN needs (0 for a dense model) and
  * the largest activation scratch of its products. */

@@ -113,7 +113,9 @@ int sd_moe_load_layer(sd_model *m, int il, char *err)
     moe->gate = calloc((size_t)ne, sizeof *moe->gate);
     moe->up = calloc((size_t)ne, sizeof *moe->up);
     moe->down = calloc((size_t)ne, sizeof *moe->down);
-    if (!moe->gate || !moe->up || !moe->down) return moe_fail(err, m->path, "out of memory");
+    moe->ready = calloc((size_t)ne, sizeof *moe->ready);
+    if (!moe->gate || !moe->up || !moe->down || !moe->ready) return moe_fail(err, m->path, "out of memory");
+    pthread_mutex_init(&moe->mu, NULL);
 
     char name[96];
     snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", il);
@@ -151,21 +153,8 @@ void sd_moe_free(sd_moe *moe)
         if (moe->down) sd_weight_unpack(&moe->down[e]);
     }
     sd_weight_unpack(&moe->router);
-    free(moe->gate); free(moe->up); free(moe->down);
+    if (moe->ready) pthread_mutex_destroy(&moe->mu);
+    free(moe->gate); free(moe->up); free(moe->down); free((void *)moe->ready);
     free(moe->router_b); free(moe->b_gate); free(moe->b_up); free(moe->b_down);
     free(moe);
-}
-
-int sd_moe_weights(sd_model *m, sd_weight **ws)
-{
-    int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        sd_moe *moe = m->layers[il].moe;
-        if (!moe) continue;
-        for (int e = 0; e < moe->n_expert; e++) {
-            if (ws) { ws[n] = &moe->gate[e]; ws[n + 1] = &moe->up[e]; ws[n + 2] = &moe->down[e]; }
-            n += 3;
-        }
-    }
-    return n;
 }
