@@ -200,6 +200,7 @@ typedef struct {
     const int32_t *xs;
     int n_tok;
     int nth;                    /* threads sharing the job */
+    int each;                   /* weight k takes activation row k alone (sd_matmul_each) */
     _Atomic int64_t next;       /* first row not yet claimed */
     float *part;                /* the sums of panels 1.. (panel 0 goes to out) */
 } matmul_job;
@@ -326,7 +327,18 @@ static void claim_rows(const matmul_job *j, int64_t b0, int64_t b1)
     for (int k = 0; k < j->n_w && off < b1; k++) {
         const sd_weight *w = j->w[k];
         int64_t lo = b0 - off, hi = b1 - off;
-        if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        if (lo < w->rows && hi > 0 && j->each) {
+            matmul_job jk = *j;   /* activation row k as the only token */
+            size_t nb = (size_t)(w->cols / 32);
+            jk.xq = (const char *)j->xq + (size_t)k * j->xq_row;
+            if (j->xd) {
+                jk.xd = j->xd + (size_t)k * nb;
+                jk.xs = j->xs + 2 * (size_t)k * nb;
+            }
+            matmul_rows(&jk, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        } else if (lo < w->rows && hi > 0) {
+            matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        }
         off += w->rows;
     }
 }
@@ -443,27 +455,24 @@ static void encode_band(void *ctx, int i, int n)
  * a 64-token prefill it was 70-110 us per product on one thread. */
 #define PARALLEL_ENCODE_TOKENS 4
 
-void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
-                     void *scratch, const sd_weight *const *next, int n_next)
+/* One pool run of n_w fused products: over n_tok shared activation rows, or
+ * (each) weight k over row k of n_w rows. */
+static void matmul_run(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, int each,
+                       float *const *out, void *scratch, const sd_weight *const *next, int n_next)
 {
-    if (!fusable(w, n_w)) {
-        for (int i = 0; i < n_w; i++)
-            sd_matmul_multi(pool, &w[i], 1, x, n_tok, &out[i], scratch, i + 1 < n_w ? &w[i + 1] : next,
-                            i + 1 < n_w ? 1 : n_next);
-        return;
-    }
+    int n_rows = each ? n_w : n_tok;   /* activation rows to encode */
     const sd_type_traits *t0 = sd_type_get(w[0]->type);
-    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool)};
+    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool), .each = each};
     j.c = plan_claims(w, n_w, n_tok, j.nth);
     encode_job e = {x, w[0]->cols, NULL, scratch, sd_row_bytes((unsigned)t0->vec_dot_type, w[0]->cols), NULL, NULL,
-                    n_tok};
+                    n_rows};
     if (t0->vec_dot_type != SD_TYPE_F32) e.enc = sd_kernel_quantize_act((unsigned)t0->vec_dot_type);
     if (needs_meta(w, n_w)) {
-        e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_tok));
-        e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_tok);
+        e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_rows));
+        e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_rows);
     }
-    if (e.enc && j.nth > 1 && n_tok >= PARALLEL_ENCODE_TOKENS * j.nth) sd_pool_run(pool, encode_band, &e);
-    else encode_rows(&e, 0, n_tok);
+    if (e.enc && j.nth > 1 && n_rows >= PARALLEL_ENCODE_TOKENS * j.nth) sd_pool_run(pool, encode_band, &e);
+    else encode_rows(&e, 0, n_rows);
     j.xq = e.enc ? (const void *)e.xq : (const void *)x;
     j.xq_row = e.xq_row;
     j.xd = e.xd;
@@ -481,6 +490,29 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     else sd_pool_run(pool, matmul_band, &j);
     for (int64_t p = 1; p < j.c.panels; p++)
         for (int64_t r = 0; r < w[0]->rows; r++) out[0][r] += j.part[(p - 1) * w[0]->rows + r];
+}
+
+void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
+                     void *scratch, const sd_weight *const *next, int n_next)
+{
+    if (!fusable(w, n_w)) {
+        for (int i = 0; i < n_w; i++)
+            sd_matmul_multi(pool, &w[i], 1, x, n_tok, &out[i], scratch, i + 1 < n_w ? &w[i + 1] : next,
+                            i + 1 < n_w ? 1 : n_next);
+        return;
+    }
+    matmul_run(pool, w, n_w, x, n_tok, 0, out, scratch, next, n_next);
+}
+
+void sd_matmul_each(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, float *const *out,
+                    void *scratch)
+{
+    if (n_w == 1 || !fusable(w, n_w)) {
+        for (int k = 0; k < n_w; k++)
+            sd_matmul_multi(pool, &w[k], 1, x + (size_t)k * w[0]->cols, 1, &out[k], scratch, NULL, 0);
+        return;
+    }
+    matmul_run(pool, w, n_w, x, 1, 1, out, scratch, NULL, 0);
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)

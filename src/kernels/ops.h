@@ -40,6 +40,12 @@ void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, flo
  * weights the threads prefetch at decode once their share is done. */
 void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
                      void *scratch, const sd_weight *const *next, int n_next);
+/* n_w products of one token each, in one pool run: out[k] = weight k times
+ * row k of x (n_w rows of w[0]->cols values; all weights of that width).
+ * A mixture of experts' down matrices at decode, each on its expert's
+ * hidden state. scratch: sd_matmul_scratch_bytes for n_w tokens. */
+void sd_matmul_each(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, float *const *out,
+                    void *scratch);
 /* The weight bytes thread i of nth starts such a product with (its fixed
  * first claim): *len of them from the address returned, NULL if none. */
 const void *sd_matmul_first_claim(const sd_weight *const *w, int n_w, int n_tok, int nth, int i, size_t *len);

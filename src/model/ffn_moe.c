@@ -158,12 +158,14 @@ void sd_moe_ffn(sd_session *s, int il, int n)
             out[2 * j + 1] = sc.u + (size_t)j * f;
         }
         sd_matmul_multi(s->pool, w, 2 * k, s->xb, 1, out, s->xq, NULL, 0);
+        /* Then each chosen expert's down rows on its own hidden state, again one pool run. */
         for (int j = 0; j < k; j++) {
             activate(moe, sc.sel[j], sc.g + (size_t)j * f, sc.u + (size_t)j * f, 1);
-            const sd_weight *dw = &moe->down[sc.sel[j]];
-            sd_matmul_multi(s->pool, &dw, 1, sc.g + (size_t)j * f, 1, &sc.y, s->xq, NULL, 0);
-            add_expert(moe, sc.sel[j], s->x, sc.y, sc.wsel[j], d);
+            w[j] = &moe->down[sc.sel[j]];
+            out[j] = sc.y + (size_t)j * d;
         }
+        sd_matmul_each(s->pool, w, k, sc.g, out, s->xq);
+        for (int j = 0; j < k; j++) add_expert(moe, sc.sel[j], s->x, sc.y + (size_t)j * d, sc.wsel[j], d);
         return;
     }
 
