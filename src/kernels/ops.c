@@ -200,7 +200,8 @@ typedef struct {
     const int32_t *xs;
     int n_tok;
     int nth;                    /* threads sharing the job */
-    int each;                   /* weight k takes activation row k alone (sd_matmul_each) */
+    const int *first, *count;   /* set: weight k takes its own activation rows
+                                   [first[k], first[k] + count[k]) (sd_matmul_grouped) */
     _Atomic int64_t next;       /* first row not yet claimed */
     float *part;                /* the sums of panels 1.. (panel 0 goes to out) */
 } matmul_job;
@@ -327,13 +328,14 @@ static void claim_rows(const matmul_job *j, int64_t b0, int64_t b1)
     for (int k = 0; k < j->n_w && off < b1; k++) {
         const sd_weight *w = j->w[k];
         int64_t lo = b0 - off, hi = b1 - off;
-        if (lo < w->rows && hi > 0 && j->each) {
-            matmul_job jk = *j;   /* activation row k as the only token */
-            size_t nb = (size_t)(w->cols / 32);
-            jk.xq = (const char *)j->xq + (size_t)k * j->xq_row;
+        if (lo < w->rows && hi > 0 && j->first) {
+            matmul_job jk = *j;   /* weight k's own activation rows */
+            size_t nb = (size_t)(w->cols / 32), t0 = (size_t)j->first[k];
+            jk.xq = (const char *)j->xq + t0 * j->xq_row;
+            jk.n_tok = j->count[k];
             if (j->xd) {
-                jk.xd = j->xd + (size_t)k * nb;
-                jk.xs = j->xs + 2 * (size_t)k * nb;
+                jk.xd = j->xd + t0 * nb;
+                jk.xs = j->xs + 2 * t0 * nb;
             }
             matmul_rows(&jk, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
         } else if (lo < w->rows && hi > 0) {
@@ -455,14 +457,15 @@ static void encode_band(void *ctx, int i, int n)
  * a 64-token prefill it was 70-110 us per product on one thread. */
 #define PARALLEL_ENCODE_TOKENS 4
 
-/* One pool run of n_w fused products: over n_tok shared activation rows, or
- * (each) weight k over row k of n_w rows. */
-static void matmul_run(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, int each,
-                       float *const *out, void *scratch, const sd_weight *const *next, int n_next)
+/* One pool run of n_w fused products over n_tok shared activation rows, or
+ * (first, count set) each weight over its own rows of the n_rows encoded. */
+static void matmul_run(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_rows, int n_tok,
+                       const int *row0, const int *count, float *const *out, void *scratch,
+                       const sd_weight *const *next, int n_next)
 {
-    int n_rows = each ? n_w : n_tok;   /* activation rows to encode */
     const sd_type_traits *t0 = sd_type_get(w[0]->type);
-    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool), .each = each};
+    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool), .first = row0,
+                    .count = count};
     j.c = plan_claims(w, n_w, n_tok, j.nth);
     encode_job e = {x, w[0]->cols, NULL, scratch, sd_row_bytes((unsigned)t0->vec_dot_type, w[0]->cols), NULL, NULL,
                     n_rows};
@@ -479,8 +482,8 @@ static void matmul_run(sd_pool *pool, const sd_weight *const *w, int n_w, const 
     j.xs = e.xs;
     if (j.c.panels > 1)
         j.part = (float *)((char *)scratch + part_offset((unsigned)t0->vec_dot_type, e.xq_row, w[0]->cols, n_tok));
-    int64_t first = (int64_t)j.nth * j.c.first;
-    atomic_init(&j.next, first < j.c.total ? first : j.c.total);
+    int64_t claimed = (int64_t)j.nth * j.c.first;
+    atomic_init(&j.next, claimed < j.c.total ? claimed : j.c.total);
     /* Prefetching pays at decode, where the products stream from memory; the
      * next product's weights that fuse are the ones its first claims read. */
     int hint = next && n_next >= 1 && n_next <= PREFETCH_WEIGHTS;
@@ -501,18 +504,34 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
                             i + 1 < n_w ? 1 : n_next);
         return;
     }
-    matmul_run(pool, w, n_w, x, n_tok, 0, out, scratch, next, n_next);
+    matmul_run(pool, w, n_w, x, n_tok, n_tok, NULL, NULL, out, scratch, next, n_next);
+}
+
+void sd_matmul_grouped(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_rows,
+                       const int *first, const int *count, float *const *out, void *scratch)
+{
+    if (n_w < 1) return;
+    if (n_w == 1 || !fusable(w, n_w)) {   /* (one weight: sd_matmul_multi's panel claims) */
+        for (int k = 0; k < n_w; k++)
+            sd_matmul_multi(pool, &w[k], 1, x + (size_t)first[k] * w[0]->cols, count[k], &out[k], scratch, NULL, 0);
+        return;
+    }
+    /* Claims sized as at prefill once a weight has several tokens. */
+    int most = 1;
+    for (int k = 0; k < n_w; k++) most = count[k] > most ? count[k] : most;
+    matmul_run(pool, w, n_w, x, n_rows, most, first, count, out, scratch, NULL, 0);
 }
 
 void sd_matmul_each(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, float *const *out,
                     void *scratch)
 {
-    if (n_w == 1 || !fusable(w, n_w)) {
-        for (int k = 0; k < n_w; k++)
-            sd_matmul_multi(pool, &w[k], 1, x + (size_t)k * w[0]->cols, 1, &out[k], scratch, NULL, 0);
-        return;
+    enum { MAX_EACH = 64 };
+    int first[MAX_EACH], count[MAX_EACH];
+    for (int k0 = 0; k0 < n_w; k0 += MAX_EACH) {
+        int nk = n_w - k0 < MAX_EACH ? n_w - k0 : MAX_EACH;
+        for (int k = 0; k < nk; k++) { first[k] = k; count[k] = 1; }
+        sd_matmul_grouped(pool, w + k0, nk, x + (size_t)k0 * w[0]->cols, nk, first, count, out + k0, scratch);
     }
-    matmul_run(pool, w, n_w, x, 1, 1, out, scratch, NULL, 0);
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)

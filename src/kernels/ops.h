@@ -46,6 +46,13 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
  * hidden state. scratch: sd_matmul_scratch_bytes for n_w tokens. */
 void sd_matmul_each(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, float *const *out,
                     void *scratch);
+/* The general form, one pool run: weight k over its own activation rows
+ * [first[k], first[k] + count[k]) of x (n_rows rows of w[0]->cols values,
+ * encoded once); out[k] receives count[k] rows of w[k]->rows values. A
+ * mixture of experts' prefill, the batch's tokens grouped by expert.
+ * scratch: sd_matmul_scratch_bytes for n_rows tokens. */
+void sd_matmul_grouped(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_rows,
+                       const int *first, const int *count, float *const *out, void *scratch);
 /* The weight bytes thread i of nth starts such a product with (its fixed
  * first claim): *len of them from the address returned, NULL if none. */
 const void *sd_matmul_first_claim(const sd_weight *const *w, int n_w, int n_tok, int nth, int i, size_t *len);

@@ -13,35 +13,44 @@
 #include "kernels/ops.h"
 #include "model/moe.h"
 
-/* Scratch layout in floats (B = SD_UBATCH tokens, R = max(B, k) rows). */
+/* Scratch layout in floats (B = SD_UBATCH tokens, S = B x k (token, expert) slots). */
 typedef struct {
-    float *logits;      /* B x n_expert router outputs */
-    float *wsel;        /* B x k routing weights of the chosen experts */
-    float *g, *u;       /* R x n_ff: gate and up outputs */
-    float *xg;          /* B x n_embd: the inputs of one expert's tokens */
-    float *y;           /* R x n_embd: expert outputs */
-    int32_t *sel;       /* B x k chosen experts */
-    int32_t *count;     /* n_expert: tokens per expert */
-    int32_t *slots;     /* B x k: token * k + j, grouped by expert */
+    const sd_weight **wl;   /* 2 x n_expert: the weights of one grouped product */
+    float **ol;             /* 2 x n_expert: where each writes */
+    int *first, *count;     /* 2 x n_expert: each one's slot rows */
+    float *logits;          /* B x n_expert router outputs */
+    float *wsel;            /* S routing weights of the chosen experts */
+    float *g, *u;           /* S x n_ff: gate and up outputs, slots grouped by expert */
+    float *xg;              /* S x n_embd: the slots' inputs, grouped by expert */
+    float *y;               /* S x n_embd: expert outputs */
+    int32_t *sel;           /* S chosen experts */
+    int32_t *ends;          /* n_expert: where each expert's slots end */
+    int32_t *slots;         /* S: token * k + j, grouped by expert */
 } moe_scratch;
 
-static size_t rows_r(int k) { return k > SD_UBATCH ? (size_t)k : SD_UBATCH; }
+static size_t rows_r(int k) { return (size_t)SD_UBATCH * (size_t)k; }
 
 /* Carves the scratch at base into sc (base NULL: only counts). Returns its floats. */
 static size_t layout(const sd_hparams *hp, float *base, moe_scratch *sc)
 {
     size_t B = SD_UBATCH, E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used, F = (size_t)hp->n_ff_exp;
     size_t D = (size_t)hp->n_embd, R = rows_r(hp->n_expert_used), o = 0;
+    (void)K;
+    size_t P = sizeof(void *) / sizeof(float);   /* floats per pointer; the pointers come first (aligned) */
 #define TAKE(field, count) do { if (base) sc->field = (void *)(base + o); o += (count); } while (0)
+    TAKE(wl, 2 * E * P);
+    TAKE(ol, 2 * E * P);
+    TAKE(first, 2 * E);    /* int regions: 4 bytes each, like the floats */
+    TAKE(count, 2 * E);
     TAKE(logits, B * E);
-    TAKE(wsel, B * K);
+    TAKE(wsel, R);
     TAKE(g, R * F);
     TAKE(u, R * F);
-    TAKE(xg, B * D);
+    TAKE(xg, R * D);
     TAKE(y, R * D);
-    TAKE(sel, B * K);      /* int32 regions: 4 bytes each, like the floats */
-    TAKE(count, E);
-    TAKE(slots, B * K);
+    TAKE(sel, R);
+    TAKE(ends, E);
+    TAKE(slots, R);
 #undef TAKE
     return o;
 }
@@ -170,30 +179,47 @@ void sd_moe_ffn(sd_session *s, int il, int n)
     }
 
     /* Group the batch's (token, slot) pairs by expert: a counting sort. */
-    memset(sc.count, 0, (size_t)moe->n_expert * sizeof *sc.count);
-    for (int i = 0; i < n * k; i++) sc.count[sc.sel[i]]++;
+    memset(sc.ends, 0, (size_t)moe->n_expert * sizeof *sc.ends);
+    for (int i = 0; i < n * k; i++) sc.ends[sc.sel[i]]++;
     int32_t start = 0;
-    for (int e = 0; e < moe->n_expert; e++) { int32_t c = sc.count[e]; sc.count[e] = start; start += c; }
-    for (int i = 0; i < n * k; i++) sc.slots[sc.count[sc.sel[i]]++] = i;   /* count[e] becomes e's end */
-    int n_active = 0;
-    for (int e = 0; e < moe->n_expert; e++)   /* the active experts, listed over sel (no longer needed) */
-        if (sc.count[e] > (e ? sc.count[e - 1] : 0)) sc.sel[n_active++] = e;
-    sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, n_active, nth);
-    for (int e = 0, a = 0; e < moe->n_expert; e++) {
-        int b = sc.count[e], c = b - a;
-        if (c == 0) continue;
-        for (int r = 0; r < c; r++)
-            memcpy(sc.xg + (size_t)r * d, s->xb + (size_t)(sc.slots[a + r] / k) * d, (size_t)d * sizeof(float));
-        const sd_weight *gu[2] = {&moe->gate[e], &moe->up[e]}, *dw = &moe->down[e];
-        float *const gu_out[2] = {sc.g, sc.u};
-        sd_matmul_multi(s->pool, gu, 2, sc.xg, c, gu_out, s->xq, NULL, 0);
-        activate(moe, e, sc.g, sc.u, c);
-        sd_matmul_multi(s->pool, &dw, 1, sc.g, c, &sc.y, s->xq, NULL, 0);
-        for (int r = 0; r < c; r++) {
-            int slot = sc.slots[a + r], t = slot / k;
+    for (int e = 0; e < moe->n_expert; e++) { int32_t c = sc.ends[e]; sc.ends[e] = start; start += c; }
+    for (int i = 0; i < n * k; i++) sc.slots[sc.ends[sc.sel[i]]++] = i;   /* ends[e]: now e's end */
+    /* The active experts, their slots' inputs gathered in order; sel is free now. */
+    int na = 0;
+    for (int e = 0, a = 0; e < moe->n_expert; a = sc.ends[e], e++) {
+        if (sc.ends[e] == a) continue;
+        sc.sel[na++] = e;
+        for (int r = a; r < sc.ends[e]; r++)
+            memcpy(sc.xg + (size_t)r * d, s->xb + (size_t)(sc.slots[r] / k) * d, (size_t)d * sizeof(float));
+    }
+    sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, na, nth);
+    /* Every active expert's gate and up over its own slots: one pool run. */
+    for (int i = 0; i < na; i++) {
+        int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0, c = sc.ends[e] - a;
+        sc.wl[2 * i] = &moe->gate[e];
+        sc.wl[2 * i + 1] = &moe->up[e];
+        sc.ol[2 * i] = sc.g + (size_t)a * f;
+        sc.ol[2 * i + 1] = sc.u + (size_t)a * f;
+        sc.first[2 * i] = sc.first[2 * i + 1] = a;
+        sc.count[2 * i] = sc.count[2 * i + 1] = c;
+    }
+    sd_matmul_grouped(s->pool, sc.wl, 2 * na, sc.xg, n * k, sc.first, sc.count, sc.ol, s->xq);
+    /* Then every active expert's down over its slots' hidden states: one more. */
+    for (int i = 0; i < na; i++) {
+        int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0, c = sc.ends[e] - a;
+        activate(moe, e, sc.g + (size_t)a * f, sc.u + (size_t)a * f, c);
+        sc.wl[i] = &moe->down[e];
+        sc.ol[i] = sc.y + (size_t)a * d;
+        sc.first[i] = a;
+        sc.count[i] = c;
+    }
+    sd_matmul_grouped(s->pool, sc.wl, na, sc.g, n * k, sc.first, sc.count, sc.ol, s->xq);
+    for (int i = 0; i < na; i++) {
+        int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0;
+        for (int r = a; r < sc.ends[e]; r++) {
+            int slot = sc.slots[r], t = slot / k;
             add_expert(moe, e, s->x + (size_t)t * d, sc.y + (size_t)r * d, sc.wsel[slot], d);
         }
-        a = b;
     }
 }
 
