@@ -44,6 +44,8 @@ sd_tokenizer *sd_model_tokenizer(sd_model *m);
 uint64_t sd_model_n_params(const sd_model *m);
 uint64_t sd_model_weight_bytes(const sd_model *m);  /* bytes of tensor data */
 const char *sd_model_path(const sd_model *m);
+/* The file's tokenizer.chat_template (Jinja text), or NULL when it has none. */
+const char *sd_model_chat_template(const sd_model *m);
 /* Short description of the dominant weight format, e.g. "Q4_0" or "Q4_K - mixed". */
 const char *sd_model_type_name(const sd_model *m);
 
@@ -73,6 +75,11 @@ int sd_session_n_ctx(const sd_session *s);
 
 int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
                 int32_t **out, int *n_out, char *err);  /* *out: malloc'd, caller frees */
+/* As sd_tokenize, and the vocabulary's control tokens written in the text
+ * ("<|im_start|>", "<start_of_turn>") become their ids, as the reference
+ * engine's parse_special does: for chat templates, not for untrusted text. */
+int sd_tokenize_special(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
+                        int32_t **out, int *n_out, char *err);
 /* Text of one token as it appears in output (byte tokens decoded, "▁" -> " "). */
 const char *sd_token_piece(const sd_tokenizer *t, int32_t id, size_t *len);
 int sd_token_bos(const sd_tokenizer *t);
@@ -81,6 +88,10 @@ int sd_token_eos(const sd_tokenizer *t);
  * vocabulary (EOT, "<|im_end|>", "<end_of_turn>", "<|eot_id|>", ...). */
 int sd_token_is_eog(const sd_tokenizer *t, int32_t id);
 int sd_tokenizer_n_vocab(const sd_tokenizer *t);
+/* What loading the vocabulary had to guess (an unknown or missing
+ * pre-tokenizer name and the rule used instead), one line; NULL when
+ * nothing. The library never prints: callers show it. */
+const char *sd_tokenizer_warning(const sd_tokenizer *t);
 
 /* ---- sampler ----------------------------------------------------------- */
 

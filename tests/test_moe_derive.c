@@ -291,14 +291,14 @@ static void check_tokens(const char *mp, const char *label, const int32_t *tok, 
     if (batch) {
         cr_assert_eq(sd_session_eval(s, tok, n, rows, err), 0, "%s", err);
         int nt;
-        const int32_t *r = sd_moe_ids(s, &nt);
+        const int32_t *r = sd_moe_ids(&s->f, &nt);
         cr_assert_eq(nt, n);
         memcpy(got, r, (size_t)n * nl * k * sizeof *got);
     } else {
         for (int i = 0; i < n; i++) {
             cr_assert_eq(sd_session_eval(s, &tok[i], 1, rows + (size_t)i * nv, err), 0, "%s", err);
             int nt;
-            const int32_t *r = sd_moe_ids(s, &nt);
+            const int32_t *r = sd_moe_ids(&s->f, &nt);
             cr_assert_eq(nt, 1);
             memcpy(got + (size_t)i * nl * k, r, (size_t)nl * k * sizeof *got);
         }
@@ -439,3 +439,18 @@ static void check_synth(const char *preset, const char *extra)
 Test(moe_derive, synth_qwen3_30b_a3b) { check_synth("qwen3-30b-a3b", "--experts 16 --expert-ffn 64"); }
 Test(moe_derive, synth_mixtral_8x7b) { check_synth("mixtral-8x7b", "--experts 4 --expert-ffn 128"); }
 Test(moe_derive, synth_gpt_oss_20b) { check_synth("gpt-oss-20b", "--experts 8 --expert-ffn 96 --head-dim 64"); }
+
+/* Past gpt-oss's window of 128 on even layers (the forward pass's sliding
+ * window and sinks together): 200 tokens one by one. */
+Test(moe_derive, synth_gpt_oss_past_the_window)
+{
+    char path[64], cmd[1024];
+    snprintf(path, sizeof path, "/tmp/sd-moe-swa-%d.gguf", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s synth --preset gpt-oss-20b --layers 2 --dim 128 --heads 2 --kv-heads 1 --head-dim 64 "
+             "--vocab-size 300 --experts 4 --expert-ffn 32 --type f32 -t 1 -o %s >/dev/null 2>&1", showdown_bin(), path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    int32_t toks[200];
+    for (int i = 0; i < 200; i++) toks[i] = (int32_t)((i * 7919u + 13) % 300);
+    check_tokens(path, "synth gpt-oss, 200 tokens", toks, sanitized() ? 140 : 200, NULL, 0, 1e-5, 1e-4);
+    unlink(path);
+}

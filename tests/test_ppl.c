@@ -12,6 +12,7 @@
 #include "eval/kld.h"
 #include "eval/ppl.h"
 #include "eval/sweep.h"
+#include "quant/quantize.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_write.h"
 
@@ -328,10 +329,45 @@ Test(ppl, sweep_reports_fallbacks_and_plots, .timeout = 180)
     free(s);
     unlink(svg);
 
-    /* An already quantized base is refused: two losses at once. */
-    char q[512];
-    sp.base_path = shared_path(q, sizeof q, "models/tiny-q4_0.gguf");
-    cr_assert_eq(sd_sweep_run(&sp, types, 1, rows, err), -1);
-    cr_assert(strstr(err, "F32, F16 or BF16"), "%s", err);
+    /* The one-pass sweep gives what measuring that format alone gives. */
+    char q8[128];
+    snprintf(q8, sizeof q8, "/tmp/sd-test-ppl-q8-%d.gguf", (int)getpid());
+    sd_quantize_params qp = sd_quantize_default_params();
+    qp.target = "Q8_0";
+    cr_assert_eq(sd_quantize_file(base, q8, &qp, NULL, err), 0, "%s", err);
+    sd_model *mb, *mq;
+    cr_assert_eq(sd_model_load(base, &mb, err), 0, "%s", err);
+    cr_assert_eq(sd_model_load(q8, &mq, err), 0, "%s", err);
+    unlink(q8);
+    sd_ppl_result alone;
+    cr_assert_eq(sd_ppl_run(mq, mb, text, len, &sp.ppl, &alone, err), 0, "%s", err);
+    cr_assert_float_eq(alone.kld.mean, rows[0].r.kld.mean, 1e-12, "%g vs %g", alone.kld.mean, rows[0].r.kld.mean);
+    cr_assert_float_eq(alone.ppl, rows[0].r.ppl, 1e-9);
+    cr_assert_eq(alone.top1, rows[0].r.top1);
+    sd_model_free(mq);
+    sd_model_free(mb);
+    free(text);
+}
+
+/* A quantized base is requantized from its weights: into its own recipe
+ * every matrix is copied (KLD exactly 0), into Q8_0 the loss is small. */
+Test(ppl, sweep_requantizes_a_quantized_base, .timeout = 180)
+{
+    size_t len;
+    char *text = sample_text(&len);
+    char base[512], err[SD_ERR_LEN];
+    sd_sweep_params sp = {shared_path(base, sizeof base, "models/tiny-q4_0.gguf"), text, len, params(256),
+                          NULL, NULL, NULL};
+    sp.ppl.max_windows = 2;
+    const char *types[] = {"Q4_0", "Q8_0"};
+    sd_sweep_row rows[2];
+    cr_assert_eq(sd_sweep_run(&sp, types, 2, rows, err), 0, "%s", err);
+    for (int i = 0; i < 2; i++) cr_assert(rows[i].ok, "%s: %s", rows[i].type, rows[i].err);
+    cr_assert_eq(rows[0].r.n_windows, 2, "--chunks 2 keeps two windows");
+    cr_assert_str_eq(rows[0].formats, "Q4_0 x15, Q6_K x1");
+    cr_assert_eq(rows[0].r.kld.mean, 0.0);
+    cr_assert_eq(rows[0].r.top1, 1.0);
+    cr_assert_gt(rows[1].r.kld.mean, 0.0);
+    cr_assert_lt(rows[1].r.kld.mean, 1e-3);
     free(text);
 }

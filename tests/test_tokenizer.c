@@ -423,6 +423,84 @@ Test(tokenizer_bpe, pretokenizer)
     expect_words(SD_PRE_GPT2, "naïve Привет", "naïve| Привет");
 }
 
+Test(tokenizer_bpe, pretokenizer_rules_by_name)
+{
+    /* smollm (starcoder, refact): every digit alone first, then GPT-2 */
+    expect_words(SD_PRE_SMOLLM, "I can't believe it's 2026!", "I| can|'t| believe| it|'s| |2|0|2|6|!");
+    expect_words(SD_PRE_SMOLLM, "3.14159 and 42", "3|.|1|4|1|5|9| and| |4|2");
+    /* default: punctuation runs, GPT-2, number runs, three ASCII digits */
+    expect_words(SD_PRE_DEFAULT, "Hello, world!  It's 12345", "Hello|,| world|!| | It|'|s| |123|45");
+    expect_words(SD_PRE_DEFAULT, "a<=b $9", "a|<=|b| |$|9");
+    static const struct { const char *name; sd_pretok_kind kind; int ignore_merges; } want[] = {
+        {"gpt-2", SD_PRE_GPT2, 0}, {"gpt2", SD_PRE_GPT2, 0}, {"smollm", SD_PRE_SMOLLM, 0},
+        {"starcoder", SD_PRE_SMOLLM, 0}, {"refact", SD_PRE_SMOLLM, 0}, {"default", SD_PRE_DEFAULT, 0},
+        {"llama-bpe", SD_PRE_LLAMA3, 1}, {"llama3", SD_PRE_LLAMA3, 1}, {"smaug-bpe", SD_PRE_LLAMA3, 0},
+        {"qwen2", SD_PRE_QWEN2, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        sd_pretok_kind k = SD_PRE_COUNT;
+        int im = -1;
+        cr_assert_eq(sd_pretok_by_name(want[i].name, strlen(want[i].name), &k, &im), 1, "%s", want[i].name);
+        cr_assert(k == want[i].kind && im == want[i].ignore_merges, "%s", want[i].name);
+    }
+    sd_pretok_kind k;
+    int im;
+    cr_assert_eq(sd_pretok_by_name("tekken", 6, &k, &im), 0);
+    cr_assert_str_eq(sd_pretok_name(SD_PRE_GPT2), "gpt-2");
+}
+
+/* An unknown or missing pre-tokenizer name is a warning naming the rule used. */
+Test(tokenizer_bpe, pretokenizer_warnings)
+{
+    sd_tokenizer *t = bpe_tokenizer("tekken");
+    const char *w = sd_tokenizer_warning(t);
+    cr_assert(w && strstr(w, "'tekken'") && strstr(w, "gpt-2"), "%s", w ? w : "(none)");
+    cr_assert_eq(t->pre, SD_PRE_GPT2);
+    sd_tokenizer_free(t);
+    t = bpe_tokenizer(NULL);
+    w = sd_tokenizer_warning(t);
+    cr_assert(w && strstr(w, "no tokenizer.ggml.pre") && strstr(w, "'default'"), "%s", w ? w : "(none)");
+    cr_assert_eq(t->pre, SD_PRE_DEFAULT);
+    sd_tokenizer_free(t);
+    static const char *quiet[] = {"gpt-2", "gpt2", "smollm", "llama-bpe"};
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++) {
+        t = bpe_tokenizer(quiet[i]);
+        cr_assert_null(sd_tokenizer_warning(t), "%s: %s", quiet[i], sd_tokenizer_warning(t));
+        sd_tokenizer_free(t);
+    }
+}
+
+/* Control tokens in the text become their ids only when asked. */
+Test(tokenizer_bpe, special_tokens_parsed_when_asked)
+{
+    sd_tokenizer *t = bpe_tokenizer("gpt-2");
+    char err[SD_ERR_LEN];
+    int32_t *ids;
+    int n;
+    cr_assert_eq(sd_tokenize_special(t, "hello<|end|><sep>hello", 22, 0, &ids, &n, err), 0, "%s", err);
+    cr_assert(n == 4 && ids[0] == HELLO && ids[1] == END && ids[2] == SEP && ids[3] == HELLO, "n=%d", n);
+    free(ids);
+    EXPECT(t, "hello<|end|>", HELLO, '<', '|', 'e', 'n', 'd', '|', '>');
+    sd_tokenizer_free(t);
+}
+
+/* EOS, the EOT/EOM ids and the end-of-turn tokens found by name end a generation. */
+Test(tokenizer_bpe, end_of_generation)
+{
+    gbuf x = {0};
+    char err[SD_ERR_LEN];
+    sd_tokenizer *t = NULL;
+    bpe_kvs(&x, "gpt-2");
+    kv_u32(&x, "tokenizer.ggml.eot_token_id", SEP);
+    cr_assert_eq(try_load(&x, &t, err), 0, "%s", err);
+    free(x.b);
+    cr_assert(sd_token_is_eog(t, END));      /* EOS, and named <|end|> */
+    cr_assert(sd_token_is_eog(t, SEP));      /* EOT */
+    cr_assert(!sd_token_is_eog(t, HELLO));
+    cr_assert(!sd_token_is_eog(t, -1));
+    cr_assert(!sd_token_is_eog(t, N_BPE + 5));
+    sd_tokenizer_free(t);
+}
+
 /* ---- metadata validation ------------------------------------------------- */
 
 static const char *spm_tokens[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81", "a", "\xe2\x96\x81" "a"};

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "showdown.h"
 #include "gguf/gguf_write.h"
 
 /* Every command: argv[0] is the command name. Returns the process exit code. */
@@ -15,16 +16,21 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_url(int argc, char **argv);   /* bench --url (cmd_bench_url.c) */
 int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Strict number parsing for flags: 0 ok, -1 with a message printed. */
 int parse_int(const char *flag, const char *s, long lo, long hi, long *out);
 int parse_float(const char *flag, const char *s, double lo, double hi, double *out);
+/* "warning: PATH: ..." on stderr when loading the vocabulary had to guess
+ * (sd_tokenizer_warning); nothing otherwise. */
+void show_tokenizer_warning(const char *path, const sd_tokenizer *t);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
 

@@ -29,6 +29,7 @@ int cmd_info(int argc, char **argv)
     char err[SD_ERR_LEN], a[32], b[32];
     sd_model *m;
     if (sd_model_load(argv[1], &m, err)) return fail("%s", err);
+    show_tokenizer_warning(argv[1], sd_model_tokenizer(m));
     const sd_hparams *hp = sd_model_hparams(m);
     const gguf_file *g = m->gguf;
     printf("file           %s (GGUF v%u)\n", argv[1], g->version);

@@ -15,14 +15,16 @@
 static void usage(FILE *out)
 {
     fputs("usage: showdown ppl -m MODEL -f TEXT [-c CTX] [-t N] [--kld-base BASE] [-o md|json]\n"
-          "       showdown ppl --sweep -m BASE -f TEXT [-c CTX] [--types LIST] [--svg FILE]\n\n"
+          "       showdown ppl --sweep -m BASE -f TEXT [-c CTX] [--chunks N] [--types LIST] [--svg FILE]\n\n"
           "Perplexity as llama.cpp's perplexity tool computes it: the text is tokenized with BOS and cut\n"
           "into windows of CTX tokens (the tail that does not fill one is unused); each window is\n"
           "evaluated from an empty cache with BOS at its start, and only its second half is scored.\n"
           "The text must hold at least one window.\n\n"
-          "  -m, --model FILE     the model to measure (with --sweep: the F32/F16/BF16 base)\n"
+          "  -m, --model FILE     the model to measure (with --sweep: the base; a quantized one is\n"
+          "                       requantized from its weights and each format compared with it)\n"
           "  -f, --file FILE      the text\n"
           "  -c, --ctx-size N     window length in tokens (default 512)\n"
+          "  --chunks N           only the first N windows of the text (default: all)\n"
           "  -t, --threads N      threads (default: all CPUs)\n"
           "  --kld-base FILE      also compare with this model on the same windows: KL divergence\n"
           "                       KL(base || model), same top-1 token, Δp, PPL of both and their ratio\n"
@@ -37,7 +39,7 @@ static void usage(FILE *out)
 
 typedef struct {
     const char *model, *file, *base, *types, *svg;
-    long ctx, threads;
+    long ctx, threads, chunks;
     int sweep, json, quiet;
 } ppl_args;
 
@@ -57,6 +59,8 @@ static int parse_args(int argc, char **argv, ppl_args *a, int *exit_now)
         else if (!strcmp(o, "--svg")) a->svg = v;
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) {
             if (parse_int(o, v, SD_PPL_MIN_CTX, 1 << 20, &a->ctx)) return 1;
+        } else if (!strcmp(o, "--chunks")) {
+            if (parse_int(o, v, 1, 1 << 20, &a->chunks)) return 1;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
             if (parse_int(o, v, 1, 512, &a->threads)) return 1;
         } else if (!strcmp(o, "-o") || !strcmp(o, "--output")) {
@@ -128,6 +132,7 @@ int cmd_ppl(int argc, char **argv)
     sd_ppl_params pp = sd_ppl_default_params();
     pp.n_ctx = (int)a.ctx;
     pp.n_threads = (int)a.threads;
+    pp.max_windows = (int)a.chunks;
     if (!a.quiet) pp.progress = on_window;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     sd_ppl_info info = {a.model, "", NULL, NULL, a.file, len, a.threads ? (int)a.threads : (int)(cpus > 0 ? cpus : 1),
@@ -137,6 +142,7 @@ int cmd_ppl(int argc, char **argv)
     sd_model *m = NULL, *base = NULL;
     int rc = 1;
     if (sd_model_load(a.model, &m, err)) { fail("%s", err); goto done; }
+    show_tokenizer_warning(a.model, sd_model_tokenizer(m));
     int n_train = sd_model_hparams(m)->n_ctx_train;
     if (n_train > 0 && a.ctx > n_train)
         fprintf(stderr, "warning: -c %ld is longer than %s was trained on (%d): expect a worse PPL\n", a.ctx,
@@ -145,7 +151,6 @@ int cmd_ppl(int argc, char **argv)
     snprintf(mtype, sizeof mtype, "%s", sd_model_type_name(m));
     info.model_type = mtype;
     if (a.sweep) {
-        pp.progress = NULL;   /* one line per format is enough */
         sd_model_free(m);     /* the sweep loads its own */
         m = NULL;
         rc = run_sweep(&a, &pp, text, len, &info);

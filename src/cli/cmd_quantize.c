@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "options:\n"
             "  --pure               no per-tensor bumps: every matrix in the base format\n"
             "  --keep-output-f16    the output matrix (or tied embedding) in F16\n"
+            "  --allow-requantize   accept a quantized IN: its matrices are decoded and encoded\n"
+            "                       again (two losses add up); one already in its format is copied\n"
             "  -t, --threads N      threads (default: every CPU)\n"
             "  --dry-run            print each tensor's format before and after, write nothing\n"
             "  --progress           progress on stderr even when it is not a terminal\n"
@@ -50,6 +52,7 @@ int cmd_quantize(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--pure")) p.pure = 1;
         else if (!strcmp(a, "--keep-output-f16")) p.keep_output_f16 = 1;
+        else if (!strcmp(a, "--allow-requantize")) p.allow_requantize = 1;
         else if (!strcmp(a, "--progress")) progress = 1;
         else if (!strcmp(a, "--dry-run")) dry_run = 1;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;

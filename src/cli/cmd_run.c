@@ -5,7 +5,10 @@
 
 #include "showdown.h"
 #include "cli/cli.h"
+#include "cli/chat_loop.h"
 #include "eval/logits_file.h"
+
+#include <unistd.h>
 
 static void run_usage(FILE *out)
 {
@@ -25,15 +28,23 @@ static void run_usage(FILE *out)
           "  --no-bos             do not add the beginning-of-text token\n"
           "  --logits-out FILE    write prompt, generated tokens and every logits row\n"
           "                       (the ../shared/reference format)\n"
+          "  --chat               converse through the model's chat template: -p/-f (or stdin\n"
+          "                       when it is not a terminal) is one user turn; without them,\n"
+          "                       interactive on the terminal (earlier turns stay in the KV cache)\n"
+          "  -i, --interactive    --chat: read one user turn per line from stdin even when it is\n"
+          "                       not a terminal (scripted conversations)\n"
+          "  --system TEXT        system prompt for --chat\n"
+          "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3, mistral,\n"
+          "                       mistral-tekken, gemma, phi3, deepseek, harmony\n"
           "  --dump-experts FILE  mixture-of-experts models: per token and layer, the experts\n"
           "                       chosen (position, token, layer, ids best first; tab-separated)\n",
           out);
 }
 
 typedef struct {
-    const char *model, *prompt, *prompt_file, *logits_out, *dump_experts;
+    const char *model, *prompt, *prompt_file, *logits_out, *system, *chat_template, *dump_experts;
     long n_predict, threads, ctx;
-    int no_bos;
+    int no_bos, chat, interactive;
     sd_kv_type kv;
     sd_sampler_params sp;
 } run_opts;
@@ -51,10 +62,12 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
 #define FLAG(s, l2) (!strcmp(a, s) || !strcmp(a, l2))
         if (FLAG("-h", "--help")) { run_usage(stdout); exit(0); }
         if (FLAG("--no-bos", "--no-bos")) { o->no_bos = 1; continue; }
+        if (FLAG("--chat", "--chat")) { o->chat = 1; continue; }
+        if (FLAG("-i", "--interactive")) { o->interactive = 1; continue; }
         static const char *valued[] = {"-m", "--model", "-p", "--prompt", "-f", "--file", "--logits-out", "-n",
                                        "--n-predict", "-t", "--threads", "-c", "--ctx-size", "-ctk", "--cache-type",
                                        "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed",
-                                       "--dump-experts"};
+                                       "--system", "--chat-template", "--dump-experts"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown run --help)", a);
@@ -65,6 +78,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         else if (FLAG("-f", "--file")) o->prompt_file = v;
         else if (FLAG("--logits-out", "--logits-out")) o->logits_out = v;
         else if (FLAG("--dump-experts", "--dump-experts")) o->dump_experts = v;
+        else if (FLAG("--system", "--system")) o->system = v;
+        else if (FLAG("--chat-template", "--chat-template")) o->chat_template = v;
         else if (FLAG("-n", "--n-predict")) { if (parse_int(a, v, 0, 1 << 24, &o->n_predict)) return 1; }
         else if (FLAG("-t", "--threads")) { if (parse_int(a, v, 1, 512, &o->threads)) return 1; }
         else if (FLAG("-c", "--ctx-size")) { if (parse_int(a, v, 1, 1 << 22, &o->ctx)) return 1; }
@@ -84,13 +99,41 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
     }
     if (!o->model) return fail("run: -m MODEL is required (showdown run --help)");
     if (o->prompt && o->prompt_file) return fail("run: give -p or -f, not both");
+    if (!o->chat && (o->system || o->chat_template || o->interactive))
+        return fail("run: --system, --chat-template and --interactive need --chat");
+    if (o->interactive && (o->prompt || o->prompt_file)) return fail("run: --interactive reads stdin: no -p or -f");
+    if (o->chat && o->no_bos) return fail("run: --no-bos does not apply to --chat (the template decides)");
+    if (o->chat && o->dump_experts) return fail("run: --dump-experts does not apply to --chat");
     return 0;
+}
+
+/* --chat: the user turn from -p, -f or a piped stdin; interactive otherwise. */
+static int run_chat(const run_opts *o)
+{
+    chat_opts c = {o->model, NULL, o->system, o->chat_template, o->logits_out, o->n_predict, o->threads, o->ctx,
+                   o->kv, o->sp};
+    char *text = NULL;
+    size_t len = 0;
+    if (o->prompt_file) {
+        if (!(text = read_file_bytes(o->prompt_file, &len))) return fail("%s: cannot read the prompt file", o->prompt_file);
+    } else if (o->prompt) {
+        text = strdup(o->prompt);
+    } else if (!isatty(0) && !o->interactive) {
+        if (!(text = read_file_bytes("/dev/stdin", &len))) return fail("run: cannot read stdin");
+    }
+    if ((o->prompt || o->prompt_file || text) && !text) return fail("out of memory");
+    if (!text && o->logits_out) return fail("run: --logits-out with --chat needs -p or -f (one turn)");
+    c.user = text;
+    int rc = chat_run(&c);
+    free(text);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv)
 {
     run_opts o = {0};
     if (parse_run_args(argc, argv, &o)) return 1;
+    if (o.chat) return run_chat(&o);
     char err[SD_ERR_LEN];
     size_t plen = 0;
     char *ptext = NULL;
@@ -105,6 +148,7 @@ int cmd_run(int argc, char **argv)
     double t0 = sd_time_ms();
     sd_model *m;
     if (sd_model_load(o.model, &m, err)) { free(ptext); return fail("%s", err); }
+    show_tokenizer_warning(o.model, sd_model_tokenizer(m));
     const sd_hparams *hp = sd_model_hparams(m);
     sd_tokenizer *tok = sd_model_tokenizer(m);
     sd_session_params sp = {(int)o.ctx, (int)o.threads, o.kv};

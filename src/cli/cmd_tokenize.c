@@ -11,23 +11,25 @@
 
 static void usage(FILE *out)
 {
-    fputs("usage: showdown tokenize -m MODEL [--no-bos] (-p TEXT | -f FILE)\n\n"
+    fputs("usage: showdown tokenize -m MODEL [--no-bos] [--special] (-p TEXT | -f FILE)\n\n"
           "Prints the token ids of TEXT (or of FILE's bytes, exactly) on one line.\n\n"
           "  -m, --model FILE   GGUF file holding the vocabulary\n"
           "  -p, --prompt TEXT  text to tokenize\n"
           "  -f, --file FILE    tokenize this file's contents\n"
           "      --no-bos       do not add the beginning-of-sequence token\n"
+          "      --special      control tokens written in the text (<|im_start|>) become their ids\n"
           "  -h, --help         this help\n", out);
 }
 
 int cmd_tokenize(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL, *file = NULL;
-    int add_bos = 1;
+    int add_bos = 1, special = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         if (!strcmp(a, "--no-bos")) { add_bos = 0; continue; }
+        if (!strcmp(a, "--special")) { special = 1; continue; }
         const char **dst = !strcmp(a, "-m") || !strcmp(a, "--model") ? &model
                          : !strcmp(a, "-p") || !strcmp(a, "--prompt") ? &prompt
                          : !strcmp(a, "-f") || !strcmp(a, "--file") ? &file : NULL;
@@ -51,8 +53,12 @@ int cmd_tokenize(int argc, char **argv)
     sd_tokenizer *t = NULL;
     int32_t *ids = NULL;
     int n = 0, rc = 1;
-    if (gguf_open(model, &f, err) || sd_tokenizer_from_gguf(f, &t, err) ||
-        sd_tokenize(t, file ? text : prompt, len, add_bos, &ids, &n, err)) {
+    if (gguf_open(model, &f, err) || sd_tokenizer_from_gguf(f, &t, err)) {
+        fail("%s", err);
+        goto done;
+    }
+    show_tokenizer_warning(model, t);
+    if ((special ? sd_tokenize_special : sd_tokenize)(t, file ? text : prompt, len, add_bos, &ids, &n, err)) {
         fail("%s", err);
         goto done;
     }

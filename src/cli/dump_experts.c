@@ -5,12 +5,13 @@
 
 #include "cli/cli.h"
 #include "model/moe.h"
+#include "model/session.h"
 
 int dump_experts(FILE *f, const sd_session *s, const int32_t *toks, int pos0)
 {
     const sd_hparams *hp = sd_model_hparams(s->m);
     int n, k = hp->n_expert_used;
-    const int32_t *ids = sd_moe_ids(s, &n);
+    const int32_t *ids = sd_moe_ids(&s->f, &n);
     if (!ids) return 0;
     for (int t = 0; t < n; t++)
         for (int l = 0; l < hp->n_layer; l++) {

@@ -16,6 +16,7 @@ static const struct { const char *name; sd_cmd_fn fn; const char *what; } comman
     {"calibrate", cmd_calibrate, "measure this machine's bandwidth and compute ceilings"},
     {"ppl", cmd_ppl, "perplexity, KL divergence vs a base model, quality cost per format"},
     {"plan", cmd_plan, "will a model fit a machine, in which format, how fast (on paper)"},
+    {"serve", cmd_serve, "an OpenAI-compatible HTTP server (continuous batching)"},
 };
 
 static void usage(FILE *out)

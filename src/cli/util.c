@@ -66,3 +66,9 @@ char *read_file_bytes(const char *path, size_t *len)
     *len = n;
     return b;
 }
+
+void show_tokenizer_warning(const char *path, const sd_tokenizer *t)
+{
+    const char *w = sd_tokenizer_warning(t);
+    if (w) fprintf(stderr, "warning: %s: %s\n", path, w);
+}

@@ -29,6 +29,7 @@ typedef struct {
     /* Called after each window with the running perplexity of the model. */
     void (*progress)(void *ud, int done, int total, double ppl);
     void *progress_ud;
+    int max_windows;    /* 0: every window of the text; else the first ones only */
 } sd_ppl_params;
 
 sd_ppl_params sd_ppl_default_params(void);   /* n_ctx 512, F16 KV cache */
@@ -57,6 +58,12 @@ typedef struct {
  * vocabulary: same size and the same text for every token. */
 int sd_ppl_run(sd_model *m, sd_model *base, const char *text, size_t len, const sd_ppl_params *p,
                sd_ppl_result *out, char *err);
+
+/* The same for n_models models at once against one base, into outs[n_models]:
+ * each window of the base is evaluated once, not once per model (the
+ * sweep's saving). seconds is the whole run's. Progress reports models[0]. */
+int sd_ppl_run_many(sd_model **models, int n_models, sd_model *base, const char *text, size_t len,
+                    const sd_ppl_params *p, sd_ppl_result *outs, char *err);
 
 /* 0 when a and b have the same vocabulary, -1 with the first difference. */
 int sd_vocab_check(sd_model *a, sd_model *b, char *err);

@@ -144,7 +144,8 @@ void sd_sweep_write_md(FILE *f, const sd_ppl_info *in, const sd_sweep_row *rows,
     }
     fputs("\nbits/weight: the quantized file's tensor bytes x 8 / parameters (norms and all); fallback: matrices\n"
           "whose rows do not divide into the format's blocks, stored in another format (see matrix formats);\n"
-          "KLD = KL(base || quantized) per scored token in nats, ± its standard error.\n", f);
+          "KLD = KL(base || quantized) per scored token in nats, ± its standard error; the base is -m as\n"
+          "given (a quantized base is requantized from its decoded weights, so this is the second loss only).\n", f);
 }
 
 void sd_sweep_write_json(FILE *f, const sd_ppl_info *in, const sd_sweep_row *rows, int n)

@@ -51,41 +51,34 @@ static int census(const char *path, char *out, size_t cap, int *n_matrices, int 
     return 0;
 }
 
-/* Quantizes, loads and measures one format; fills row (ok or err). */
-static void one_format(const sd_sweep_params *p, sd_model *base, const char *tmp, sd_sweep_row *row, int i,
-                       int n)
+/* Quantizes and loads one format into *q (NULL with row->err on failure). A
+ * quantized base is requantized from its decoded weights. */
+static void one_format(const sd_sweep_params *p, const char *tmp, sd_sweep_row *row, int i, int n, sd_model **q)
 {
     sd_quantize_params qp = sd_quantize_default_params();
     qp.target = row->type;
     qp.n_threads = p->ppl.n_threads;
+    qp.allow_requantize = 1;
     sd_quantize_stats st;
-    sd_model *q = NULL;
     int n_quant;
+    *q = NULL;
     if (p->progress) p->progress(p->progress_ud, i, n, row->type, "quantize");
     if (sd_quantize_file(p->base_path, tmp, &qp, &st, row->err)) return;
     row->n_fallback = st.n_fallback;
     if (census(tmp, row->formats, sizeof row->formats, &row->n_matrices, &n_quant, row->err) ||
-        sd_model_load(tmp, &q, row->err))
-        goto done;
-    row->bpw = 8.0 * (double)sd_model_weight_bytes(q) / (double)sd_model_n_params(q);
-    if (p->progress) p->progress(p->progress_ud, i, n, row->type, "measure");
-    if (sd_ppl_run(q, base, p->text, p->len, &p->ppl, &row->r, row->err)) goto done;
-    row->ok = 1;
-done:
-    sd_model_free(q);
-    unlink(tmp);
+        sd_model_load(tmp, q, row->err)) {
+        sd_model_free(*q);
+        *q = NULL;
+        return;
+    }
+    row->bpw = 8.0 * (double)sd_model_weight_bytes(*q) / (double)sd_model_n_params(*q);
 }
 
 int sd_sweep_run(const sd_sweep_params *p, const char *const *types, int n, sd_sweep_row *rows, char *err)
 {
-    /* The base must hold unquantized matrices: quantizing an already
-     * quantized file would measure two losses at once. */
     char formats[128];
     int n_mat, n_quant;
     if (census(p->base_path, formats, sizeof formats, &n_mat, &n_quant, err)) return -1;
-    if (n_quant)
-        return sweep_fail(err, "%s: the sweep needs an F32, F16 or BF16 base model; its matrices are %s",
-                          p->base_path, formats);
     for (int i = 0; i < n; i++)
         if (!sd_qrecipe_find(types[i])) {
             char names[512];
@@ -110,14 +103,38 @@ int sd_sweep_run(const sd_sweep_params *p, const char *const *types, int n, sd_s
     }
     const char *dir = p->tmp_dir ? p->tmp_dir : getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
+    /* Every format is quantized and loaded first, then all are measured in
+     * one pass over the text, so the base runs once per window, not once per
+     * format. The files are unlinked once loaded (the mapping keeps them). */
+    sd_model **q = calloc((size_t)n, sizeof *q);
+    sd_ppl_result *res = calloc((size_t)n, sizeof *res);
+    int *idx = calloc((size_t)n, sizeof *idx);
+    if (!q || !res || !idx) {
+        free(q); free(res); free(idx);
+        sd_model_free(base);
+        return sweep_fail(err, "out of memory");
+    }
+    int n_ok = 0;
     for (int i = 0; i < n; i++) {
         sd_sweep_row *row = &rows[i];
         memset(row, 0, sizeof *row);
         snprintf(row->type, sizeof row->type, "%s", sd_qrecipe_find(types[i])->name);
         char tmp[512];
         snprintf(tmp, sizeof tmp, "%s/showdown-sweep-%ld-%s.gguf", dir, (long)getpid(), row->type);
-        one_format(p, base, tmp, row, i, n);
+        one_format(p, tmp, row, i, n, &q[n_ok]);
+        unlink(tmp);
+        if (q[n_ok]) idx[n_ok++] = i;
     }
+    if (n_ok) {
+        if (p->progress) p->progress(p->progress_ud, n - 1, n, "all", "measure");
+        char merr[SD_ERR_LEN];
+        if (sd_ppl_run_many(q, n_ok, base, p->text, p->len, &p->ppl, res, merr))
+            for (int j = 0; j < n_ok; j++) snprintf(rows[idx[j]].err, sizeof rows[idx[j]].err, "%s", merr);
+        else
+            for (int j = 0; j < n_ok; j++) { rows[idx[j]].r = res[j]; rows[idx[j]].ok = 1; }
+    }
+    for (int j = 0; j < n_ok; j++) sd_model_free(q[j]);
+    free(q); free(res); free(idx);
     sd_model_free(base);
     return 0;
 }

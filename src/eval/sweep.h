@@ -1,7 +1,11 @@
-/* The format-vs-quality sweep: quantize one base model (F32/F16/BF16) into
- * each format, measure every result against the base on the same text
- * windows (perplexity, KL divergence), and keep one row per format. The
- * quantized files are temporary and removed after their row is measured. */
+/* The format-vs-quality sweep: quantize one base model into each format,
+ * measure every result against the base on the same text windows
+ * (perplexity, KL divergence), and keep one row per format. A quantized base
+ * (a published Q4_K_M file) is requantized from its decoded weights: the KLD
+ * is then against the file as given, the second loss only. All formats are
+ * quantized and loaded first, then measured in one pass over the text, so
+ * the base runs once per window; the temporary files are removed as soon as
+ * they are loaded. */
 #ifndef SD_SWEEP_H
 #define SD_SWEEP_H
 

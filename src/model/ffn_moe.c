@@ -13,7 +13,7 @@
 #include "kernels/ops.h"
 #include "model/moe.h"
 
-/* Scratch layout in floats (B = SD_UBATCH tokens, S = B x k (token, expert) slots). */
+/* Scratch layout in floats (B = max_tok tokens, S = B x k (token, expert) slots). */
 typedef struct {
     const sd_weight **wl;   /* 2 x n_expert: the weights of one grouped product */
     float **ol;             /* 2 x n_expert: where each writes */
@@ -28,13 +28,13 @@ typedef struct {
     int32_t *slots;         /* S: token * k + j, grouped by expert */
 } moe_scratch;
 
-static size_t rows_r(int k) { return (size_t)SD_UBATCH * (size_t)k; }
+static size_t rows_r(int max_tok, int k) { return (size_t)max_tok * (size_t)k; }
 
 /* Carves the scratch at base into sc (base NULL: only counts). Returns its floats. */
-static size_t layout(const sd_hparams *hp, float *base, moe_scratch *sc)
+static size_t layout(const sd_hparams *hp, int max_tok, float *base, moe_scratch *sc)
 {
-    size_t B = SD_UBATCH, E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used, F = (size_t)hp->n_ff_exp;
-    size_t D = (size_t)hp->n_embd, R = rows_r(hp->n_expert_used), o = 0;
+    size_t B = (size_t)max_tok, E = (size_t)hp->n_expert, K = (size_t)hp->n_expert_used, F = (size_t)hp->n_ff_exp;
+    size_t D = (size_t)hp->n_embd, R = rows_r(max_tok, hp->n_expert_used), o = 0;
     (void)K;
     size_t P = sizeof(void *) / sizeof(float);   /* floats per pointer; the pointers come first (aligned) */
 #define TAKE(field, count) do { if (base) sc->field = (void *)(base + o); o += (count); } while (0)
@@ -55,18 +55,18 @@ static size_t layout(const sd_hparams *hp, float *base, moe_scratch *sc)
     return o;
 }
 
-size_t sd_moe_scratch_floats(const sd_model *m)
+size_t sd_moe_scratch_floats(const sd_model *m, int max_tok)
 {
-    return m->hp.n_expert ? layout(&m->hp, NULL, NULL) : 0;
+    return m->hp.n_expert ? layout(&m->hp, max_tok, NULL, NULL) : 0;
 }
 
-size_t sd_moe_xq_bytes(const sd_model *m)
+size_t sd_moe_xq_bytes(const sd_model *m, int max_tok)
 {
     size_t mx = 0;
     for (int il = 0; il < m->hp.n_layer; il++) {
         const sd_moe *moe = m->layers[il].moe;
         if (!moe) continue;
-        int r = (int)rows_r(moe->n_used);
+        int r = (int)rows_r(max_tok, moe->n_used);
         const sd_weight *w[3] = {&moe->router, &moe->gate[0], &moe->down[0]};
         for (int i = 0; i < 3; i++) {
             size_t b = sd_matmul_scratch_bytes(w[i]->type, w[i]->rows, w[i]->cols, r);
@@ -139,42 +139,42 @@ static void add_expert(const sd_moe *moe, int expert, float *x, const float *y, 
     for (int i = 0; i < d; i++) x[i] += w * (y[i] + (b ? b[i] : 0.0f));
 }
 
-void sd_moe_ffn(sd_session *s, int il, int n)
+void sd_moe_ffn(sd_fwd *f, int il, int n)
 {
-    const sd_hparams *hp = &s->m->hp;
-    const sd_moe *moe = s->m->layers[il].moe;
-    int k = moe->n_used, d = hp->n_embd, f = moe->n_ff;
+    const sd_hparams *hp = &f->m->hp;
+    const sd_moe *moe = f->m->layers[il].moe;
+    int k = moe->n_used, d = hp->n_embd, ff = moe->n_ff;
     moe_scratch sc = {0};
-    layout(hp, s->moe, &sc);
+    layout(hp, f->max_tok, f->moe, &sc);
 
-    sd_matmul(s->pool, &moe->router, s->xb, n, sc.logits, s->xq);
+    sd_matmul(f->pool, &moe->router, f->xb, n, sc.logits, f->xq);
     for (int t = 0; t < n; t++) {
         route(moe, sc.logits + (size_t)t * moe->n_expert, sc.sel + (size_t)t * k, sc.wsel + (size_t)t * k);
-        memcpy(s->moe_ids + ((size_t)t * hp->n_layer + il) * k, sc.sel + (size_t)t * k, (size_t)k * sizeof(int32_t));
+        memcpy(f->moe_ids + ((size_t)t * hp->n_layer + il) * k, sc.sel + (size_t)t * k, (size_t)k * sizeof(int32_t));
     }
-    s->moe_n = n;
+    f->moe_n = n;
 
-    int nth = sd_pool_size(s->pool);
+    int nth = sd_pool_size(f->pool);
     if (n == 1) {
-        sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, k, nth);
+        sd_moe_prepare(f->m, f->m->layers[il].moe, sc.sel, k, nth);
         /* The chosen experts' gate and up rows in one pool run over the same input. */
         const sd_weight *w[2 * SD_MOE_MAX_USED];
         float *out[2 * SD_MOE_MAX_USED];
         for (int j = 0; j < k; j++) {
             w[2 * j] = &moe->gate[sc.sel[j]];
             w[2 * j + 1] = &moe->up[sc.sel[j]];
-            out[2 * j] = sc.g + (size_t)j * f;
-            out[2 * j + 1] = sc.u + (size_t)j * f;
+            out[2 * j] = sc.g + (size_t)j * ff;
+            out[2 * j + 1] = sc.u + (size_t)j * ff;
         }
-        sd_matmul_multi(s->pool, w, 2 * k, s->xb, 1, out, s->xq, NULL, 0);
+        sd_matmul_multi(f->pool, w, 2 * k, f->xb, 1, out, f->xq, NULL, 0);
         /* Then each chosen expert's down rows on its own hidden state, again one pool run. */
         for (int j = 0; j < k; j++) {
-            activate(moe, sc.sel[j], sc.g + (size_t)j * f, sc.u + (size_t)j * f, 1);
+            activate(moe, sc.sel[j], sc.g + (size_t)j * ff, sc.u + (size_t)j * ff, 1);
             w[j] = &moe->down[sc.sel[j]];
             out[j] = sc.y + (size_t)j * d;
         }
-        sd_matmul_each(s->pool, w, k, sc.g, out, s->xq);
-        for (int j = 0; j < k; j++) add_expert(moe, sc.sel[j], s->x, sc.y + (size_t)j * d, sc.wsel[j], d);
+        sd_matmul_each(f->pool, w, k, sc.g, out, f->xq);
+        for (int j = 0; j < k; j++) add_expert(moe, sc.sel[j], f->x, sc.y + (size_t)j * d, sc.wsel[j], d);
         return;
     }
 
@@ -190,41 +190,41 @@ void sd_moe_ffn(sd_session *s, int il, int n)
         if (sc.ends[e] == a) continue;
         sc.sel[na++] = e;
         for (int r = a; r < sc.ends[e]; r++)
-            memcpy(sc.xg + (size_t)r * d, s->xb + (size_t)(sc.slots[r] / k) * d, (size_t)d * sizeof(float));
+            memcpy(sc.xg + (size_t)r * d, f->xb + (size_t)(sc.slots[r] / k) * d, (size_t)d * sizeof(float));
     }
-    sd_moe_prepare(s->m, s->m->layers[il].moe, sc.sel, na, nth);
+    sd_moe_prepare(f->m, f->m->layers[il].moe, sc.sel, na, nth);
     /* Every active expert's gate and up over its own slots: one pool run. */
     for (int i = 0; i < na; i++) {
         int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0, c = sc.ends[e] - a;
         sc.wl[2 * i] = &moe->gate[e];
         sc.wl[2 * i + 1] = &moe->up[e];
-        sc.ol[2 * i] = sc.g + (size_t)a * f;
-        sc.ol[2 * i + 1] = sc.u + (size_t)a * f;
+        sc.ol[2 * i] = sc.g + (size_t)a * ff;
+        sc.ol[2 * i + 1] = sc.u + (size_t)a * ff;
         sc.first[2 * i] = sc.first[2 * i + 1] = a;
         sc.count[2 * i] = sc.count[2 * i + 1] = c;
     }
-    sd_matmul_grouped(s->pool, sc.wl, 2 * na, sc.xg, n * k, sc.first, sc.count, sc.ol, s->xq);
+    sd_matmul_grouped(f->pool, sc.wl, 2 * na, sc.xg, n * k, sc.first, sc.count, sc.ol, f->xq);
     /* Then every active expert's down over its slots' hidden states: one more. */
     for (int i = 0; i < na; i++) {
         int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0, c = sc.ends[e] - a;
-        activate(moe, e, sc.g + (size_t)a * f, sc.u + (size_t)a * f, c);
+        activate(moe, e, sc.g + (size_t)a * ff, sc.u + (size_t)a * ff, c);
         sc.wl[i] = &moe->down[e];
         sc.ol[i] = sc.y + (size_t)a * d;
         sc.first[i] = a;
         sc.count[i] = c;
     }
-    sd_matmul_grouped(s->pool, sc.wl, na, sc.g, n * k, sc.first, sc.count, sc.ol, s->xq);
+    sd_matmul_grouped(f->pool, sc.wl, na, sc.g, n * k, sc.first, sc.count, sc.ol, f->xq);
     for (int i = 0; i < na; i++) {
         int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0;
         for (int r = a; r < sc.ends[e]; r++) {
             int slot = sc.slots[r], t = slot / k;
-            add_expert(moe, e, s->x + (size_t)t * d, sc.y + (size_t)r * d, sc.wsel[slot], d);
+            add_expert(moe, e, f->x + (size_t)t * d, sc.y + (size_t)r * d, sc.wsel[slot], d);
         }
     }
 }
 
-const int32_t *sd_moe_ids(const sd_session *s, int *n_tok)
+const int32_t *sd_moe_ids(const sd_fwd *f, int *n_tok)
 {
-    if (n_tok) *n_tok = s->moe_n;
-    return s->moe_ids;
+    if (n_tok) *n_tok = f->moe_n;
+    return f->moe_ids;
 }

@@ -1,91 +1,78 @@
-/* The llama-family forward pass (llama, mistral, qwen2, qwen3) over a batch
- * of tokens: embedding, then per layer RMSNorm -> attention with a KV cache ->
- * residual -> RMSNorm -> SwiGLU FFN -> residual, then the output projection. */
+/* The llama-family forward pass (llama, mistral, qwen2, qwen3, gemma3's and
+ * gpt-oss's attention variants) over a batch of tokens from any sequences:
+ * embedding, then per layer RMSNorm -> attention over the paged KV cache ->
+ * residual -> RMSNorm -> SwiGLU FFN -> residual, then the output projection
+ * for the tokens whose logits are wanted. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/dispatch.h"
 #include "kernels/ops.h"
+#include "model/forward.h"
 #include "model/moe.h"
-#include "model/session.h"
 #include "tensor/types.h"
 
-/* Attention work is the sum over (token, KV head) items of the positions
- * each one sees; the threads take equal slices of it, cutting an item where a
- * slice ends. A cut item leaves a partial result per piece (max score, sum of
- * exponentials, unnormalized output, per query head) that the caller merges
- * after the run, so one KV head or one decoded token still keeps every
- * thread busy, and a causal prefill does not give the last thread the
- * longest rows. */
+/* ---- attention ------------------------------------------------------------
+ * Work units are (token, KV head, chunk of SD_ATT_CHUNK positions at fixed
+ * offsets). An item (token, KV head) of one chunk is normalized straight
+ * into att_out; the chunks of a longer item leave partial results (max
+ * score, sum of exponentials, unnormalized output per query head) in
+ * records folded in chunk order after the run. The threads take equal
+ * slices of the work in whole units, so the result of a token never
+ * depends on how the work was cut. */
+
 typedef struct {
-    sd_session *s;
-    int layer, n_tok;
-    int64_t total;          /* positions summed over all items */
-    float *part;            /* 2 records per thread; NULL: cut only between items */
-    size_t part_floats;     /* floats per record */
+    sd_fwd *f;
+    const sd_batch *b;
+    int layer;
+    const sd_att_unit *u;
+    int n_units;
+    int64_t total;
 } attn_job;
 
-/* Record: [item, first position, pieces' max[group], sum[group], out[group * hd]]. */
-#define PART_HDR 2
-
-static int64_t item_start(const sd_session *s, int it)
+/* Positions [u->p0, u->p1) of token u->t's query heads against KV head
+ * u->kvh: scores, exponentials (positions below u->lo count as absent), and
+ * the weighted sum of V rows into o (group x hd, zeroed here). */
+static void attend_unit(const attn_job *j, int ti, const sd_att_unit *u, float *o, float *mx, float *sum)
 {
-    int nkv = s->m->hp.n_head_kv, t = it / nkv, h = it % nkv;
-    return (int64_t)nkv * ((int64_t)t * (s->pos + 1) + (int64_t)t * (t - 1) / 2) + (int64_t)h * (s->pos + t + 1);
-}
-
-/* The item holding work offset w (w < total). */
-static int item_of(const sd_session *s, int items, int64_t w)
-{
-    int lo = 0, hi = items - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (item_start(s, mid) <= w) lo = mid;
-        else hi = mid - 1;
-    }
-    return lo;
-}
-
-/* Where slice ti of nt begins; on an item boundary when pieces cannot be kept. */
-static int64_t slice_start(const attn_job *j, int ti, int nt)
-{
-    int64_t w = j->total * ti / nt;
-    if (j->part || ti == 0 || w >= j->total) return w;
-    int items = j->n_tok * j->s->m->hp.n_head_kv, it = item_of(j->s, items, w);
-    int64_t a = item_start(j->s, it), b = it + 1 < items ? item_start(j->s, it + 1) : j->total;
-    return w - a <= b - w ? a : b;
-}
-
-/* The cache is laid out [layer][KV head][position][head_dim] (in kv_type):
- * one head's positions are adjacent, so attention streams them in order. */
-static size_t kv_offset(const sd_session *s, int layer, int kvh, int pos)
-{
-    return (((size_t)layer * s->m->hp.n_head_kv + (size_t)kvh) * s->n_ctx + (size_t)pos) * s->kv_head;
-}
-
-/* Positions [p0, p1) of token t's query heads against KV head kvh: scores,
- * exponentials, and the weighted sum of V rows into o (group x hd, zeroed
- * here). Returns the max score and the sum of exponentials per head. */
-static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int p1, float *o, float *mx, float *sum)
-{
-    sd_session *s = j->s;
-    const sd_hparams *hp = &s->m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, n = p1 - p0;
-    uint32_t kt = (uint32_t)s->kv_type;
+    sd_fwd *f = j->f;
+    const sd_kv_cache *c = f->kv;
+    const sd_hparams *hp = &f->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, n = u->p1 - u->p0, kvh = u->kvh;
+    uint32_t kt = (uint32_t)c->type;
     const sd_type_traits *tr = sd_type_get(kt);
-    size_t row = s->kv_head, at = kv_offset(s, j->layer, kvh, p0);
-    const char *kh = (const char *)s->k_cache + at, *vh = (const char *)s->v_cache + at;
-    float *att = s->att + (size_t)ti * group * s->n_ctx;
-    float *vbuf = s->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
-    size_t qenc_stride = (size_t)hd + 32;   /* floats per encoded head (any format fits) */
+    const int *table = c->seqs[j->b->seq[u->t]].blocks;
+    size_t row = c->kv_head;
+    float *att = f->att + (size_t)ti * group * SD_ATT_CHUNK;
+    float *vbuf = f->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
+    size_t qenc_stride = (size_t)hd + 32;
     float scale = 1.0f / sqrtf((float)hd);
-    const float *q = s->q + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+    const float *q = f->q + ((size_t)u->t * hp->n_head + (size_t)kvh * group) * hd;
     sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
     sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
+    const char *kbase = c->k + sd_kv_at(c, j->layer, kvh, 0, 0), *vbase = c->v + sd_kv_at(c, j->layer, kvh, 0, 0);
+
+    /* Segments: runs of adjacent blocks. Every segment starts on a block
+     * boundary or at p0 (a multiple of 8), so the kernels group positions
+     * the same way whatever the blocks' placement. */
+#define FOR_SEGMENTS(...)                                                                    \
+    for (int p = u->p0; p < u->p1;) {                                                        \
+        int bi = p / SD_KV_BLOCK, blk = table[bi], nb = 1, e = (bi + 1) * SD_KV_BLOCK;       \
+        while (e < u->p1 && table[bi + nb] == blk + nb) {                                    \
+            e += SD_KV_BLOCK;                                                                \
+            nb++;                                                                            \
+        }                                                                                    \
+        if (e > u->p1) e = u->p1;                                                            \
+        size_t at = ((size_t)blk * SD_KV_BLOCK + (size_t)(p % SD_KV_BLOCK)) * row;           \
+        int sn = e - p, so = p - u->p0;                                                      \
+        __VA_ARGS__;                                                                          \
+        p = e;                                                                               \
+    }
 
     if (score) {
-        /* q rounded to the cache's precision (F16 keys: as the reference
-         * engines score them), held as F32 for the block kernel. */
         const float *qf = q;
         if (tr->vec_dot_type != SD_TYPE_F32) {
             sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
@@ -96,9 +83,8 @@ static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int 
             }
             qf = qenc;
         }
-        score(hd, kh, row, n, qf, group, scale, att, (size_t)s->n_ctx);
+        FOR_SEGMENTS(score(hd, kbase + at, row, sn, qf, group, scale, att + so, SD_ATT_CHUNK))
     } else {
-        /* Each key in the format's own dot product against q encoded once. */
         sd_vec_dot_fn dot = sd_kernel_vec_dot(kt);
         sd_from_float_fn enc = sd_kernel_quantize_act((uint32_t)tr->vec_dot_type);
         const void *qx[SD_MAX_GROUP];
@@ -109,126 +95,171 @@ static void attend_piece(const attn_job *j, int ti, int t, int kvh, int p0, int 
                 qx[g] = qenc + g * qenc_stride;
             }
         }
-        for (int p = 0; p < n; p++)
-            for (int g = 0; g < group; g++) att[(size_t)g * s->n_ctx + p] = dot(hd, kh + (size_t)p * row, qx[g]) * scale;
+        FOR_SEGMENTS(for (int i = 0; i < sn; i++) for (int g = 0; g < group; g++)
+                         att[(size_t)g * SD_ATT_CHUNK + so + i] = dot(hd, kbase + at + (size_t)i * row, qx[g]) * scale)
     }
-    sd_exp_sum_fn exp_sum = sd_kernel_exp_sum();
-    for (int g = 0; g < group; g++) sum[g] = exp_sum(att + (size_t)g * s->n_ctx, n, &mx[g]);
+    int masked = u->lo - u->p0;
+    for (int g = 0; g < group; g++) {
+        float *a = att + (size_t)g * SD_ATT_CHUNK;
+        for (int i = 0; i < masked; i++) a[i] = -INFINITY;
+        sum[g] = sd_kernel_exp_sum()(a, n, &mx[g]);
+        for (int i = 0; i < masked; i++) {
+            sum[g] -= a[i];
+            a[i] = 0;
+        }
+    }
     memset(o, 0, (size_t)group * hd * sizeof(float));
     if (accum) {
-        accum(hd, vh, row, n, att, (size_t)s->n_ctx, group, o);
+        FOR_SEGMENTS(accum(hd, vbase + at, row, sn, att + so, SD_ATT_CHUNK, group, o))
         return;
     }
-    /* Each V row widened once, shared by the group's query heads. */
     sd_to_float_fn deq = sd_kernel_to_float(kt);
-    for (int p = 0; p < n; p++) {
-        const float *v = (const float *)(vh + (size_t)p * row);
-        if (kt != SD_TYPE_F32) { deq(vh + (size_t)p * row, vbuf, hd); v = vbuf; }
+    FOR_SEGMENTS(for (int i = 0; i < sn; i++) {
+        const float *vr = (const float *)(vbase + at + (size_t)i * row);
+        if (kt != SD_TYPE_F32) { deq(vbase + at + (size_t)i * row, vbuf, hd); vr = vbuf; }
         for (int g = 0; g < group; g++) {
-            float a = att[(size_t)g * s->n_ctx + p], *og = o + (size_t)g * hd;
-            for (int i = 0; i < hd; i++) og[i] += a * v[i];
+            float a = att[(size_t)g * SD_ATT_CHUNK + so + i], *og = o + (size_t)g * hd;
+            for (int k = 0; k < hd; k++) og[k] += a * vr[k];
         }
+    })
+#undef FOR_SEGMENTS
+}
+
+/* out = o / (sum + e^(sink - max)) per query head; sinks: per query head or NULL. */
+static void finalize(float *o, const float *mx, const float *sum, int group, int hd, const float *sinks)
+{
+    for (int g = 0; g < group; g++) {
+        float inv = 1.0f / sum[g];
+        if (sinks) {
+            float m = mx[g] > sinks[g] ? mx[g] : sinks[g], c = expf(mx[g] - m);
+            inv = c / (sum[g] * c + expf(sinks[g] - m));
+        }
+        for (int i = 0; i < hd; i++) o[(size_t)g * hd + i] *= inv;
     }
 }
 
-/* A head's attention sink (gpt-oss): one more term of the softmax
- * denominator, exp(sink - max), that carries no value. */
-static float sink_term(const attn_job *j, int head, float mx)
+/* The first unit whose work starts at or after w. */
+static int unit_at(const attn_job *j, int64_t w)
 {
-    const float *sinks = j->s->m->layers[j->layer].attn_sinks;
-    return sinks ? expf(sinks[head] - mx) : 0.0f;
+    int lo = 0, hi = j->n_units;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (j->u[mid].start < w) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
 }
 
 static void attention(void *ctx, int ti, int nt)
 {
     const attn_job *j = ctx;
-    sd_session *s = j->s;
-    const sd_hparams *hp = &s->m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, nkv = hp->n_head_kv, items = j->n_tok * nkv;
-    int64_t w = slice_start(j, ti, nt), w1 = slice_start(j, ti + 1, nt);
+    sd_fwd *f = j->f;
+    const sd_hparams *hp = &f->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t rec_floats = (size_t)group * (hd + 2);
+    const float *sinks = f->m->layers[j->layer].attn_sinks;
+    int u0 = unit_at(j, j->total * ti / nt), u1 = unit_at(j, j->total * (ti + 1) / nt);
     float mx[SD_MAX_GROUP], sum[SD_MAX_GROUP];
-    if (j->part)
-        for (int k = 0; k < 2; k++) {
-            int none = -1;
-            memcpy(j->part + (size_t)(2 * ti + k) * j->part_floats, &none, sizeof none);
-        }
-    while (w < w1) {
-        int it = item_of(s, items, w), t = it / nkv, kvh = it % nkv, len = s->pos + t + 1;
-        int64_t a = item_start(s, it);
-        int p0 = (int)(w - a), p1 = w1 - a < len ? (int)(w1 - a) : len;
-        if (p0 == 0 && p1 == len) {
-            float *o = s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
-            attend_piece(j, ti, t, kvh, p0, p1, o, mx, sum);
-            for (int g = 0; g < group; g++) {
-                float inv = 1.0f / (sum[g] + sink_term(j, kvh * group + g, mx[g])), *og = o + (size_t)g * hd;
-                for (int i = 0; i < hd; i++) og[i] *= inv;
-            }
+    for (int i = u0; i < u1; i++) {
+        const sd_att_unit *u = &j->u[i];
+        if (u->rec < 0) {
+            float *o = f->att_out + ((size_t)u->t * hp->n_head + (size_t)u->kvh * group) * hd;
+            attend_unit(j, ti, u, o, mx, sum);
+            finalize(o, mx, sum, group, hd, sinks ? sinks + (size_t)u->kvh * group : NULL);
         } else {
-            /* A piece: the first of this slice (p0 > 0) or its last. */
-            float *r = j->part + (size_t)(2 * ti + (p0 > 0 ? 0 : 1)) * j->part_floats;
-            memcpy(r, &it, sizeof it);
-            memcpy(r + 1, &p0, sizeof p0);
-            attend_piece(j, ti, t, kvh, p0, p1, r + PART_HDR + 2 * group, r + PART_HDR, r + PART_HDR + group);
+            float *r = f->recs + (size_t)u->rec * rec_floats;
+            attend_unit(j, ti, u, r + 2 * group, r, r + group);
         }
-        w = a + p1;
     }
 }
 
-/* Joins the pieces of the items the slices cut (records in position order). */
-static void merge_pieces(const attn_job *j, int nt)
+/* Folds the records of an item (n of them from rec) into att_out, in order. */
+static void fold_item(sd_fwd *f, int layer, int t, int kvh, int rec, int n)
 {
-    const sd_hparams *hp = &j->s->m->hp;
-    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, nkv = hp->n_head_kv;
-    float *acc = NULL;
-    int cur = -1;
-    for (int k = 0; k <= 2 * nt; k++) {
-        float *r = k < 2 * nt ? j->part + (size_t)k * j->part_floats : NULL;
-        int it = -1;
-        if (r) memcpy(&it, r, sizeof it);
-        if (r && it < 0) continue;
-        if (acc && (!r || it != cur)) {
-            int t = cur / nkv, kvh = cur % nkv;
-            float *o = j->s->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
-            for (int g = 0; g < group; g++) {
-                float inv = 1.0f / (acc[PART_HDR + group + g] + sink_term(j, kvh * group + g, acc[PART_HDR + g]));
-                for (int i = 0; i < hd; i++) o[(size_t)g * hd + i] = acc[PART_HDR + 2 * group + (size_t)g * hd + i] * inv;
-            }
-            acc = NULL;
-        }
-        if (!r) break;
-        if (!acc) { acc = r; cur = it; continue; }
-        for (int g = 0; g < group; g++) {   /* fold r into acc, rescaled to the larger max */
-            float ma = acc[PART_HDR + g], mr = r[PART_HDR + g], m = ma > mr ? ma : mr;
+    const sd_hparams *hp = &f->m->hp;
+    int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    size_t rec_floats = (size_t)group * (hd + 2);
+    float *acc = f->recs + (size_t)rec * rec_floats;
+    for (int k = 1; k < n; k++) {
+        float *r = acc + (size_t)k * rec_floats;
+        for (int g = 0; g < group; g++) {
+            float ma = acc[g], mr = r[g], m = ma > mr ? ma : mr;
             float ca = expf(ma - m), cr = expf(mr - m);
-            acc[PART_HDR + g] = m;
-            acc[PART_HDR + group + g] = acc[PART_HDR + group + g] * ca + r[PART_HDR + group + g] * cr;
-            float *oa = acc + PART_HDR + 2 * group + (size_t)g * hd, *orr = r + PART_HDR + 2 * group + (size_t)g * hd;
+            acc[g] = m;
+            acc[group + g] = acc[group + g] * ca + r[group + g] * cr;
+            float *oa = acc + 2 * group + (size_t)g * hd, *orr = r + 2 * group + (size_t)g * hd;
             for (int i = 0; i < hd; i++) oa[i] = oa[i] * ca + orr[i] * cr;
         }
     }
+    const float *sinks = f->m->layers[layer].attn_sinks;
+    float *o = f->att_out + ((size_t)t * hp->n_head + (size_t)kvh * group) * hd;
+    memcpy(o, acc + 2 * group, (size_t)group * hd * sizeof(float));
+    finalize(o, acc, acc + group, group, hd, sinks ? sinks + (size_t)kvh * group : NULL);
 }
 
+/* A few hundred (position, KV head) pairs take less time than waking the
+ * pool: the first tokens of a decode, tiny models. */
 #define SMALL_ATTENTION 256
 
-static void run_attention(sd_session *s, int il, int n)
+/* Units of tokens [t0, t1) into f->units. */
+static int plan_units(sd_fwd *f, const sd_batch *b, int layer, int t0, int t1, int64_t *total)
 {
-    const sd_hparams *hp = &s->m->hp;
-    int nt = sd_pool_size(s->pool), group = hp->n_head / hp->n_head_kv;
-    attn_job j = {s, il, n, 0, NULL, 0};
-    for (int t = 0; t < n; t++) j.total += (int64_t)hp->n_head_kv * (s->pos + t + 1);
-    /* The pieces' records borrow the FFN scratch, idle during attention. */
-    j.part_floats = PART_HDR + (size_t)group * (2 + (size_t)hp->head_dim);
-    if (nt > 1 && (size_t)2 * nt * j.part_floats <= (size_t)SD_UBATCH * hp->n_ff) j.part = s->hb;
-    /* A few hundred (position, KV head) pairs take less time than waking the
-     * pool: the first tokens of a decode, tiny models. */
-    if (j.total <= SMALL_ATTENTION) {
-        j.part = NULL;
-        attention(&j, 0, 1);
-        return;
+    const sd_layer *L = &f->m->layers[layer];
+    int nkv = f->m->hp.n_head_kv, n = 0, rec = 0;
+    *total = 0;
+    for (int t = t0; t < t1; t++) {
+        int hi = b->pos[t] + 1, lo = L->swa > 0 && hi > L->swa ? hi - L->swa : 0;
+        int c0 = lo / SD_ATT_CHUNK, c1 = (hi - 1) / SD_ATT_CHUNK, nch = c1 - c0 + 1;
+        for (int h = 0; h < nkv; h++)
+            for (int c = c0; c <= c1; c++) {
+                sd_att_unit *u = &f->units[n++];
+                u->t = t;
+                u->kvh = h;
+                u->lo = lo > c * SD_ATT_CHUNK ? lo : c * SD_ATT_CHUNK;
+                u->p0 = u->lo & ~7;
+                if (u->p0 < c * SD_ATT_CHUNK) u->p0 = c * SD_ATT_CHUNK;
+                u->p1 = hi < (c + 1) * SD_ATT_CHUNK ? hi : (c + 1) * SD_ATT_CHUNK;
+                u->rec = nch > 1 ? rec++ : -1;
+                u->start = *total;
+                *total += u->p1 - u->p0;
+            }
     }
-    sd_pool_run(s->pool, attention, &j);
-    if (j.part) merge_pieces(&j, nt);
+    return n;
 }
+
+static void run_attention(sd_fwd *f, const sd_batch *b, int il)
+{
+    int nkv = f->m->hp.n_head_kv;
+    const sd_layer *L = &f->m->layers[il];
+    for (int t0 = 0; t0 < b->n;) {
+        /* As many tokens as the records hold. */
+        int t1 = t0, units = 0, recs = 0;
+        while (t1 < b->n) {
+            int hi = b->pos[t1] + 1, lo = L->swa > 0 && hi > L->swa ? hi - L->swa : 0;
+            int nch = (hi - 1) / SD_ATT_CHUNK - lo / SD_ATT_CHUNK + 1;
+            int nu = nkv * nch, nr = nch > 1 ? nu : 0;
+            if (t1 > t0 && (units + nu > f->max_units || recs + nr > f->max_recs)) break;
+            units += nu;
+            recs += nr;
+            t1++;
+        }
+        attn_job j = {f, b, il, f->units, 0, 0};
+        j.n_units = plan_units(f, b, il, t0, t1, &j.total);
+        if (j.total <= SMALL_ATTENTION) attention(&j, 0, 1);
+        else sd_pool_run(f->pool, attention, &j);
+        for (int i = 0; i < j.n_units;) {
+            const sd_att_unit *u = &j.u[i];
+            if (u->rec < 0) { i++; continue; }
+            int k = i;
+            while (k < j.n_units && j.u[k].t == u->t && j.u[k].kvh == u->kvh) k++;
+            fold_item(f, il, u->t, u->kvh, u->rec, k - i);
+            i = k;
+        }
+        t0 = t1;
+    }
+}
+
+/* ---- layers ------------------------------------------------------------- */
 
 static void add_bias(float *x, const float *b, int n_tok, int n)
 {
@@ -237,14 +268,15 @@ static void add_bias(float *x, const float *b, int n_tok, int n)
         for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
 }
 
-static void layer(sd_session *s, int il, int n)
+static void layer(sd_fwd *f, const sd_batch *b, int il)
 {
-    const sd_model *m = s->m;
+    const sd_model *m = f->m;
     const sd_hparams *hp = &m->hp;
     const sd_layer *L = &m->layers[il];
-    int e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
+    sd_kv_cache *c = f->kv;
+    int n = b->n, e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
 
-    for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
+    for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
     /* Each product names the one after it, for the threads to prefetch. */
     const sd_weight *qkv[3] = {&L->wq, &L->wk, &L->wv}, *wo = &L->wo, *gu[2] = {&L->w_gate, &L->w_up};
     const sd_weight *down = &L->w_down, *next_qkv[3] = {&m->output}, *const *after = next_qkv;
@@ -254,67 +286,148 @@ static void layer(sd_session *s, int il, int n)
         next_qkv[0] = &N->wq; next_qkv[1] = &N->wk; next_qkv[2] = &N->wv;
         n_after = 3;
     }
-    float *const qkv_out[3] = {s->q, s->k, s->v};
-    sd_matmul_multi(s->pool, qkv, 3, s->xb, n, qkv_out, s->xq, &wo, 1);
-    const sd_rope_yarn *yarn = m->yarn.freq_scale > 0 ? &m->yarn : NULL;
-    add_bias(s->q, L->bq, n, qd);
-    add_bias(s->k, L->bk, n, kvd);
-    add_bias(s->v, L->bv, n, kvd);
-    sd_from_float_fn kv_enc = sd_kernel_quantize_act((uint32_t)s->kv_type);
+    float *const qkv_out[3] = {f->q, f->k, f->v};
+    sd_matmul_multi(f->pool, qkv, 3, f->xb, n, qkv_out, f->xq, &wo, 1);
+    add_bias(f->q, L->bq, n, qd);
+    add_bias(f->k, L->bk, n, kvd);
+    add_bias(f->v, L->bv, n, kvd);
+    sd_from_float_fn kv_enc = sd_kernel_quantize_act((uint32_t)c->type);
     for (int t = 0; t < n; t++) {
-        float *q = s->q + (size_t)t * qd, *k = s->k + (size_t)t * kvd;
+        float *q = f->q + (size_t)t * qd, *k = f->k + (size_t)t * kvd;
         if (L->q_norm) {
             for (int h = 0; h < hp->n_head; h++) sd_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->norm_eps);
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
-        int pos = s->pos + t;
+        int pos = b->pos[t], blk = c->seqs[b->seq[t]].blocks[pos / SD_KV_BLOCK];
         sd_rope_ext(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
-                    m->rope_freq_factors, yarn);
+                    m->rope_freq_factors, m->yarn.freq_scale > 0 ? &m->yarn : NULL);
         for (int h = 0; h < hp->n_head_kv; h++) {
-            size_t at = kv_offset(s, il, h, pos);
-            kv_enc(k + (size_t)h * hd, (char *)s->k_cache + at, hd);
-            kv_enc(s->v + (size_t)t * kvd + (size_t)h * hd, (char *)s->v_cache + at, hd);
+            size_t at = sd_kv_at(c, il, h, blk, pos % SD_KV_BLOCK);
+            kv_enc(k + (size_t)h * hd, c->k + at, hd);
+            kv_enc(f->v + (size_t)t * kvd + (size_t)h * hd, c->v + at, hd);
         }
     }
-    run_attention(s, il, n);
-    sd_matmul_multi(s->pool, &wo, 1, s->att_out, n, &s->xb, s->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
-    add_bias(s->xb, L->bo, n, e);
-    for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
+    run_attention(f, b, il);
+    sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
+    add_bias(f->xb, L->bo, n, e);
+    for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];
 
-    for (int t = 0; t < n; t++) sd_rmsnorm(s->xb + (size_t)t * e, s->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
+    for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
     if (L->moe) {
-        sd_moe_ffn(s, il, n);   /* model/ffn_moe.c: adds into s->x */
+        sd_moe_ffn(f, il, n);   /* model/ffn_moe.c: adds into f->x */
         return;
     }
-    float *const gu_out[2] = {s->hb, s->hb2};
-    sd_matmul_multi(s->pool, gu, 2, s->xb, n, gu_out, s->xq, &down, 1);
-    sd_kernel_swiglu()(s->hb, s->hb2, (int64_t)n * ff);
-    sd_matmul_multi(s->pool, &down, 1, s->hb, n, &s->xb, s->xq, after, n_after);
-    for (size_t i = 0; i < (size_t)n * e; i++) s->x[i] += s->xb[i];
+    float *const gu_out[2] = {f->hb, f->hb2};
+    sd_matmul_multi(f->pool, gu, 2, f->xb, n, gu_out, f->xq, &down, 1);
+    sd_kernel_swiglu()(f->hb, f->hb2, (int64_t)n * ff);
+    sd_matmul_multi(f->pool, &down, 1, f->hb, n, &f->xb, f->xq, after, n_after);
+    for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];
 }
 
-void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
+void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
 {
-    const sd_model *m = s->m;
+    const sd_model *m = f->m;
     const sd_hparams *hp = &m->hp;
-    int e = hp->n_embd;
+    int e = hp->n_embd, n = b->n;
     const sd_type_traits *et = sd_type_get(m->tok_embd.type);
     for (int t = 0; t < n; t++) {
-        float *x = s->x + (size_t)t * e;
-        et->to_float((const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes, x, e);
+        float *x = f->x + (size_t)t * e;
+        et->to_float((const char *)m->tok_embd.data + (size_t)b->tok[t] * m->tok_embd.row_bytes, x, e);
         for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale;
     }
-    for (int il = 0; il < hp->n_layer; il++) layer(s, il, n);
+    for (int il = 0; il < hp->n_layer; il++) layer(f, b, il);
     /* Only the rows asked for go through the (vocabulary-sized) output matrix. */
-    int first = logits_out ? 0 : n - 1, rows = n - first;
-    for (int t = first; t < n; t++)
-        sd_rmsnorm(s->xb + (size_t)(t - first) * e, s->x + (size_t)t * e, m->output_norm, e, hp->norm_eps);
+    for (int i = 0; i < b->n_out; i++)
+        sd_rmsnorm(f->xb + (size_t)i * e, f->x + (size_t)b->out[i] * e, m->output_norm, e, hp->norm_eps);
+    if (!b->n_out) return;
     /* The next token starts with the first layer's Q, K and V. */
     const sd_weight *out_w = &m->output, *next[3] = {NULL};
     if (hp->n_layer) {
         next[0] = &m->layers[0].wq; next[1] = &m->layers[0].wk; next[2] = &m->layers[0].wv;
     }
-    float *out = logits_out ? logits_out : s->logits;
-    sd_matmul_multi(s->pool, &out_w, 1, s->xb, rows, &out, s->xq, hp->n_layer ? next : NULL, 3);
-    s->pos += n;
+    sd_matmul_multi(f->pool, &out_w, 1, f->xb, b->n_out, &logits, f->xq, hp->n_layer ? next : NULL, 3);
+}
+
+/* ---- scratch ------------------------------------------------------------ */
+
+static int fwd_fail(char *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, SD_ERR_LEN, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Largest activation-conversion scratch any matrix of the model needs. */
+static size_t xq_bytes(const sd_model *m, int n_tok)
+{
+    size_t mx = sd_matmul_scratch_bytes(m->output.type, m->output.rows, m->output.cols, n_tok);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const sd_layer *L = &m->layers[il];
+        const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
+            size_t b = sd_matmul_scratch_bytes(lw[i]->type, lw[i]->rows, lw[i]->cols, n_tok);
+            mx = b > mx ? b : mx;
+        }
+    }
+    size_t moe = sd_moe_xq_bytes(m, n_tok);
+    return moe > mx ? moe : mx;
+}
+
+int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_threads, char *err)
+{
+    const sd_hparams *hp = &m->hp;
+    memset(f, 0, sizeof *f);
+    if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > SD_MAX_GROUP)
+        return fwd_fail(err, "%s: %d query heads over %d KV heads is not supported", m->path, hp->n_head, hp->n_head_kv);
+    if (n_threads < 1 || n_threads > 512) return fwd_fail(err, "%d threads is not supported", n_threads);
+    f->m = m;
+    f->kv = kv;
+    f->max_tok = max_tok;
+    int group = hp->n_head / hp->n_head_kv;
+    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
+    size_t B = (size_t)max_tok, e = (size_t)hp->n_embd;
+    f->x = malloc(B * e * sizeof(float));
+    f->xb = malloc(B * (q_dim > e ? q_dim : e) * sizeof(float));
+    f->q = malloc(B * q_dim * sizeof(float));
+    f->k = malloc(B * kv_dim * sizeof(float));
+    f->v = malloc(B * kv_dim * sizeof(float));
+    f->att_out = malloc(B * q_dim * sizeof(float));
+    f->hb = malloc(B * hp->n_ff * sizeof(float));
+    f->hb2 = malloc(B * hp->n_ff * sizeof(float));
+    f->att = malloc((size_t)n_threads * group * SD_ATT_CHUNK * sizeof(float));
+    f->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim, group) * sizeof(float));
+    f->xq = malloc(xq_bytes(m, max_tok) + 64);
+    /* Records for a few tokens at the longest context; a batch with more
+     * runs its attention in parts. */
+    int chunks = (kv->n_blocks * SD_KV_BLOCK + SD_ATT_CHUNK - 1) / SD_ATT_CHUNK + 1;
+    f->max_recs = hp->n_head_kv * chunks * 4;
+    f->max_units = f->max_recs + max_tok * hp->n_head_kv;
+    f->units = malloc((size_t)f->max_units * sizeof *f->units);
+    f->recs = malloc((size_t)f->max_recs * group * (hp->head_dim + 2) * sizeof(float));
+    f->pool = sd_pool_new(n_threads);
+    size_t moe_floats = sd_moe_scratch_floats(m, max_tok);
+    if (moe_floats) {
+        f->moe = malloc(moe_floats * sizeof(float));
+        f->moe_ids = calloc(B * (size_t)hp->n_layer * (size_t)hp->n_expert_used, sizeof(int32_t));
+        if (!f->moe || !f->moe_ids) {
+            sd_fwd_free(f);
+            return fwd_fail(err, "%s: out of memory for the experts' scratch (%d tokens)", m->path, max_tok);
+        }
+    }
+    if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att_out || !f->hb || !f->hb2 || !f->att || !f->att_tmp ||
+        !f->xq || !f->units || !f->recs || !f->pool) {
+        sd_fwd_free(f);
+        return fwd_fail(err, "%s: out of memory for the forward pass's scratch (%d tokens)", m->path, max_tok);
+    }
+    return 0;
+}
+
+void sd_fwd_free(sd_fwd *f)
+{
+    free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v); free(f->att_out); free(f->hb); free(f->hb2);
+    free(f->att); free(f->att_tmp); free(f->xq); free(f->units); free(f->recs); free(f->moe); free(f->moe_ids);
+    sd_pool_free(f->pool);
+    memset(f, 0, sizeof *f);
 }

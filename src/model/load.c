@@ -323,13 +323,27 @@ int sd_model_pack(sd_model *m)
     return packed;
 }
 
+/* The Jinja chat template, copied so it outlives the mapping's lack of a
+ * terminator; a missing or wrongly typed one is just absent (chat needs
+ * --chat-template then), never a reason to refuse the model. */
+static int read_chat_template(sd_model *m, char *err)
+{
+    gguf_str s;
+    char scratch[SD_ERR_LEN];
+    if (gguf_get_str(m->gguf, "tokenizer.chat_template", &s, scratch) != 1 || s.len == 0) return 0;
+    if (!(m->chat_template = malloc(s.len + 1))) return load_fail(err, m->path, "out of memory");
+    memcpy(m->chat_template, s.ptr, s.len);
+    m->chat_template[s.len] = 0;
+    return 0;
+}
+
 int sd_model_load(const char *path, sd_model **out, char *err)
 {
     sd_model *m = calloc(1, sizeof *m);
     if (!m) return load_fail(err, path, "out of memory");
     snprintf(m->path, sizeof m->path, "%s", path);
     if (gguf_open(path, &m->gguf, err) || read_hparams(m, err) || load_tensors(m, err) ||
-        sd_tokenizer_from_gguf(m->gguf, &m->tok, err)) {
+        sd_tokenizer_from_gguf(m->gguf, &m->tok, err) || read_chat_template(m, err)) {
         sd_model_free(m);
         return -1;
     }
@@ -365,6 +379,7 @@ void sd_model_free(sd_model *m)
     free(m->layers);
     free(m->output_norm);
     free(m->rope_freq_factors);
+    free(m->chat_template);
     if (m->tok) sd_tokenizer_free(m->tok);
     gguf_close(m->gguf);
     free(m);
@@ -375,4 +390,5 @@ sd_tokenizer *sd_model_tokenizer(sd_model *m) { return m->tok; }
 uint64_t sd_model_n_params(const sd_model *m) { return m->n_params; }
 uint64_t sd_model_weight_bytes(const sd_model *m) { return m->weight_bytes; }
 const char *sd_model_path(const sd_model *m) { return m->path; }
+const char *sd_model_chat_template(const sd_model *m) { return m->chat_template; }
 const char *sd_model_type_name(const sd_model *m) { return m->type_name; }

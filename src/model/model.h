@@ -43,6 +43,7 @@ struct sd_model {
     sd_tokenizer *tok;
     uint64_t n_params, weight_bytes;
     char type_name[48];
+    char *chat_template;                  /* tokenizer.chat_template (NUL-terminated copy), or NULL */
 };
 
 /* Repacks the layers' and the output's matrices for this CPU's kernels

@@ -10,7 +10,7 @@
 #include <stdatomic.h>
 
 #include "model/model.h"
-#include "model/session.h"
+#include "model/forward.h"
 
 #define SD_MOE_MAX_USED 64   /* experts per token we accept (real models use up to 10) */
 
@@ -49,18 +49,19 @@ void sd_moe_prepare(const sd_model *m, sd_moe *moe, const int32_t *experts, int 
 uint64_t sd_moe_expert_bytes(const sd_model *m);
 void sd_moe_set_lazy_pack(sd_model *m, int on);
 
-/* Floats of session scratch the MoE FFN needs (0 for a dense model) and
- * the largest activation scratch of its products. */
-size_t sd_moe_scratch_floats(const sd_model *m);
-size_t sd_moe_xq_bytes(const sd_model *m);
+/* Floats of forward-pass scratch the MoE FFN needs for batches of max_tok
+ * tokens (0 for a dense model), and the largest activation scratch of its
+ * products. */
+size_t sd_moe_scratch_floats(const sd_model *m, int max_tok);
+size_t sd_moe_xq_bytes(const sd_model *m, int max_tok);
 
-/* x[t] += MoE(xb[t]) for the n tokens of layer il (xb: the FFN-normed
- * input). Records the chosen experts in s->moe_ids. */
-void sd_moe_ffn(sd_session *s, int il, int n);
+/* f->x[t] += MoE(f->xb[t]) for the n tokens of layer il (xb: the FFN-normed
+ * input). Records the chosen experts in f->moe_ids. */
+void sd_moe_ffn(sd_fwd *f, int il, int n);
 
 /* The experts chosen for the tokens of the last forward pass (*n_tok of
- * them, at most SD_UBATCH): ids[(t * n_layer + layer) * k + j], highest
+ * them, at most max_tok): ids[(t * n_layer + layer) * k + j], highest
  * routing weight first, k = hp->n_expert_used. NULL for a dense model. */
-const int32_t *sd_moe_ids(const sd_session *s, int *n_tok);
+const int32_t *sd_moe_ids(const sd_fwd *f, int *n_tok);
 
 #endif

@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/ops.h"
-#include "model/moe.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -22,22 +20,6 @@ sd_session_params sd_session_default_params(void)
 {
     sd_session_params p = {0, 0, SD_KV_F16};
     return p;
-}
-
-/* Largest activation-conversion scratch any matrix of the model needs. */
-static size_t xq_bytes(const sd_model *m)
-{
-    size_t mx = sd_matmul_scratch_bytes(m->output.type, m->output.rows, m->output.cols, SD_UBATCH);
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        const sd_layer *L = &m->layers[il];
-        const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++) {
-            size_t b = sd_matmul_scratch_bytes(lw[i]->type, lw[i]->rows, lw[i]->cols, SD_UBATCH);
-            mx = b > mx ? b : mx;
-        }
-    }
-    size_t moe = sd_moe_xq_bytes(m);
-    return moe > mx ? moe : mx;
 }
 
 int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, char *err)
@@ -67,42 +49,20 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
-    size_t kv_dim = (size_t)hp->n_head_kv * hp->head_dim, q_dim = (size_t)hp->n_head * hp->head_dim;
-    s->kv_row = sd_row_bytes((uint32_t)p->kv_type, (int64_t)kv_dim);
-    s->kv_head = sd_row_bytes((uint32_t)p->kv_type, hp->head_dim);
-    size_t kv_bytes = (size_t)hp->n_layer * (size_t)n_ctx * s->kv_row;
-    size_t B = SD_UBATCH;
-    s->k_cache = malloc(kv_bytes);
-    s->v_cache = malloc(kv_bytes);
-    s->x = malloc(B * hp->n_embd * sizeof(float));
-    s->xb = malloc(B * (q_dim > (size_t)hp->n_embd ? q_dim : (size_t)hp->n_embd) * sizeof(float));
-    s->q = malloc(B * q_dim * sizeof(float));
-    s->k = malloc(B * kv_dim * sizeof(float));
-    s->v = malloc(B * kv_dim * sizeof(float));
-    s->att_out = malloc(B * q_dim * sizeof(float));
-    s->hb = malloc(B * hp->n_ff * sizeof(float));
-    s->hb2 = malloc(B * hp->n_ff * sizeof(float));
-    s->att = malloc((size_t)n_threads * (hp->n_head / hp->n_head_kv) * n_ctx * sizeof(float));
-    s->att_tmp = malloc((size_t)n_threads * SD_ATT_TMP(hp->head_dim, hp->n_head / hp->n_head_kv) * sizeof(float));
-    s->xq = malloc(xq_bytes(m) + 64);
-    s->logits = malloc((size_t)hp->n_vocab * sizeof(float));
-    s->pool = sd_pool_new(n_threads);
-    size_t moe_floats = sd_moe_scratch_floats(m);
-    if (moe_floats) {
-        s->moe = malloc(moe_floats * sizeof(float));
-        s->moe_ids = calloc(B * (size_t)hp->n_layer * (size_t)hp->n_expert_used, sizeof(int32_t));
-        if (!s->moe || !s->moe_ids) {
-            sd_session_free(s);
-            return sess_fail(err, "%s: out of memory for the experts' scratch", m->path);
-        }
+    if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, &s->kv, err)) {
+        free(s);
+        return -1;
     }
-    if (!s->k_cache || !s->v_cache || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att_out || !s->hb ||
-        !s->hb2 || !s->att || !s->att_tmp || !s->xq || !s->logits || !s->pool) {
+    sd_kv_seq_grow(s->kv, 0, n_ctx);   /* every block, in order: one array per head */
+    if (sd_fwd_init(&s->f, m, s->kv, SD_UBATCH, n_threads, err)) {
         sd_session_free(s);
-        return sess_fail(err, "%s: out of memory for a %d-token context (KV cache %.1f MiB)", m->path, n_ctx,
-                         2.0 * (double)kv_bytes / (1 << 20));
+        return -1;
     }
-    memset(s->logits, 0, (size_t)hp->n_vocab * sizeof(float));
+    s->logits = calloc((size_t)hp->n_vocab, sizeof(float));
+    if (!s->logits) {
+        sd_session_free(s);
+        return sess_fail(err, "out of memory");
+    }
     *out = s;
     return 0;
 }
@@ -110,11 +70,23 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
 void sd_session_free(sd_session *s)
 {
     if (!s) return;
-    free(s->k_cache); free(s->v_cache); free(s->x); free(s->xb); free(s->q); free(s->k); free(s->v);
-    free(s->att_out); free(s->hb); free(s->hb2); free(s->att); free(s->att_tmp); free(s->xq); free(s->logits);
-    free(s->moe); free(s->moe_ids);
-    sd_pool_free(s->pool);
+    sd_fwd_free(&s->f);
+    sd_kv_cache_free(s->kv);
+    free(s->logits);
     free(s);
+}
+
+void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
+{
+    for (int i = 0; i < n; i++) {
+        s->pos_buf[i] = s->pos + i;
+        s->seq_buf[i] = 0;
+        s->out_buf[i] = i;
+    }
+    sd_batch b = {n, tokens, s->pos_buf, s->seq_buf, logits_out ? s->out_buf : s->out_buf + n - 1,
+                  logits_out ? n : 1};
+    sd_forward_batch(&s->f, &b, logits_out ? logits_out : s->logits);
+    s->pos += n;
 }
 
 int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_all, char *err)

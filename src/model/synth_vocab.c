@@ -106,7 +106,7 @@ int sd_synth_vocab(gguf_writer *w, int n_vocab, char *err)
         }
     }
     if (gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2") ||
-        gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt2") ||
+        gguf_writer_set_str(w, "tokenizer.ggml.pre", "gpt-2") ||
         gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, (uint64_t)n_vocab) ||
         gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_INT32, types, (uint64_t)n_vocab) ||
         gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, NULL, (uint64_t)n_merges) ||

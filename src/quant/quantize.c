@@ -10,6 +10,7 @@
 #include "quant/recipe.h"
 #include "quant/rows.h"
 #include "showdown.h"
+#include "tensor/scale.h"
 #include "tensor/types.h"
 
 #define NAME_MAX_LEN 256
@@ -54,14 +55,24 @@ typedef struct {
     float scale;       /* NVFP4 per-tensor scale */
 } plan_row;
 
-/* Rows of an input tensor converted to F32 (the row encoder's source). */
-typedef struct { const gguf_tensor *t; size_t row_bytes; } src_rows;
+/* Rows of an input tensor converted to F32 (the row encoder's source);
+ * scale is the source's own per-tensor factor (NVFP4), 1 otherwise. */
+typedef struct { const gguf_tensor *t; size_t row_bytes; float scale; } src_rows;
 
 static void convert_rows(void *ctx, int64_t row0, int64_t n, float *dst)
 {
     const src_rows *s = ctx;
     const uint8_t *p = (const uint8_t *)s->t->data + (size_t)row0 * s->row_bytes;
-    sd_type_get(s->t->type)->to_float(p, dst, n * s->t->ne[0]);
+    int64_t m = n * s->t->ne[0];
+    sd_type_get(s->t->type)->to_float(p, dst, m);
+    if (s->scale != 1.0f)
+        for (int64_t i = 0; i < m; i++) dst[i] *= s->scale;
+}
+
+static src_rows rows_of(const gguf_file *f, const gguf_tensor *t)
+{
+    src_rows s = {t, sd_row_bytes(t->type, t->ne[0]), sd_tensor_scale(f, t)};
+    return s;
 }
 
 static int model_facts(const gguf_file *f, sd_qrecipe_model *m, char *err)
@@ -111,9 +122,10 @@ static int plan(const gguf_file *f, const sd_qrecipe *r, const sd_quantize_param
             return qfail(err, f->path, "tensor %s has format %s, which cannot be read", pr->name,
                          sd_type_name(t->type));
         if (sd_qrecipe_quantizes(pr->name, (int)t->n_dims)) {
-            if (!is_float_format(t->type))
+            if (!is_float_format(t->type) && !p->allow_requantize)
                 return qfail(err, f->path,
-                             "tensor %s is already quantized (%s): quantize from an F32, F16 or BF16 file", pr->name,
+                             "tensor %s is already quantized (%s): quantize from an F32, F16 or BF16 file "
+                             "(or allow requantizing, which adds a second loss)", pr->name,
                              sd_type_name(t->type));
             int want = sd_qrecipe_tensor_type(r, &o, &m, pr->name, t->ne[0]);
             int got = sd_type_fallback(want, t->ne[0]);
@@ -143,13 +155,18 @@ static int measure_scales(const gguf_file *f, plan_row *rows, sd_pool *pool, ggu
 {
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         plan_row *pr = &rows[i];
-        if (pr->out_type != SD_TYPE_NVFP4 || pr->copy) continue;
-        src_rows s = {pr->src, sd_row_bytes(pr->src->type, pr->src->ne[0])};
-        int64_t nrows = (int64_t)(pr->src->n_elements / (uint64_t)pr->src->ne[0]);
-        float amax;
-        if (sd_rows_amax(pool, nrows, pr->src->ne[0], convert_rows, &s, &amax))
-            return qfail(err, f->path, "out of memory measuring %s", pr->name);
-        pr->scale = sd_nvfp4_scale(amax);
+        if (pr->out_type != SD_TYPE_NVFP4) continue;
+        if (pr->copy) {
+            /* copied as it is: its scale goes with it */
+            pr->scale = sd_tensor_scale(f, pr->src);
+        } else {
+            src_rows s = rows_of(f, pr->src);
+            int64_t nrows = (int64_t)(pr->src->n_elements / (uint64_t)pr->src->ne[0]);
+            float amax;
+            if (sd_rows_amax(pool, nrows, pr->src->ne[0], convert_rows, &s, &amax))
+                return qfail(err, f->path, "out of memory measuring %s", pr->name);
+            pr->scale = sd_nvfp4_scale(amax);
+        }
         if (pr->scale != 1.0f) {
             char key[NAME_MAX_LEN + 64];
             snprintf(key, sizeof key, "%s%s", SD_TENSOR_SCALE_PREFIX, pr->name);
@@ -187,7 +204,7 @@ static int write_tensors(const gguf_file *f, const char *out_path, const plan_ro
             if (gguf_writer_write(w, t->data, (size_t)t->n_bytes, err)) return -1;
             continue;
         }
-        src_rows s = {t, sd_row_bytes(t->type, t->ne[0])};
+        src_rows s = rows_of(f, t);
         int64_t nrows = (int64_t)(t->n_elements / (uint64_t)t->ne[0]);
         if (sd_rows_write(w, out_path, pool, pr->out_type, pr->scale, nrows, t->ne[0], convert_rows, &s, err))
             return -1;

@@ -1,5 +1,6 @@
 /* `showdown quantize`: rewrite an F32/F16/BF16 GGUF model with its matrices in
- * another format or mixed recipe. Metadata is copied, general.file_type set,
+ * another format or mixed recipe (or, with allow_requantize, a quantized one:
+ * its matrices are decoded to F32 first, so two losses add up). Metadata is copied, general.file_type set,
  * 1-D tensors stay F32. Streams tensor by tensor (memory: one chunk of rows). */
 #ifndef SD_QUANT_QUANTIZE_H
 #define SD_QUANT_QUANTIZE_H
@@ -15,6 +16,8 @@ typedef struct {
     const char *target;        /* format or recipe name, any case: "q4_k_m", "NVFP4" */
     int pure;                  /* no recipe bumps: every matrix in the base format */
     int keep_output_f16;       /* output.weight (or the tied token_embd) in F16 */
+    int allow_requantize;      /* accept quantized matrices (decoded, then encoded;
+                                * one already in its target format is copied) */
     int n_threads;             /* 0: every CPU */
     gguf_progress_fn progress;
     void *progress_ctx;

@@ -9,15 +9,18 @@
 #include "tensor/types.h"
 
 static const sd_qrecipe recipes[] = {
-    /* plain formats: every matrix in that format */
+    /* plain formats: every matrix in that format (Q8_0 is a mix in
+     * llama-quantize that comes out the same) */
     {"F32", SD_FTYPE_ALL_F32, SD_TYPE_F32, 0},
     {"F16", SD_FTYPE_F16, SD_TYPE_F16, 0},
     {"BF16", SD_FTYPE_BF16, SD_TYPE_BF16, 0},
     {"Q8_0", SD_FTYPE_Q8_0, SD_TYPE_Q8_0, 0},
-    {"Q4_0", SD_FTYPE_Q4_0, SD_TYPE_Q4_0, 0},
-    {"Q4_1", SD_FTYPE_Q4_1, SD_TYPE_Q4_1, 0},
-    {"Q5_0", SD_FTYPE_Q5_0, SD_TYPE_Q5_0, 0},
-    {"Q5_1", SD_FTYPE_Q5_1, SD_TYPE_Q5_1, 0},
+    /* llama-quantize's legacy types are mixes too: the output matrix gets
+     * Q6_K (it costs the most logit error per weight), the rest the base */
+    {"Q4_0", SD_FTYPE_Q4_0, SD_TYPE_Q4_0, 1},
+    {"Q4_1", SD_FTYPE_Q4_1, SD_TYPE_Q4_1, 1},
+    {"Q5_0", SD_FTYPE_Q5_0, SD_TYPE_Q5_0, 1},
+    {"Q5_1", SD_FTYPE_Q5_1, SD_TYPE_Q5_1, 1},
     {"Q3_K", SD_FTYPE_Q3_K_S, SD_TYPE_Q3_K, 0},
     {"Q4_K", SD_FTYPE_Q4_K_S, SD_TYPE_Q4_K, 0},
     {"Q5_K", SD_FTYPE_Q5_K_S, SD_TYPE_Q5_K, 0},
@@ -125,8 +128,9 @@ int sd_qrecipe_tensor_type(const sd_qrecipe *r, const sd_qrecipe_opts *o, const 
     if (is_output && o->keep_output_f16) return SD_TYPE_F16;
     if (!r->mixed || o->pure) return r->base;
     if (is_output) {
-        /* the output matrix gets Q6_K, or Q8_0 when its rows do not fit the base blocks */
-        const sd_type_traits *tr = sd_type_get((uint32_t)r->base);
+        /* the output matrix gets Q6_K, or Q8_0 when its rows do not fit
+         * super-blocks of 256 (llama.cpp tests QK_K whatever the base) */
+        const sd_type_traits *tr = sd_type_get(SD_TYPE_Q6_K);
         if (tr && n_per_row % tr->block) return SD_TYPE_Q8_0;
         return r->base == SD_TYPE_Q8_0 ? r->base : SD_TYPE_Q6_K;
     }

@@ -1,6 +1,5 @@
-/* Building a tokenizer from GGUF metadata (every field checked), the output
- * text of each token, and sd_tokenize: special-token split, BOS, then the
- * SPM or BPE encoder. */
+/* Building a tokenizer from GGUF metadata (every field checked) and the
+ * output text of each token. Tokenizing is in tokenizer_special.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +79,7 @@ void sd_tokenizer_free(sd_tokenizer *t)
     sd_strmap_free(&t->vocab);
     free(t->merge_text);
     sd_strmap_free(&t->merges);
-    free(t->user_defined);
+    free(t->special);
     free(t);
 }
 
@@ -236,26 +235,6 @@ static void build_byte_tokens(sd_tokenizer *t)
     }
 }
 
-static int build_user_defined(sd_tokenizer *t, const gguf_file *f, char *err)
-{
-    int n = 0;
-    for (int i = 0; i < t->n_vocab; i++) n += t->type[i] == SD_TOKTYPE_USER_DEFINED && t->text_len[i] > 0;
-    if (!n) return 0;
-    t->user_defined = malloc((size_t)n * sizeof *t->user_defined);
-    if (!t->user_defined) return tok_fail(err, f, "out of memory");
-    for (int i = 0; i < t->n_vocab; i++)
-        if (t->type[i] == SD_TOKTYPE_USER_DEFINED && t->text_len[i] > 0) t->user_defined[t->n_user_defined++] = i;
-    /* longest text first, then lowest id (insertion sort: the list is short) */
-    for (int i = 1; i < n; i++) {
-        int32_t id = t->user_defined[i];
-        int j = i;
-        for (; j > 0 && t->text_len[t->user_defined[j - 1]] < t->text_len[id]; j--)
-            t->user_defined[j] = t->user_defined[j - 1];
-        t->user_defined[j] = id;
-    }
-    return 0;
-}
-
 static int load_special_ids(sd_tokenizer *t, const gguf_file *f, char *err)
 {
     /* llama.cpp's defaults for SentencePiece vocabularies: unk 0, bos 1, eos 2 */
@@ -263,15 +242,20 @@ static int load_special_ids(sd_tokenizer *t, const gguf_file *f, char *err)
     t->unk = spm ? 0 : -1;
     t->bos = spm && t->n_vocab > 1 ? 1 : -1;
     t->eos = spm && t->n_vocab > 2 ? 2 : -1;
+    int eot = -1, eom = -1;
     if (get_token_id(f, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos, err) < 0 ||
         get_token_id(f, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos, err) < 0 ||
-        get_token_id(f, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk, err) < 0)
+        get_token_id(f, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk, err) < 0 ||
+        get_token_id(f, "tokenizer.ggml.eot_token_id", t->n_vocab, &eot, err) < 0 ||
+        get_token_id(f, "tokenizer.ggml.eom_token_id", t->n_vocab, &eom, err) < 0)
         return -1;
-    t->add_bos = spm || t->pre == SD_PRE_LLAMA3;
+    t->add_bos = spm || (t->kind == SD_TOK_BPE && t->pre == SD_PRE_LLAMA3 && t->ignore_merges);
     t->add_space_prefix = spm;
     if (get_bool(f, "tokenizer.ggml.add_bos_token", &t->add_bos, err) < 0 ||
+        get_bool(f, "tokenizer.ggml.add_eos_token", &t->add_eos, err) < 0 ||
         get_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix, err) < 0)
         return -1;
+    sd_tokenizer_find_eog(t, eot, eom);
     return 0;
 }
 
@@ -287,12 +271,17 @@ static int load_kind(sd_tokenizer *t, const gguf_file *f, char *err)
         return tok_fail(err, f, "unsupported tokenizer.ggml.model '%.*s' (supported: llama, gpt2)",
                         (int)(model.len > 40 ? 40 : model.len), model.ptr);
     if ((r = gguf_get_str(f, "tokenizer.ggml.pre", &pre, err)) < 0) return -1;
-    t->pre = SD_PRE_GPT2;
-    if (r && (gguf_str_eq(pre, "llama-bpe") || gguf_str_eq(pre, "llama3") || gguf_str_eq(pre, "smaug-bpe")))
-        t->pre = SD_PRE_LLAMA3;
-    else if (r && (gguf_str_eq(pre, "qwen2") || gguf_str_eq(pre, "deepseek-r1-qwen")))
-        t->pre = SD_PRE_QWEN2;
-    t->ignore_merges = t->kind == SD_TOK_BPE && t->pre == SD_PRE_LLAMA3;
+    /* SentencePiece vocabularies have no pre-tokenizer: the name is unused. */
+    if (t->kind != SD_TOK_BPE) return 0;
+    if (!r) {
+        t->pre = SD_PRE_DEFAULT;   /* the reference engine's choice for a missing name */
+        snprintf(t->warning, sizeof t->warning, "no tokenizer.ggml.pre in the file: using the 'default' pre-tokenizer");
+    } else if (!sd_pretok_by_name(pre.ptr, pre.len, &t->pre, &t->ignore_merges)) {
+        t->pre = SD_PRE_GPT2;
+        snprintf(t->warning, sizeof t->warning, "unknown pre-tokenizer '%.*s': using the gpt-2 rule instead",
+                 (int)(pre.len > 40 ? 40 : pre.len), pre.ptr);
+        gguf_msg_clean(t->warning);
+    }
     return 0;
 }
 
@@ -312,96 +301,14 @@ int sd_tokenizer_from_gguf(const gguf_file *f, sd_tokenizer **out, char *err)
     }
     t->n_vocab = (int)tokens->arr_n;
     if (load_texts(t, tokens, f, err) || load_scores_types(t, f, err) || load_special_ids(t, f, err) ||
-        (t->kind == SD_TOK_BPE && load_merges(t, f, err)) || build_pieces(t, f, err) ||
-        build_user_defined(t, f, err))
+        (t->kind == SD_TOK_BPE && load_merges(t, f, err)) || build_pieces(t, f, err))
         goto fail;
+    if (sd_tokenizer_build_special(t)) { tok_fail(err, f, "out of memory"); goto fail; }
     build_byte_tokens(t);
     *out = t;
     return 0;
 fail:
     sd_tokenizer_free(t);
-    return -1;
-}
-
-/* ---- tokenizing --------------------------------------------------------- */
-
-/* A stretch of the input: raw text, or one user-defined token found in it. */
-typedef struct { size_t off, len; int32_t id; } fragment;
-
-/* Splits raw fragments at every occurrence of each user-defined token, longest
- * tokens first (llama.cpp matches these even when special tokens are off). */
-static int split_user_defined(const sd_tokenizer *t, const char *text, fragment **frags, int *n_frags)
-{
-    for (int u = 0; u < t->n_user_defined; u++) {
-        int32_t id = t->user_defined[u];
-        const char *tok = t->text + t->text_off[id];
-        size_t tl = t->text_len[id];
-        int n = *n_frags, cap = 0;   /* next starts empty: its capacity too */
-        fragment *next = NULL;
-        int m = 0;
-        for (int i = 0; i < n; i++) {
-            fragment fr = (*frags)[i];
-            for (;;) {
-                const char *hit = fr.id < 0 ? memmem(text + fr.off, fr.len, tok, tl) : NULL;
-                if (m + 2 >= cap) {
-                    cap = cap * 2 + 4;
-                    fragment *g = realloc(next, (size_t)cap * sizeof *g);
-                    if (!g) { free(next); return -1; }
-                    next = g;
-                }
-                if (!hit) { next[m++] = fr; break; }
-                size_t before = (size_t)(hit - (text + fr.off));
-                if (before) next[m++] = (fragment){fr.off, before, -1};
-                next[m++] = (fragment){fr.off + before, tl, id};
-                fr.off += before + tl;
-                fr.len -= before + tl;
-                if (!fr.len) break;
-            }
-        }
-        free(*frags);
-        *frags = next;
-        *n_frags = m;
-    }
-    return 0;
-}
-
-/* add_bos asks for the special tokens the vocabulary wants in front (BOS when
- * tokenizer.ggml.add_bos_token says so, which defaults to true for
- * SentencePiece and Llama 3 vocabularies), as llama.cpp's add_special does.
- * Special tokens are not parsed from the text; user-defined ones are. */
-int sd_tokenize(const sd_tokenizer *t, const char *text, size_t len, int add_bos,
-                int32_t **out, int *n_out, char *err)
-{
-    *out = NULL;
-    *n_out = 0;
-    if (!text && len) { if (err) snprintf(err, SD_ERR_LEN, "tokenize: NULL text"); return -1; }
-    if (len > (1u << 30)) { if (err) snprintf(err, SD_ERR_LEN, "tokenize: text of %zu bytes is too long", len); return -1; }
-    sd_toklist l = {0};
-    int n_frags = len ? 1 : 0, is_prev_special = 1;
-    fragment *frags = malloc(sizeof *frags);
-    if (!frags || sd_toklist_push(&l, 0)) goto oom;  /* ensures *out is never NULL */
-    l.n = 0;
-    frags[0] = (fragment){0, len, -1};
-    if (t->n_user_defined && split_user_defined(t, text, &frags, &n_frags)) goto oom;
-    if (add_bos && t->add_bos && t->bos >= 0 && sd_toklist_push(&l, t->bos)) goto oom;
-    for (int i = 0; i < n_frags; i++) {
-        const fragment *fr = &frags[i];
-        int rc;
-        if (fr->id >= 0) rc = sd_toklist_push(&l, fr->id);
-        else if (t->kind == SD_TOK_SPM)
-            rc = sd_spm_encode(t, text + fr->off, fr->len, t->add_space_prefix && is_prev_special, &l);
-        else rc = sd_bpe_encode(t, text + fr->off, fr->len, &l);
-        if (rc) goto oom;
-        is_prev_special = fr->id >= 0;
-    }
-    free(frags);
-    *out = l.v;
-    *n_out = l.n;
-    return 0;
-oom:
-    free(frags);
-    free(l.v);
-    if (err) snprintf(err, SD_ERR_LEN, "tokenize: out of memory");
     return -1;
 }
 
@@ -414,5 +321,5 @@ const char *sd_token_piece(const sd_tokenizer *t, int32_t id, size_t *len)
 
 int sd_token_bos(const sd_tokenizer *t) { return t->bos; }
 int sd_token_eos(const sd_tokenizer *t) { return t->eos; }
-int sd_token_is_eog(const sd_tokenizer *t, int32_t id) { return id >= 0 && id == t->eos; }
 int sd_tokenizer_n_vocab(const sd_tokenizer *t) { return t->n_vocab; }
+const char *sd_tokenizer_warning(const sd_tokenizer *t) { return t && t->warning[0] ? t->warning : NULL; }

@@ -22,9 +22,26 @@ enum {
 
 typedef enum { SD_TOK_SPM = 0, SD_TOK_BPE = 1 } sd_tok_kind;
 
-/* Which GPT-2-family pre-tokenizer regex a BPE vocabulary expects
- * (tokenizer.ggml.pre); see tokenizer_pretok.c for what each does. */
-typedef enum { SD_PRE_GPT2 = 0, SD_PRE_LLAMA3 = 1, SD_PRE_QWEN2 = 2 } sd_pretok_kind;
+#define SD_MAX_EOG 16
+
+/* Which pre-tokenizer rule a BPE vocabulary expects (tokenizer.ggml.pre,
+ * by the reference engine's names: sd_pretok_by_name); see
+ * tokenizer_pretok.c for what each does. */
+typedef enum {
+    SD_PRE_GPT2 = 0,     /* gpt-2 (and mpt, olmo, jais, phi-2, ...) */
+    SD_PRE_LLAMA3 = 1,   /* llama-bpe, llama3, smaug-bpe, dbrx, falcon3 */
+    SD_PRE_QWEN2 = 2,    /* qwen2, stablelm2, deepseek-r1-qwen, megrez */
+    SD_PRE_SMOLLM = 3,   /* smollm, starcoder, refact, command-r, ...: each digit alone, then GPT-2 */
+    SD_PRE_DEFAULT = 4,  /* default (and a missing tokenizer.ggml.pre): punctuation runs, GPT-2,
+                            number runs, then three ASCII digits at a time */
+    SD_PRE_COUNT
+} sd_pretok_kind;
+
+/* The rule for a tokenizer.ggml.pre name: 1 known (*kind, *ignore_merges set:
+ * whether a whole word found in the vocabulary skips the merges, as the
+ * reference engine does for Llama 3), 0 unknown. */
+int sd_pretok_by_name(const char *name, size_t len, sd_pretok_kind *kind, int *ignore_merges);
+const char *sd_pretok_name(sd_pretok_kind kind);
 
 /* Open-addressing map from a byte string to an int32 (token id or merge rank).
  * Keys point into memory the tokenizer owns. */
@@ -49,15 +66,25 @@ struct sd_tokenizer {
     char *merge_text;           /* BPE: "left right" strings */
     sd_strmap merges;           /* "left right" -> rank (first duplicate wins) */
     int32_t byte_token[256];    /* token for a raw byte (SPM: <0xNN>, BPE: its mapped char); -1 none */
-    int32_t *user_defined;      /* ids of type-4 tokens, longest text first */
-    int n_user_defined;
+    int32_t *special;           /* ids of user-defined, control and unknown tokens with text,
+                                   longest text first (the split of sd_tokenize) */
+    int n_special, n_user_defined;
     int bos, eos, unk;          /* -1: none */
-    int add_bos, add_space_prefix, ignore_merges;
+    int eog[SD_MAX_EOG];        /* end-of-generation ids (sd_token_is_eog) */
+    int n_eog;
+    int add_bos, add_eos, add_space_prefix, ignore_merges;
     int max_token_len;
+    char warning[160];          /* what loading replaced or guessed (sd_tokenizer_warning); "" none */
 };
 
 int sd_tokenizer_from_gguf(const gguf_file *f, sd_tokenizer **out, char *err);
 void sd_tokenizer_free(sd_tokenizer *t);
+
+/* Loading's last steps (tokenizer_special.c): the list of tokens the text is
+ * split at (-1 out of memory), and the end-of-generation ids from EOS, the
+ * EOT/EOM ids (-1: none) and the end-of-turn tokens found by name. */
+int sd_tokenizer_build_special(sd_tokenizer *t);
+void sd_tokenizer_find_eog(sd_tokenizer *t, int eot, int eom);
 
 /* ---- shared by the tokenizer files ------------------------------------- */
 

@@ -1,0 +1,27 @@
+/* The OpenAI error object: {"error":{"message","type","param","code"}}. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/api.h"
+
+static json_t *str_or_null(const char *s)
+{
+    return s[0] ? json_stringn(s, strlen(s)) : json_null();
+}
+
+char *sd_api_error_json(const sd_api_error *e)
+{
+    /* The message may quote request bytes cut at SD_ERR_LEN: keep it valid UTF-8. */
+    char msg[SD_ERR_LEN];
+    size_t n = strlen(e->message);
+    memcpy(msg, e->message, n + 1);
+    while (n && !sd_utf8_valid(msg, n)) msg[--n] = 0;
+    json_t *o = json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message", json_stringn(msg, n), "type",
+                          e->type[0] ? e->type : "invalid_request_error", "param", str_or_null(e->param), "code",
+                          str_or_null(e->code));
+    if (!o) return NULL;
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}

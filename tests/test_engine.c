@@ -1,0 +1,487 @@
+/* The serving engine: a request's greedy tokens equal sd_session's greedy
+ * decoding of the same prompt; cancel, queue limits, max_tokens, callback
+ * stop, context limits, log-probabilities and shutdown behave as engine.h
+ * promises. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "showdown.h"
+#include "model/model.h"
+#include "serve/engine.h"
+#include "common.h"
+
+#define MAXG 600
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, n_tok, n_prompt_ev;
+    int32_t tok[MAXG];
+    float lp[MAXG];
+    sd_gen_event last_tok;      /* the last TOKEN event */
+    float prompt_lp[MAXG];
+    int32_t prompt_tok[MAXG];
+    sd_gen_event done_ev;
+    int stop_after;             /* > 0: the callback returns 1 at this many tokens */
+    int sleep_us;               /* per token: a slow consumer */
+    int order_ok;               /* events arrive in order, DONE last */
+} collect;
+
+static void col_init(collect *c)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->order_ok = 1;
+}
+
+static int on_event(const sd_gen_event *ev, void *user)
+{
+    collect *c = user;
+    pthread_mutex_lock(&c->mu);
+    int ret = 0;
+    if (c->done) c->order_ok = 0;
+    if (ev->kind == SD_EV_PROMPT) {
+        if (ev->index != c->n_prompt_ev || c->n_tok) c->order_ok = 0;
+        if (c->n_prompt_ev < MAXG) {
+            c->prompt_lp[c->n_prompt_ev] = ev->logprob;
+            c->prompt_tok[c->n_prompt_ev] = ev->token;
+        }
+        c->n_prompt_ev++;
+    } else if (ev->kind == SD_EV_TOKEN) {
+        if (ev->index != c->n_tok) c->order_ok = 0;
+        if (c->n_tok < MAXG) {
+            c->tok[c->n_tok] = ev->token;
+            c->lp[c->n_tok] = ev->logprob;
+        }
+        c->last_tok = *ev;
+        c->n_tok++;
+        if (c->stop_after && c->n_tok == c->stop_after) ret = 1;
+    } else {
+        c->done_ev = *ev;
+        c->done = 1;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (ev->kind == SD_EV_TOKEN && c->sleep_us) usleep((useconds_t)c->sleep_us);
+    return ret;
+}
+
+static void col_wait(collect *c)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int col_tokens(collect *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->n_tok;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+static sd_model *load(const char *rel)
+{
+    char p[512], err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(p, sizeof p, rel), &m, err), 0, "%s", err);
+    return m;
+}
+
+static sd_engine *start(sd_model *m, int slots, int n_ctx, int max_queue)
+{
+    sd_engine_params p = sd_engine_default_params();
+    p.n_slots = slots;
+    p.n_ctx = n_ctx;
+    p.n_threads = 2;
+    p.max_queue = max_queue;
+    p.kv_type = SD_KV_F32;
+    sd_engine *e;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
+    return e;
+}
+
+static sd_gen_request greedy(const int32_t *prompt, int n, int max_tokens)
+{
+    sd_gen_request r;
+    memset(&r, 0, sizeof r);
+    r.prompt = prompt;
+    r.n_prompt = n;
+    r.max_tokens = max_tokens;
+    r.sampling = sd_sampler_default_params();
+    r.sampling.temp = 0;
+    r.ignore_eos = 1;
+    return r;
+}
+
+static uint64_t submit(sd_engine *e, const sd_gen_request *r, collect *c)
+{
+    uint64_t id;
+    int full;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_engine_submit(e, r, on_event, c, &id, &full, err), 0, "%s", err);
+    return id;
+}
+
+/* Deterministic test prompts: varied ids inside the vocabulary. */
+static void make_prompt(int32_t *p, int n, int seed, int nv)
+{
+    for (int i = 0; i < n; i++) p[i] = (int32_t)(1 + (seed * 131 + i * 37 + i * i * 7) % (nv - 1));
+}
+
+/* Greedy decoding with sd_session: the truth a request must match. */
+static void session_greedy(sd_model *m, const int32_t *prompt, int n, int n_gen, int32_t *out)
+{
+    char err[SD_ERR_LEN];
+    sd_session_params sp = {256, 2, SD_KV_F32};
+    sd_session *s;
+    cr_assert_eq(sd_session_new(m, &sp, &s, err), 0, "%s", err);
+    cr_assert_eq(sd_session_eval(s, prompt, n, NULL, err), 0, "%s", err);
+    sd_sampler_params g = sd_sampler_default_params();
+    g.temp = 0;
+    sd_sampler *smp = sd_sampler_new(&g, sd_model_hparams(m)->n_vocab);
+    for (int i = 0; i < n_gen; i++) {
+        out[i] = sd_sample(smp, sd_session_logits(s));
+        if (i + 1 < n_gen) cr_assert_eq(sd_session_eval(s, &out[i], 1, NULL, err), 0, "%s", err);
+    }
+    sd_sampler_free(smp);
+    sd_session_free(s);
+}
+
+Test(engine, greedy_equals_session, .timeout = 120)
+{
+    sd_model *m = load("models/tiny-q8_0.gguf");
+    int nv = sd_model_hparams(m)->n_vocab;
+    sd_engine *e = start(m, 2, 256, 0);
+    int32_t prompt[40], want[32];
+    make_prompt(prompt, 40, 1, nv);
+    session_greedy(m, prompt, 40, 32, want);
+    sd_gen_request r = greedy(prompt, 40, 32);
+    collect c;
+    col_init(&c);
+    submit(e, &r, &c);
+    col_wait(&c);
+    cr_assert(c.order_ok);
+    cr_assert_eq(c.done_ev.finish, SD_FINISH_LENGTH);
+    cr_assert_eq(c.n_tok, 32);
+    cr_assert_eq(c.done_ev.n_gen, 32);
+    cr_assert_eq(c.done_ev.n_prompt, 40);
+    for (int i = 0; i < 32; i++) {
+        cr_assert_eq(c.tok[i], want[i], "token %d: %d, sd_session %d", i, c.tok[i], want[i]);
+        cr_assert(c.lp[i] <= 0 && isfinite(c.lp[i]));
+    }
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, max_tokens_and_callback_stop, .timeout = 60)
+{
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 2, 128, 0);
+    int32_t prompt[8];
+    make_prompt(prompt, 8, 2, sd_model_hparams(m)->n_vocab);
+    sd_gen_request r = greedy(prompt, 8, 5);
+    collect a, b, z;
+    col_init(&a);
+    col_init(&b);
+    col_init(&z);
+    b.stop_after = 3;
+    submit(e, &r, &a);
+    r.max_tokens = 50;
+    submit(e, &r, &b);
+    r.max_tokens = 0;
+    submit(e, &r, &z);
+    col_wait(&a);
+    col_wait(&b);
+    col_wait(&z);
+    cr_assert_eq(a.done_ev.finish, SD_FINISH_LENGTH);
+    cr_assert_eq(a.n_tok, 5);
+    cr_assert_eq(b.done_ev.finish, SD_FINISH_STOP);
+    cr_assert_eq(b.n_tok, 3);
+    cr_assert_eq(b.done_ev.n_gen, 3);
+    cr_assert_eq(z.done_ev.finish, SD_FINISH_LENGTH);
+    cr_assert_eq(z.n_tok, 0);
+    cr_assert(a.order_ok && b.order_ok && z.order_ok);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, context_full_ends_with_length, .timeout = 60)
+{
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 1, 32, 0);
+    int32_t prompt[10];
+    make_prompt(prompt, 10, 3, sd_model_hparams(m)->n_vocab);
+    sd_gen_request r = greedy(prompt, 10, -1);
+    collect c;
+    col_init(&c);
+    submit(e, &r, &c);
+    col_wait(&c);
+    cr_assert_eq(c.done_ev.finish, SD_FINISH_LENGTH);
+    /* 22 more positions after the prompt, and the last token is never stored. */
+    cr_assert_eq(c.n_tok, 32 - 10 + 1);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, bad_requests_refused, .timeout = 60)
+{
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 1, 64, 0);
+    int32_t prompt[65];
+    make_prompt(prompt, 65, 4, sd_model_hparams(m)->n_vocab);
+    char err[SD_ERR_LEN];
+    uint64_t id;
+    int full = -1;
+    collect c;
+    col_init(&c);
+    sd_gen_request r = greedy(prompt, 65, 4);
+    cr_assert_eq(sd_engine_submit(e, &r, on_event, &c, &id, &full, err), -1);
+    cr_assert(strstr(err, "context"), "%s", err);
+    cr_assert_eq(full, 0);
+    r.n_prompt = 0;
+    cr_assert_eq(sd_engine_submit(e, &r, on_event, &c, &id, &full, err), -1);
+    cr_assert(strstr(err, "empty"), "%s", err);
+    r.n_prompt = 4;
+    prompt[2] = 512;
+    cr_assert_eq(sd_engine_submit(e, &r, on_event, &c, &id, &full, err), -1);
+    cr_assert(strstr(err, "out of range"), "%s", err);
+    prompt[2] = 7;
+    r.n_top = SD_ENGINE_MAX_TOP + 1;
+    cr_assert_eq(sd_engine_submit(e, &r, on_event, &c, &id, &full, err), -1);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, cancel_and_queue_full, .timeout = 60)
+{
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 1, 512, 1);
+    int32_t prompt[6];
+    make_prompt(prompt, 6, 5, sd_model_hparams(m)->n_vocab);
+    sd_gen_request r = greedy(prompt, 6, -1);
+    collect a, b, x;
+    col_init(&a);
+    col_init(&b);
+    col_init(&x);
+    a.sleep_us = b.sleep_us = 2000;   /* ~1 s for a whole context */
+    uint64_t ida = submit(e, &r, &a), idb = submit(e, &r, &b), id;
+    /* One busy slot and one waiting request: the third is refused. */
+    char err[SD_ERR_LEN];
+    int full = 0;
+    cr_assert_eq(sd_engine_submit(e, &r, on_event, &x, &id, &full, err), -1);
+    cr_assert_eq(full, 1);
+    cr_assert(strstr(err, "queue"), "%s", err);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_eq(st.n_slots, 1);
+    cr_assert_eq(st.busy_slots + st.queued, 2);
+    while (col_tokens(&a) < 3) usleep(1000);
+    sd_engine_cancel(e, ida);
+    col_wait(&a);
+    cr_assert_eq(a.done_ev.finish, SD_FINISH_CANCELLED);
+    cr_assert(a.n_tok < 100, "%d tokens after cancel", a.n_tok);
+    /* b takes the slot; cancel it while it runs, then unknown ids are ignored. */
+    while (col_tokens(&b) < 2) usleep(1000);
+    sd_engine_cancel(e, idb);
+    sd_engine_cancel(e, 987654);
+    col_wait(&b);
+    cr_assert_eq(b.done_ev.finish, SD_FINISH_CANCELLED);
+    cr_assert(b.done_ev.queued_ms >= 0 && b.done_ev.prompt_ms >= 0 && b.done_ev.gen_ms >= 0);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, shutdown_cancels_everything, .timeout = 60)
+{
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 2, 512, 8);
+    int32_t prompt[6];
+    make_prompt(prompt, 6, 6, sd_model_hparams(m)->n_vocab);
+    sd_gen_request r = greedy(prompt, 6, -1);
+    collect c[4];
+    for (int i = 0; i < 4; i++) {
+        col_init(&c[i]);
+        c[i].sleep_us = 2000;
+        submit(e, &r, &c[i]);
+    }
+    while (col_tokens(&c[0]) < 1) usleep(1000);
+    sd_engine_free(e);
+    for (int i = 0; i < 4; i++) {
+        cr_assert(c[i].done, "request %d got no DONE", i);
+        cr_assert_eq(c[i].done_ev.finish, SD_FINISH_CANCELLED);
+    }
+    sd_model_free(m);
+}
+
+Test(engine, log_probabilities_match_the_session, .timeout = 60)
+{
+    sd_model *m = load("models/tiny-q8_0.gguf");
+    int nv = sd_model_hparams(m)->n_vocab;
+    sd_engine *e = start(m, 1, 256, 0);
+    enum { N = 70 };   /* longer than one prefill pass */
+    int32_t prompt[N];
+    make_prompt(prompt, N, 7, nv);
+    sd_gen_request r = greedy(prompt, N, 3);
+    r.prompt_logprobs = 1;
+    r.n_top = 5;
+    collect c;
+    col_init(&c);
+    submit(e, &r, &c);
+    col_wait(&c);
+    cr_assert(c.order_ok);
+    cr_assert_eq(c.n_prompt_ev, N);
+    /* Truth: log-softmax of sd_session's rows. */
+    char err[SD_ERR_LEN];
+    sd_session_params sp = {256, 2, SD_KV_F32};
+    sd_session *s;
+    cr_assert_eq(sd_session_new(m, &sp, &s, err), 0, "%s", err);
+    float *rows = malloc((size_t)N * nv * sizeof *rows);
+    cr_assert_eq(sd_session_eval(s, prompt, N, rows, err), 0, "%s", err);
+    cr_assert_eq(c.prompt_lp[0], 0.0f);
+    for (int i = 1; i < N; i++) {
+        const float *l = rows + (size_t)(i - 1) * nv;
+        double mx = -INFINITY, z = 0;
+        for (int k = 0; k < nv; k++) mx = l[k] > mx ? l[k] : mx;
+        for (int k = 0; k < nv; k++) z += exp(l[k] - mx);
+        double want = l[prompt[i]] - mx - log(z);
+        cr_assert_eq(c.prompt_tok[i], prompt[i]);
+        cr_assert(fabs(c.prompt_lp[i] - want) < 1e-3, "prompt token %d: %f, want %f", i, c.prompt_lp[i], want);
+    }
+    /* The last token event: greedy, so the chosen token is the best of the top list. */
+    sd_gen_event *t = &c.last_tok;
+    cr_assert_eq(t->n_top, 5);
+    cr_assert_eq(t->top_id[0], t->token);
+    cr_assert_float_eq(t->top_logprob[0], t->logprob, 1e-6);
+    for (int k = 1; k < 5; k++) cr_assert(t->top_logprob[k] <= t->top_logprob[k - 1]);
+    free(rows);
+    sd_session_free(s);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, penalties_change_greedy_choice, .timeout = 60)
+{
+    /* A huge frequency penalty forbids repeating a generated token. */
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start(m, 1, 128, 0);
+    int32_t prompt[4];
+    make_prompt(prompt, 4, 8, sd_model_hparams(m)->n_vocab);
+    sd_gen_request r = greedy(prompt, 4, 40);
+    r.frequency_penalty = 1000;
+    collect c;
+    col_init(&c);
+    submit(e, &r, &c);
+    col_wait(&c);
+    cr_assert_eq(c.n_tok, 40);
+    for (int i = 0; i < 40; i++)
+        for (int k = 0; k < i; k++) cr_assert_neq(c.tok[i], c.tok[k], "token %d repeats token %d", i, k);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+/* ---- milestone 2: batching, prefix cache, chunked prefill -------------- */
+
+static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch)
+{
+    sd_engine_params p = sd_engine_default_params();
+    p.n_slots = slots;
+    p.n_ctx = n_ctx;
+    p.n_threads = 2;
+    p.n_batch = n_batch;
+    p.kv_type = SD_KV_F32;
+    sd_engine *e;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
+    return e;
+}
+
+/* Each of 8 requests decoded together returns the tokens it returns alone,
+ * and sd_session's greedy tokens. */
+/* Exact when every matrix product is batch-invariant (packed weights, F32:
+ * tests/test_batch_invariance.c); otherwise the same tokens and
+ * log-probabilities within LP_BOUND (docs/ARCHITECTURE.md, determinism). */
+#define LP_BOUND 2e-3
+
+static int all_invariant(const sd_model *m)
+{
+    const sd_hparams *hp = sd_model_hparams(m);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const sd_layer *L = &m->layers[il];
+        const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
+        for (int i = 0; i < SD_LAYER_N_MATRICES; i++)
+            if (!lw[i]->packed && lw[i]->type != 0) return 0;
+    }
+    return m->output.packed || m->output.type == 0;
+}
+
+static void concurrent_equals_solo(const char *model, int kv_f16)
+{
+    enum { R = 8, G = 24 };
+    sd_model *m = load(model);
+    int exact = all_invariant(m);
+    cr_log_info("%s: %s", model, exact ? "every product batch-invariant: exact" : "within the bound");
+    int nv = sd_model_hparams(m)->n_vocab;
+    int32_t prompt[R][48], want[R][G];
+    int len[R];
+    for (int i = 0; i < R; i++) {
+        len[i] = 5 + 5 * i;
+        make_prompt(prompt[i], len[i], 10 + i, nv);
+        if (!kv_f16) session_greedy(m, prompt[i], len[i], G, want[i]);
+    }
+    sd_engine_params p = sd_engine_default_params();
+    p.n_slots = R;
+    p.n_ctx = 512;
+    p.n_threads = 2;
+    p.n_batch = 64;
+    p.kv_type = kv_f16 ? SD_KV_F16 : SD_KV_F32;
+    char err[SD_ERR_LEN];
+    sd_engine *e;
+    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
+    static collect solo[R], many[R];
+    for (int i = 0; i < R; i++) {
+        sd_gen_request r = greedy(prompt[i], len[i], G);
+        col_init(&solo[i]);
+        submit(e, &r, &solo[i]);
+        col_wait(&solo[i]);
+    }
+    for (int i = 0; i < R; i++) {
+        sd_gen_request r = greedy(prompt[i], len[i], G);
+        col_init(&many[i]);
+        submit(e, &r, &many[i]);
+    }
+    for (int i = 0; i < R; i++) col_wait(&many[i]);
+    for (int i = 0; i < R; i++) {
+        cr_assert_eq(solo[i].n_tok, G);
+        cr_assert_eq(many[i].n_tok, G);
+        for (int k = 0; k < G; k++) {
+            cr_assert_eq(many[i].tok[k], solo[i].tok[k], "request %d token %d: %d together, %d alone", i, k,
+                         many[i].tok[k], solo[i].tok[k]);
+            if (exact)
+                cr_assert_eq(many[i].lp[k], solo[i].lp[k], "request %d token %d: log-probability %.9g together, %.9g alone",
+                             i, k, many[i].lp[k], solo[i].lp[k]);
+            else
+                cr_assert(fabsf(many[i].lp[k] - solo[i].lp[k]) <= LP_BOUND,
+                          "request %d token %d: log-probability %.9g together, %.9g alone", i, k, many[i].lp[k],
+                          solo[i].lp[k]);
+            if (!kv_f16) cr_assert_eq(solo[i].tok[k], want[i][k], "request %d token %d: %d, sd_session %d", i, k,
+                                      solo[i].tok[k], want[i][k]);
+        }
+    }
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_eq(st.generated_tokens, 2 * R * G);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, eight_concurrent_equal_solo_q8_0, .timeout = 120) { concurrent_equals_solo("models/tiny-q8_0.gguf", 0); }
+Test(engine, eight_concurrent_equal_solo_q4_k, .timeout = 120) { concurrent_equals_solo("models/tiny-q4_k_m.gguf", 0); }
+Test(engine, eight_concurrent_equal_solo_f16_kv, .timeout = 120) { concurrent_equals_solo("models/tiny-f16.gguf", 1); }
+Test(engine, eight_concurrent_equal_solo_f32, .timeout = 120) { concurrent_equals_solo("models/tiny-f32.gguf", 0); }
