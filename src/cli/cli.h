@@ -21,6 +21,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 /* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
@@ -40,6 +41,12 @@ char *read_file_bytes(const char *path, size_t *len);
 typedef struct sd_session sd_session;
 int dump_experts(FILE *f, const sd_session *s, const int32_t *toks, int pos0);
 int dump_experts_eval(FILE *f, sd_session *s, const int32_t *toks, int n, float *rows, char *err);
+
+/* -ngl N|auto (gpu_flags.c): 0 ok, -1 with a message printed. */
+int parse_ngl(const char *flag, const char *v, int *out);
+/* Offloads per -ngl/--device (nothing when both are 0) and prints what runs
+ * where on stderr; 1 (message printed) on an error. */
+int gpu_offload(sd_model *m, int ngl, int device, int n_ctx, sd_kv_type kv);
 
 /* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
  * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */

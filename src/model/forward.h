@@ -52,6 +52,8 @@ typedef struct {
     float *moe;            /* MoE FFN scratch (model/moe.h), or NULL for a dense model */
     int32_t *moe_ids;      /* the last pass's chosen experts, moe_n tokens */
     int moe_n;
+    struct sd_gpu_state *gpu;   /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
+    char *gpu_err;         /* set when a GPU step failed: that batch's results are void */
 } sd_fwd;
 
 /* Scratch for batches of up to max_tok tokens over the cache kv. */
