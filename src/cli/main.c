@@ -11,7 +11,7 @@ static const struct { const char *name; sd_cmd_fn fn; const char *what; } comman
     {"info", cmd_info, "describe a GGUF model file"},
     {"synth", cmd_synth, "write a random-weight model of a real model's shape"},
     {"quantize", cmd_quantize, "convert a model's weights to another format or recipe"},
-    {"bench", cmd_bench, "measure tokens/s, TTFT, memory, energy (llama-bench flags)"},
+    {"bench", cmd_bench, "measure tokens/s, TTFT, memory, energy (llama-bench flags); --url: any OpenAI server under load"},
     {"report", cmd_report, "draw bench results (JSON lines) as an SVG or HTML report"},
     {"calibrate", cmd_calibrate, "measure this machine's bandwidth and compute ceilings"},
     {"ppl", cmd_ppl, "perplexity, KL divergence vs a base model, quality cost per format"},

@@ -17,7 +17,7 @@ typedef struct {
     int on;
     sd_vk_buffer w[7], vec[N_VEC];
     sd_weight meta[7];   /* shape and format (data not kept) */
-    float rope_base;
+    float rope_base, rope_scale;
 } vk_layer;
 
 struct sd_gpu_model {
@@ -123,6 +123,7 @@ static int vk_upload_layer(sd_gpu_model *g, int il, const sd_gpu_layer *L, char 
         upload_vec(g, L->k_norm, s->head_dim, &V->vec[V_KN], err))
         return -1;
     V->rope_base = L->rope_base;
+    V->rope_scale = L->rope_scale;
     V->on = 1;
     return 0;
 }
@@ -363,7 +364,7 @@ static void record_layer(rec *R, int il, int n, int pos)
         barrier(R);
     }
     struct { uint32_t n_tok, n_head, hd, pos0; float base, scale; uint32_t neox, has_ff; } rq = {
-        (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, (uint32_t)pos, L->rope_base, s->rope_scale,
+        (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, (uint32_t)pos, L->rope_base, L->rope_scale,
         (uint32_t)s->rope_neox, s->rope_freq_factors != NULL}, rk = rq;
     rk.n_head = (uint32_t)s->n_head_kv;
     elementwise(R, SD_VK_ROPE, &st->q, &g->freq, &rq, sizeof rq, (uint64_t)n * s->n_head * (hd / 2));
