@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "showdown.h"
+#include "gpu/spv.h"
 #include "gpu/vk.h"
 #include "tensor/types.h"
 
@@ -45,6 +46,10 @@ struct sd_gpu_state {
 static int vk_list(sd_gpu_device_info *out, int max, char *err)
 {
     sd_vk_instance vk;
+    if (!sd_spv_table[0].name) {
+        snprintf(err, SD_ERR_LEN, "vulkan: this build has no shaders (glslc was missing when it was built)");
+        return 0;
+    }
     if (sd_vk_instance_new(&vk, err)) return 0;
     VkPhysicalDevice devs[16];
     int n = 0;
