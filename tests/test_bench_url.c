@@ -31,6 +31,7 @@ static struct {
     int n_completions, n_tokenize;
     long tokens_sent;
     double arrival_ms[MAX_ARRIVALS];
+    char *prompt[MAX_ARRIVALS];   /* the prompt of each request, in arrival order */
     volatile int stopping;
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -111,12 +112,15 @@ static enum MHD_Result completion(struct MHD_Connection *c, const char *mode, in
     int max_tokens = (int)json_integer_value(json_object_get(req, "max_tokens"));
     int want_usage = json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
     int n_prompt = prompt ? words_in(prompt) : 0;
-    json_decref(req);
     if (max_tokens <= 0) max_tokens = 3;
     pthread_mutex_lock(&srv.mu);
     int k = srv.n_completions++;
-    if (k < MAX_ARRIVALS) srv.arrival_ms[k] = sd_time_ms();
+    if (k < MAX_ARRIVALS) {
+        srv.arrival_ms[k] = sd_time_ms();
+        srv.prompt[k] = strdup(prompt ? prompt : "");
+    }
     pthread_mutex_unlock(&srv.mu);
+    json_decref(req);
 
     if (!strcmp(mode, "e500") || (!strcmp(mode, "mixed") && k % 3 == 2))
         return reply(c, 500, "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}", "application/json");
@@ -218,6 +222,7 @@ static void server_stop(void)
     srv.stopping = 1;
     if (srv.d) MHD_stop_daemon(srv.d);
     srv.d = NULL;
+    for (int i = 0; i < MAX_ARRIVALS; i++) { free(srv.prompt[i]); srv.prompt[i] = NULL; }
 }
 
 static char *base(const char *mode)
@@ -503,6 +508,10 @@ Test(bench_url, cli_sweep_json_and_svg)
         cr_assert(json_is_null(json_object_get(o, "energy_j")), "energy invented without --energy");
     }
     cr_assert_eq(srv.n_completions, 1 + 12, "warm-up plus two points of 6");
+    /* every request had its own prompt: no sweep point could be served from
+     * a prefix cache filled by the one before */
+    for (int i = 0; i < 13; i++)
+        for (int j = 0; j < i; j++) cr_assert_str_neq(srv.prompt[i], srv.prompt[j], "requests %d and %d sent the same prompt", j, i);
     json_decref(a);
     char *s = read_text(svg);
     cr_assert(s && strstr(s, "<svg") && strstr(s, "</svg>") && strstr(s, "TPOT p99") && strstr(s, "c=3"), "bad SVG");

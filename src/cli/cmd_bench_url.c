@@ -39,7 +39,8 @@ static void usage(FILE *out)
           "  --goodput SLOS         e.g. ttft:500,tpot:50,e2el:3000 (ms): requests/s meeting all of them\n"
           "  --warmup N             untimed requests before the first point (default 2)\n"
           "  --seed S               prompts and arrival times (default 1)\n"
-          "  --timeout S            a request with no bytes for S seconds fails (default 60)\n"
+          "  --timeout S            a request with no bytes for S seconds fails (default 300; a\n"
+          "                         queued request counts as silent)\n"
           "  --allow-no-usage       accept streams without usage: output tokens = text chunks\n"
           "  --energy[=PROBE]       energy of this machine during each point (auto, rapl, nvml, ...):\n"
           "                         meaningful when the server runs here\n"
@@ -197,7 +198,7 @@ static int svg_finish(FILE *f, const char *tmp, const char *path, const sd_url_m
 
 int cmd_bench_url(int argc, char **argv)
 {
-    url_cli c = {.endpoint = "completions", .fmt = "md", .burstiness = 1, .timeout_s = 60, .num_prompts = 200,
+    url_cli c = {.endpoint = "completions", .fmt = "md", .burstiness = 1, .timeout_s = 300, .num_prompts = 200,
                  .input_len = 128, .output_len = 128, .warmup = 2, .seed = 1};
     int exit_now = 0, rc = 1;
     char err[SD_ERR_LEN], url[1024], model[256] = "", source[512];
@@ -256,9 +257,14 @@ int cmd_bench_url(int argc, char **argv)
         n_prompts = sd_url_prompts_sharegpt(c.dataset, (int)c.num_prompts, c.seed, count, count_ctx, &prompts, err);
         snprintf(source, sizeof source, "ShareGPT %.300s (tokens %.150s)", c.dataset, counter);
     } else {
-        sd_url_random_spec sp = {(int)c.num_prompts, (int)c.input_len, (int)c.prefix_len, (int)c.output_len, c.range_ratio,
+        /* fresh prompts for the warm-up and for every sweep point, so that a
+         * prefix cache cannot serve one point from the last (--prefix-len
+         * is the one part they share on purpose) */
+        long total = c.warmup + c.num_prompts * (long)(c.n_conc ? c.n_conc : c.n_rates ? c.n_rates : 1);
+        if (total > 10000000) { fail("--num-prompts x sweep points: at most 10000000 requests"); goto out; }
+        sd_url_random_spec sp = {(int)total, (int)c.input_len, (int)c.prefix_len, (int)c.output_len, c.range_ratio,
                                  c.seed, count, count_ctx};
-        n_prompts = sd_url_prompts_random(&sp, &prompts, err) == 0 ? (int)c.num_prompts : -1;
+        n_prompts = sd_url_prompts_random(&sp, &prompts, err) == 0 ? (int)total : -1;
         char shape[128];
         if (c.prefix_len) snprintf(shape, sizeof shape, "%ld shared + %ld tokens", c.prefix_len, c.input_len);
         else snprintf(shape, sizeof shape, "%ld tokens", c.input_len);
@@ -281,21 +287,28 @@ int cmd_bench_url(int argc, char **argv)
                        (int)c.output_len, c.ignore_eos, 1, INFINITY,
                        c.burstiness, c.seed, c.timeout_s, !c.allow_no_usage, on_progress, &c};
     sd_url_run_info info;
+    /* random prompts: the warm-up's first, then each point's own (see above) */
+    int fresh = !c.prompts_file && !c.dataset;
     if (c.warmup > 0) {
         p.n = (int)c.warmup;
         c.n_points = n_points;
         snprintf(c.point_name, sizeof c.point_name, "warm-up");
         if (sd_url_run(&p, res, &info, err) != 0) { clear_progress(&c); fail("%s", err); goto out; }
         clear_progress(&c);
-        int bad = 0;
-        for (int i = 0; i < p.n; i++) bad += !res[i].ok;
-        if (bad && !c.quiet) fprintf(stderr, "note: %d of %d warm-up requests failed (first: %s)\n", bad, p.n, res[0].ok ? "see the run" : res[0].reason);
+        int bad = 0, first = -1;
+        for (int i = 0; i < p.n; i++)
+            if (!res[i].ok && bad++ == 0) first = i;
+        if (bad && !c.quiet) fprintf(stderr, "note: %d of %d warm-up requests failed (first: %s)\n", bad, p.n, res[first].reason);
         sd_url_results_free(res, p.n);
     }
     p.n = (int)c.num_prompts;
     int any_all_failed = -1;
     for (int k = 0; k < n_points; k++) {
         sd_url_metrics *m = &pts[k];
+        if (fresh) {
+            p.prompts = prompts + c.warmup + (long)k * c.num_prompts;
+            p.n_prompts = (int)c.num_prompts;
+        }
         p.concurrency = c.n_conc ? c.conc[k] : 0;
         p.request_rate = c.n_conc ? INFINITY : rates[k];
         c.point = k;
