@@ -139,10 +139,36 @@ void main()
         float acc[TB];
         [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
         uint nt = min(TB, p.n_tok - t0);
+#if defined(FMT_Q4_0) || defined(FMT_Q8_0)
+        // A thread takes whole blocks: the scale read once, each byte once.
+        for (uint bi = tid; bi < p.cols / 32u; bi += 64u) {
+            float v[32];
+#ifdef FMT_Q4_0
+            uint bb = rb + bi * 18u;
+            float d = h16(bb);
+            [[unroll]] for (uint i = 0u; i < 16u; i++) {
+                uint q = b8(bb + 2u + i);
+                v[i] = d * (float(q & 15u) - 8.0);
+                v[i + 16u] = d * (float(q >> 4) - 8.0);
+            }
+#else
+            uint bb = rb + bi * 34u;
+            float d = h16(bb);
+            [[unroll]] for (uint i = 0u; i < 32u; i++) v[i] = d * float(s8(bb + 2u + i));
+#endif
+            for (uint t = 0u; t < nt; t++) {
+                uint xo = p.x_off + (t0 + t) * p.x_stride + bi * 32u;
+                float sum = 0.0;
+                [[unroll]] for (uint i = 0u; i < 32u; i++) sum += v[i] * X[xo + i];
+                acc[t] += sum;
+            }
+        }
+#else
         for (uint j = tid; j < p.cols; j += 64u) {
             float w = wv(rb, j);
             for (uint t = 0u; t < nt; t++) acc[t] += w * X[p.x_off + (t0 + t) * p.x_stride + j];
         }
+#endif
         [[unroll]] for (uint t = 0u; t < TB; t++) red[t][tid] = acc[t];
         barrier();
         for (uint s = 32u; s > 0u; s >>= 1) {
