@@ -76,6 +76,7 @@ static void check_format(uint32_t type)
     int cols = blk == 1 ? 97 : blk * (blk == 256 ? 3 : 7);
     check_product(type, 37, cols, 1);
     check_product(type, 67, cols, 11);
+    if (blk == 1) check_product(type, 5, 128, 9);   /* even rows: F16's two-per-word path */
 }
 
 #define PRODUCT_TEST(name, type) Test(gpu, product_##name) { have_device(); check_format(type); }
