@@ -163,6 +163,43 @@ void main()
                 acc[t] += sum;
             }
         }
+#elif defined(FMT_Q4_K)
+        // A thread takes whole sub-blocks of 32: 144-byte super-blocks keep
+        // rows word-aligned, so the 32 nibbles come in 8 word reads.
+        for (uint k = tid; k < p.cols / 32u; k += 64u) {
+            uint bb = rb + (k / 8u) * 144u, sub = k % 8u, q0 = (bb + 16u + 32u * (sub / 2u)) >> 2;
+            float sc, mn;
+            sm6(bb + 4u, sub, sc, mn);
+            float d = h16(bb) * sc, m = h16(bb + 2u) * mn;
+            uint sh = (sub & 1u) * 4u;
+            float v[32];
+            [[unroll]] for (uint w = 0u; w < 8u; w++) {
+                uint word = W[q0 + w] >> sh;
+                [[unroll]] for (uint i = 0u; i < 4u; i++) v[4u * w + i] = d * float((word >> (8u * i)) & 15u) - m;
+            }
+            for (uint t = 0u; t < nt; t++) {
+                uint xo = p.x_off + (t0 + t) * p.x_stride + k * 32u;
+                float sum = 0.0;
+                [[unroll]] for (uint i = 0u; i < 32u; i++) sum += v[i] * X[xo + i];
+                acc[t] += sum;
+            }
+        }
+#elif defined(FMT_F16)
+        if ((p.row_bytes & 3u) == 0u && (p.cols & 1u) == 0u) {
+            // Two halves per word read.
+            for (uint j2 = tid; j2 < p.cols / 2u; j2 += 64u) {
+                vec2 w = unpackHalf2x16(W[(rb >> 2) + j2]);
+                for (uint t = 0u; t < nt; t++) {
+                    uint xo = p.x_off + (t0 + t) * p.x_stride + 2u * j2;
+                    acc[t] += w.x * X[xo] + w.y * X[xo + 1u];
+                }
+            }
+        } else {
+            for (uint j = tid; j < p.cols; j += 64u) {
+                float w = wv(rb, j);
+                for (uint t = 0u; t < nt; t++) acc[t] += w * X[p.x_off + (t0 + t) * p.x_stride + j];
+            }
+        }
 #else
         for (uint j = tid; j < p.cols; j += 64u) {
             float w = wv(rb, j);
