@@ -23,7 +23,7 @@ typedef struct sd_sampler sd_sampler;
 
 /* ---- model ------------------------------------------------------------ */
 
-typedef enum { SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2 } sd_arch;
+typedef enum { SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3 } sd_arch;
 
 typedef struct {
     sd_arch arch;

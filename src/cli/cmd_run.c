@@ -34,8 +34,8 @@ static void run_usage(FILE *out)
           "  -i, --interactive    --chat: read one user turn per line from stdin even when it is\n"
           "                       not a terminal (scripted conversations)\n"
           "  --system TEXT        system prompt for --chat\n"
-          "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3, mistral,\n"
-          "                       mistral-tekken, gemma, phi3, deepseek, harmony\n",
+          "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3,\n"
+          "                       llama3.1, mistral, mistral-tekken, gemma, phi3, deepseek, harmony\n",
           out);
 }
 

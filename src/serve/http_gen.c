@@ -425,6 +425,7 @@ static int prompt_tokens(sd_server *s, const sd_api_request *r, int32_t **toks, 
     int rc = sd_chat_apply(s->chat, msgs, r->n_msgs, 1, &text, err);
     free(msgs);
     if (rc) return sd_api_fail(e, 400, NULL, "messages", NULL, "%s", err);
+    /* the template's control tokens (<|im_start|>...) are tokens, not text; one BOS */
     rc = sd_chat_tokenize(tok, text, strlen(text), toks, n, err);
     free(text);
     if (rc) return sd_api_fail(e, 500, "server_error", NULL, NULL, "%s", err);
