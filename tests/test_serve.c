@@ -544,6 +544,8 @@ Test(serve, bad_inputs)
         {"PUT", "/v1/chat/completions", "{}", "sekret", 405, NULL},
         {"POST", "/v2/completions", "{}", "sekret", 404, NULL},
         {"GET", "/", NULL, "sekret", 404, NULL},
+        {"GET", "/v1/models%0a%ff", NULL, "sekret", 404, NULL},
+        {"GET", "/v1/chat/completions", NULL, "sekret", 405, "POST"},
         {"POST", "/v1/completions", "{\"prompt\":", "sekret", 400, "JSON"},
         {"POST", "/v1/completions", "", "sekret", 400, "JSON"},
         {"POST", "/v1/completions", "[\"prompt\"]", "sekret", 400, "object"},
