@@ -321,7 +321,7 @@ static int on_event(const sd_gen_event *ev, void *user)
                                                              : sd_token_is_eog(tok, ev->token));
         if (!end) piece = sd_token_piece(tok, ev->token, &n);
         else if (j->kind == SD_API_CHAT) j->end_hit = 1;   /* not EOG to the engine: end it here */
-        if (j->want_logprobs && lp_push(&j->lp, ev, 1, j->filt.raw_total, j->n_top)) j->oom = 1;
+        if (j->want_logprobs && !end && lp_push(&j->lp, ev, 1, j->filt.raw_total, j->n_top)) j->oom = 1;
         const char *out;
         size_t n_out;
         int rc = sd_stop_push(&j->filt, piece, n, &out, &n_out);
