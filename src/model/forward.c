@@ -15,6 +15,7 @@
 #include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/offload.h"
 #include "tensor/types.h"
 
 /* ---- attention ------------------------------------------------------------
@@ -342,7 +343,15 @@ void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
         et->to_float((const char *)m->tok_embd.data + (size_t)b->tok[t] * m->tok_embd.row_bytes, x, e);
         for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale * m->embd_scale;
     }
-    for (int il = 0; il < hp->n_layer; il++) layer(f, b, il);
+    /* A run of GPU layers is one step (model/offload.c); past n_layer: the
+     * GPU did the output head too, or failed (f->gpu_err). */
+    int il = 0;
+    while (il < hp->n_layer) {
+        int to = sd_offload_run(f, b, il, logits);
+        if (to == il) layer(f, b, to++);
+        il = to;
+    }
+    if (il > hp->n_layer) return;
     /* Only the rows asked for go through the (vocabulary-sized) output matrix. */
     for (int i = 0; i < b->n_out; i++)
         sd_rmsnorm(f->xb + (size_t)i * e, f->x + (size_t)b->out[i] * e, m->output_norm, e, hp->norm_eps);

@@ -10,6 +10,7 @@
 
 #include "kernels/pack.h"
 #include "model/model.h"
+#include "model/offload.h"
 #include "runtime/pool.h"
 #include "tensor/scale.h"
 #include "tensor/types.h"
@@ -306,6 +307,7 @@ int sd_model_load(const char *path, sd_model **out, char *err)
 void sd_model_free(sd_model *m)
 {
     if (!m) return;
+    sd_offload_free(m);
     if (m->layers)
         for (int i = 0; i < m->hp.n_layer; i++) {
             sd_layer *L = &m->layers[i];

@@ -44,6 +44,7 @@ struct sd_model {
     sd_tokenizer *tok;
     uint64_t n_params, weight_bytes;
     char type_name[48];
+    struct sd_offload *gpu;               /* layers placed on a GPU (model/offload.c), or NULL */
     char *chat_template;                  /* tokenizer.chat_template (NUL-terminated copy), or NULL */
 };
 
