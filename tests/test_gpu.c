@@ -76,6 +76,7 @@ static void check_format(uint32_t type)
     int cols = blk == 1 ? 97 : blk * (blk == 256 ? 3 : 7);
     check_product(type, 37, cols, 1);
     check_product(type, 67, cols, 11);
+    if (blk == 1) check_product(type, 5, 128, 9);   /* even rows: F16's two-per-word path */
 }
 
 #define PRODUCT_TEST(name, type) Test(gpu, product_##name) { have_device(); check_format(type); }
@@ -293,5 +294,50 @@ Test(gpu, bad_device_index)
     sd_offload_params op = {99, 15, 64, SD_KV_F16, NULL, NULL};
     cr_expect_eq(sd_model_offload(m, &op, err), -1);
     cr_expect(strstr(err, "--device 15"), "%s", err);
+    sd_model_free(m);
+}
+
+/* A device allocation that fails after the load (here a session whose KV
+ * cache exceeds what one buffer may hold: lavapipe allows 128 MiB) is an
+ * error from sd_session_new, not a crash; a smaller session still works. */
+Test(gpu, failed_device_allocation_is_an_error)
+{
+    have_device();
+    char mp[512], err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(mp, sizeof mp, "models/tiny-f32.gguf"), &m, err), 0, "%s", err);
+    sd_offload_params op = {99, 0, 64, SD_KV_F16, NULL, NULL};
+    cr_assert_eq(sd_model_offload(m, &op, err), 0, "%s", err);
+    sd_session_params p = {1 << 19, 1, SD_KV_F32};   /* 256 MiB per layer's keys */
+    sd_session *s = NULL;
+    int rc = sd_session_new(m, &p, &s, err);
+    if (rc == 0) {   /* a device that can hold 4 GiB buffers */
+        sd_session_free(s);
+        sd_model_free(m);
+        cr_skip_test("the device took a 256 MiB KV buffer");
+    }
+    cr_expect(strstr(err, "vulkan: "), "%s", err);
+    p.n_ctx = 32;
+    cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
+    int32_t t[2] = {1, 2};
+    cr_expect_eq(sd_session_eval(s, t, 2, NULL, err), 0, "%s", err);
+    sd_session_free(s);
+    sd_model_free(m);
+}
+
+/* -ngl auto on a model far smaller than the device: every layer and the head. */
+Test(gpu, ngl_auto_places_what_fits)
+{
+    have_device();
+    char mp[512], err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(mp, sizeof mp, "models/tiny-q4_0.gguf"), &m, err), 0, "%s", err);
+    sd_offload_params op = {SD_NGL_AUTO, 0, 64, SD_KV_F16, NULL, NULL};
+    cr_assert_eq(sd_model_offload(m, &op, err), 0, "%s", err);
+    cr_expect_eq(sd_model_gpu_layers(m), 2);
+    cr_expect(strstr(sd_model_placement(m), "layers 0-1 on ") && strstr(sd_model_placement(m), "output on GPU"), "%s",
+              sd_model_placement(m));
+    cr_expect_str_eq(sd_model_backend(m), "vulkan");
+    cr_expect_eq(sd_model_offload(m, &op, err), -1, "a second offload is refused");
     sd_model_free(m);
 }

@@ -22,7 +22,7 @@ typedef struct {
 /* The hyper-parameters the layer kernels need. */
 typedef struct {
     int n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
-    float norm_eps, rope_scale;
+    float norm_eps;
     int rope_neox;                    /* 1: rotate halves; 0: adjacent pairs */
     const float *rope_freq_factors;   /* head_dim/2 divisors, or NULL */
 } sd_gpu_shape;
@@ -33,7 +33,7 @@ typedef struct {
     const float *attn_norm, *ffn_norm;   /* n_embd */
     const float *bq, *bk, *bv;           /* or NULL */
     const float *q_norm, *k_norm;        /* head_dim, or NULL */
-    float rope_base;
+    float rope_base, rope_scale;         /* this layer's RoPE base and linear position scale */
     const sd_weight *w[7];               /* q, k, v, o, gate, up, down */
 } sd_gpu_layer;
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "showdown.h"
+#include "gpu/spv.h"
 #include "gpu/vk.h"
 #include "tensor/types.h"
 
@@ -17,7 +18,7 @@ typedef struct {
     int on;
     sd_vk_buffer w[7], vec[N_VEC];
     sd_weight meta[7];   /* shape and format (data not kept) */
-    float rope_base;
+    float rope_base, rope_scale;
 } vk_layer;
 
 struct sd_gpu_model {
@@ -45,6 +46,10 @@ struct sd_gpu_state {
 static int vk_list(sd_gpu_device_info *out, int max, char *err)
 {
     sd_vk_instance vk;
+    if (!sd_spv_table[0].name) {
+        snprintf(err, SD_ERR_LEN, "vulkan: this build has no shaders (glslc was missing when it was built)");
+        return 0;
+    }
     if (sd_vk_instance_new(&vk, err)) return 0;
     VkPhysicalDevice devs[16];
     int n = 0;
@@ -123,6 +128,7 @@ static int vk_upload_layer(sd_gpu_model *g, int il, const sd_gpu_layer *L, char 
         upload_vec(g, L->k_norm, s->head_dim, &V->vec[V_KN], err))
         return -1;
     V->rope_base = L->rope_base;
+    V->rope_scale = L->rope_scale;
     V->on = 1;
     return 0;
 }
@@ -363,7 +369,7 @@ static void record_layer(rec *R, int il, int n, int pos)
         barrier(R);
     }
     struct { uint32_t n_tok, n_head, hd, pos0; float base, scale; uint32_t neox, has_ff; } rq = {
-        (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, (uint32_t)pos, L->rope_base, s->rope_scale,
+        (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, (uint32_t)pos, L->rope_base, L->rope_scale,
         (uint32_t)s->rope_neox, s->rope_freq_factors != NULL}, rk = rq;
     rk.n_head = (uint32_t)s->n_head_kv;
     elementwise(R, SD_VK_ROPE, &st->q, &g->freq, &rq, sizeof rq, (uint64_t)n * s->n_head * (hd / 2));

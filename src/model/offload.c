@@ -53,21 +53,24 @@ static uint64_t scratch_bytes(const sd_model *m)
     return 4ull * SD_UBATCH * (e + (qd > e ? qd : e) + 2 * qd + 2 * kvd + 2ull * hp->n_ff);
 }
 
-/* Why a model's layers cannot run on the GPU, or NULL. */
-static const char *unsupported(const sd_model *m, const sd_offload_params *p, const sd_gpu_backend *be)
+/* Why a model's layers cannot run on the GPU (why: room for the reason), or NULL. */
+static const char *unsupported(const sd_model *m, const sd_offload_params *p, const sd_gpu_backend *be, char *why,
+                               size_t why_len)
 {
-    static char why[160];
     const sd_hparams *hp = &m->hp;
     if (hp->arch != SD_ARCH_LLAMA && hp->arch != SD_ARCH_QWEN2 && hp->arch != SD_ARCH_QWEN3)
         return "architecture not supported on the GPU yet";
+    if (m->q_scale != 1.0f || m->logit_softcap > 0 || m->ffn_gelu || m->embd_scale != 1.0f)
+        return "scaled queries, soft-capped logits or GELU are not supported on the GPU yet";
     if (p->kv_type == SD_KV_Q8_0) return "a q8_0 KV cache is not supported on the GPU (f16, f32 are)";
     for (int il = 0; il < hp->n_layer; il++) {
         const sd_layer *L = &m->layers[il];
-        if (L->attn_sinks || L->swa) return "attention sinks and sliding windows are not supported on the GPU yet";
+        if (L->attn_sinks || L->swa || L->post_attn_norm || L->post_ffn_norm)
+            return "attention sinks, sliding windows and post-norms are not supported on the GPU yet";
         const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
         for (int i = 0; i < SD_LAYER_N_MATRICES; i++)
             if (!be->supports_type(lw[i]->type)) {
-                snprintf(why, sizeof why, "no GPU kernel for %s weights", sd_type_name(lw[i]->type));
+                snprintf(why, why_len, "no GPU kernel for %s weights", sd_type_name(lw[i]->type));
                 return why;
             }
     }
@@ -108,7 +111,7 @@ int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err)
                  nd == 1 ? "" : "s");
         return -1;
     }
-    const char *no = unsupported(m, p, be);
+    const char *no = unsupported(m, p, be, why, sizeof why);
     if (no) return fallback(o, be->name, no);
     const sd_gpu_device_info *dev = &devs[p->device];
     int n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
@@ -135,19 +138,21 @@ int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err)
         return -1;
     }
     sd_gpu_shape shape = {hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff, hp->n_vocab,
-                          hp->norm_eps, hp->rope_scale, hp->rope_neox, m->rope_freq_factors};
+                          hp->norm_eps, hp->rope_neox, m->rope_freq_factors};
     if (be->model_new(p->device, &shape, hp->n_layer, &o->g, err)) { o->g = NULL; return -1; }
-    uint64_t done = 0;
+    uint64_t done = 0, total = output ? out_b : 0;
     o->first = hp->n_layer - nl;
+    for (int il = o->first; il < hp->n_layer; il++) total += layer_bytes(m, il);
     for (int il = o->first; il < hp->n_layer; il++) {
         sd_layer *L = &m->layers[il];
         sd_gpu_layer gl = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm, L->rope_base,
-                           {SD_LAYER_MATRICES(L)}};
+                           L->rope_scale, {SD_LAYER_MATRICES(L)}};
         if (be->upload_layer(o->g, il, &gl, err)) goto fail;
         done += layer_bytes(m, il);
-        if (p->progress) p->progress(p->progress_ctx, done, need - fixed);
+        if (p->progress) p->progress(p->progress_ctx, done, total);
     }
     if (output && be->upload_output(o->g, m->output_norm, &m->output, err)) goto fail;
+    if (output && p->progress) p->progress(p->progress_ctx, total, total);
     /* Uploaded: the CPU copies of the GPU layers go. */
     for (int il = o->first; il < hp->n_layer; il++) {
         sd_weight *lw[] = {SD_LAYER_MATRICES(&m->layers[il])};
