@@ -28,13 +28,16 @@
  * chat prompt (docs/ARCHITECTURE.md, "Real models"): our 8-bit path against
  * our own float-activation path up to 0.016 nats a row, the reference
  * against that same float path up to 0.030, our F16 against our F32 KV cache
- * up to 0.043; ours against the reference up to 0.058 (mean 0.007). Gemma
- * and the short prompt stay under the README's ~0.02. So: every row under
+ * up to 0.043; ours against the reference up to 0.058 (mean 0.007) before
+ * our activation encoders took ggml's rounding (quants from x * 127/amax,
+ * Q4_1's offset from Q8_1's F16 sum), 0.028 (mean 0.005) since. Gemma (whose
+ * reference is the fork, rounding its own way) and the short prompt stay
+ * under 0.012. So, with room for other ISAs' float order: every row under
  * KL_ROW_LIMIT, the mean of a file's rows under KL_MEAN_LIMIT, and the top-1
  * (and each greedy step) where the reference's top two are TIE_MARGIN apart:
  * a logit-difference noise of ~0.2 flipped a 0.15 margin on SmolLM2. */
-#define KL_ROW_LIMIT 0.08
-#define KL_MEAN_LIMIT 0.01
+#define KL_ROW_LIMIT 0.04
+#define KL_MEAN_LIMIT 0.008
 #define KL_README 0.02     /* rows above the README's ~0.02 are counted in the log */
 #define TIE_MARGIN 0.25f
 

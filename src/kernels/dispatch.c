@@ -55,6 +55,7 @@ static void init(void)
         table.quantize_act[t] = tr->from_float;
         table.to_float[t] = tr->to_float;
     }
+    table.quantize_act[SD_TYPE_Q8_0] = sd_q8_0_quantize_act;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");  /* F16C comes with every AVX2 CPU; clang 14 cannot ask for it */

@@ -154,6 +154,26 @@ static void q8_0_from_float(const float *src, void *dst, int64_t n)
     }
 }
 
+/* The activation encoder: ggml's rule (its x86 quantize_row_q8_0), which
+ * the reference logits come from: d = amax/127 stored as F16, quants rounded
+ * (to nearest even) from x * (127/amax), not from x / F16(d) as above. The
+ * weight encoder keeps the rounded scale, which fits the values better. */
+void sd_q8_0_quantize_act(const float *src, void *dst, int64_t n)
+{
+    blk_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / QK32; i++) {
+        const float *x = src + i * QK32;
+        float amax = 0;
+        for (int j = 0; j < QK32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        b[i].d = sd_f32_to_f16(amax / 127.0f);
+        float id = amax != 0 ? 127.0f / amax : 0;
+        for (int j = 0; j < QK32; j++) {
+            int l = sd_nearest(x[j] * id);
+            b[i].qs[j] = (int8_t)(l > 127 ? 127 : l < -127 ? -127 : l);
+        }
+    }
+}
+
 static float q8_0_dot(int64_t n, const void *w, const void *x)
 {
     const blk_q8_0 *a = w, *b = x;
@@ -176,6 +196,11 @@ static void q8_1_to_float(const void *src, float *dst, int64_t n)
     }
 }
 
+/* ggml's activation rule (its x86 quantize_row_q8_1): d = amax/127 stored
+ * as F16, quants rounded (to nearest even) from x * (127/amax), and s = F16 of
+ * the unrounded d times the sum of the quants; the Q4_1/Q5_1 dots take the
+ * offset term from s, so a matching encoder and dot give the reference's
+ * numbers rather than the exact float ones. */
 static void q8_1_from_float(const float *src, void *dst, int64_t n)
 {
     blk_q8_1 *b = dst;
@@ -183,8 +208,8 @@ static void q8_1_from_float(const float *src, void *dst, int64_t n)
         const float *x = src + i * QK32;
         float amax = 0;
         for (int j = 0; j < QK32; j++) amax = fmaxf(amax, fabsf(x[j]));
-        b[i].d = sd_f32_to_f16(amax / 127.0f);
-        float d = sd_f16_to_f32(b[i].d), id = d != 0 ? 1.0f / d : 0;
+        float d = amax / 127.0f, id = amax != 0 ? 127.0f / amax : 0;
+        b[i].d = sd_f32_to_f16(d);
         int sum = 0;
         for (int j = 0; j < QK32; j++) {
             int l = sd_nearest(x[j] * id);
@@ -273,9 +298,9 @@ static void q4_1_from_float(const float *src, void *dst, int64_t n)
     }
 }
 
-/* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*d_x*sum(qx). Q8_1 carries d_x*sum(qx) as
- * FP16 `s` for fast kernels; this reference sums qx itself so that it equals
- * the dot of the dequantized rows (s would add a relative error near 1e-5). */
+/* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*d_x*sum(qx), the last term taken as
+ * m_w * s with Q8_1's F16 `s` (d_x*sum(qx)), as ggml does: the reference
+ * logits carry that rounding, so every kernel here does too. */
 static float q4_1_dot(int64_t n, const void *w, const void *x)
 {
     const blk_q4_1 *a = w;
@@ -285,10 +310,8 @@ static float q4_1_dot(int64_t n, const void *w, const void *x)
         int s = 0;
         for (int j = 0; j < 16; j++)
             s += (a[i].qs[j] & 0x0f) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
-        int sx = 0;
-        for (int j = 0; j < QK32; j++) sx += b[i].qs[j];
-        float dx = sd_f16_to_f32(b[i].d);
-        sum += (double)(sd_f16_to_f32(a[i].d) * dx) * s + (double)(sd_f16_to_f32(a[i].m) * dx) * sx;
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s +
+               (double)(sd_f16_to_f32(a[i].m) * sd_f16_to_f32(b[i].s));
     }
     return (float)sum;
 }
@@ -391,10 +414,9 @@ static float q5_1_dot(int64_t n, const void *w, const void *x)
     for (int64_t i = 0; i < n / QK32; i++) {
         int q[QK32], s = 0;
         q5_levels(a[i].qs, a[i].qh, q);
-        int sx = 0;
-        for (int j = 0; j < QK32; j++) { s += q[j] * b[i].qs[j]; sx += b[i].qs[j]; }
-        float dx = sd_f16_to_f32(b[i].d);
-        sum += (double)(sd_f16_to_f32(a[i].d) * dx) * s + (double)(sd_f16_to_f32(a[i].m) * dx) * sx;
+        for (int j = 0; j < QK32; j++) s += q[j] * b[i].qs[j];
+        sum += (double)(sd_f16_to_f32(a[i].d) * sd_f16_to_f32(b[i].d)) * s +
+               (double)(sd_f16_to_f32(a[i].m) * sd_f16_to_f32(b[i].s));   /* offset term as in q4_1_dot */
     }
     return (float)sum;
 }

@@ -51,6 +51,10 @@ uint16_t sd_f32_to_bf16(float f);   /* round to nearest even, NaN kept quiet */
 /* Bits per weight of a format (block_bytes*8/block); 0 for unknown ids. */
 double sd_type_bpw(uint32_t type);
 
+/* Q8_0 activation encoder with the reference engine's (ggml's) rounding;
+ * Q8_0's from_float is the weight encoder (src/tensor/q_legacy.c). */
+void sd_q8_0_quantize_act(const float *src, void *dst, int64_t n);
+
 /* Quantizes a whole tensor of nrows rows of n_per_row values (n_per_row a
  * multiple of the block) into dst (nrows * sd_row_bytes bytes). Returns the
  * tensor's second-level scale: every dequantized value must be multiplied by

@@ -60,9 +60,10 @@ static void q8_0_quantize(const float *src, void *dst, int64_t n)
     blk_q8_0 *b = dst;
     for (int64_t i = 0; i < n / QK32; i++) {
         const float *x = src + i * QK32;
-        __fp16 dh = (__fp16)(absmax_f32(x, QK32) / 127.0f);   /* RNE, as sd_f32_to_f16 */
+        float amax = absmax_f32(x, QK32);
+        __fp16 dh = (__fp16)(amax / 127.0f);   /* RNE, as sd_f32_to_f16 */
         memcpy(&b[i].d, &dh, 2);
-        float d = (float)dh, id = d != 0 ? 1.0f / d : 0;
+        float id = amax != 0 ? 127.0f / amax : 0;   /* ggml's rule, as sd_q8_0_quantize_act */
         vst1q_s8(b[i].qs, round16(x, id));
         vst1q_s8(b[i].qs + 16, round16(x + 16, id));
     }
@@ -74,8 +75,8 @@ static void q8_k_quantize(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QKK; i++) {
         const float *x = src + i * QKK;
         float amax = absmax_f32(x, QKK);
-        b[i].d = amax / 127.0f;
         float id = amax != 0 ? 127.0f / amax : 0;
+        b[i].d = amax != 0 ? 1.0f / id : 0;   /* ggml's rule, as the generic Q8_K encoder */
         for (int g = 0; g < 16; g++) {
             int8x16_t q = round16(x + 16 * g, id);
             vst1q_s8(b[i].qs + 16 * g, q);

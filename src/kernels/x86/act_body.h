@@ -1,6 +1,7 @@
 /* Activation encoders (Q8_0, Q8_1, Q8_K, F16, BF16), byte-for-byte equal to
  * the generic ones in src/tensor: same float operations, same rounding (the
- * default MXCSR rounds to nearest even, as sd_nearest does). */
+ * default MXCSR rounds to nearest even, as sd_nearest does). The 8-bit ones
+ * follow ggml's rule (quants from x * 127/amax), as the reference does. */
 #include "kernels/x86/simd.h"
 
 static inline float amax_ps(__m256 m)
@@ -42,8 +43,7 @@ static void act_q8_0(const float *src, void *dst, int64_t n)
         const float *x = src + i * QK32;
         float amax = amax_ps(absmax32(x, QK32));
         b[i].d = _cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
-        float d = _cvtsh_ss(b[i].d), id = d != 0 ? 1.0f / d : 0;
-        pack32(x, _mm256_set1_ps(id), b[i].qs);
+        pack32(x, _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0), b[i].qs);
     }
 }
 
@@ -53,9 +53,9 @@ static void act_q8_1(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QK32; i++) {
         const float *x = src + i * QK32;
         float amax = amax_ps(absmax32(x, QK32));
-        b[i].d = _cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
-        float d = _cvtsh_ss(b[i].d), id = d != 0 ? 1.0f / d : 0;
-        int sum = pack32(x, _mm256_set1_ps(id), b[i].qs);
+        float d = amax / 127.0f;
+        b[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        int sum = pack32(x, _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0), b[i].qs);
         b[i].s = _cvtss_sh(d * (float)sum, _MM_FROUND_TO_NEAREST_INT);
     }
 }
@@ -66,9 +66,10 @@ static void act_q8_k(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QKK; i++) {
         const float *x = src + i * QKK;
         float amax = amax_ps(absmax32(x, QKK));
-        b[i].d = amax / 127.0f;
-        __m256 id = _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0);
-        for (int k = 0; k < QKK / 32; k++) pack32(x + 32 * k, id, b[i].qs + 32 * k);
+        float id = amax != 0 ? 127.0f / amax : 0;
+        b[i].d = amax != 0 ? 1.0f / id : 0;
+        __m256 vid = _mm256_set1_ps(id);
+        for (int k = 0; k < QKK / 32; k++) pack32(x + 32 * k, vid, b[i].qs + 32 * k);
         for (int g = 0; g < 16; g++) {
             /* 16 bytes summed: widen to 16-bit and add pairs */
             __m128i q = _mm_loadu_si128((const __m128i *)(b[i].qs + 16 * g));

@@ -36,14 +36,17 @@ LEGACY_DOT(dot_q4_0, blk_q4_0, blk_q8_0,
     __m256i q = _mm256_sub_epi8(nibbles32(a->qs), _mm256_set1_epi8(8));
     acc = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), acc))
 
-/* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*d_x*sum(qx), sum(qx) counted exactly. */
+/* sum(w*x) = d_w*d_x*sum(q*qx) + m_w*s, s = F16(d_x*sum(qx)) stored by the
+ * Q8_1 encoder, as ggml (and the generic q4_1_dot) compute it. */
+static inline __m256 add_lane0(__m256 acc, float v)
+{
+    return _mm256_add_ps(acc, _mm256_setr_ps(v, 0, 0, 0, 0, 0, 0, 0));
+}
+
 LEGACY_DOT(dot_q4_1, blk_q4_1, blk_q8_1,
-    __m256i xq = load256(b->qs);
-    float dx = f16(b->d);
-    __m256i p = dot_us(_mm256_setzero_si256(), nibbles32(a->qs), xq);
-    __m256i s = dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
-    acc = fmadd_i(p, f16(a->d) * dx, acc);
-    acc = fmadd_i(s, f16(a->m) * dx, acc))
+    __m256i p = dot_us(_mm256_setzero_si256(), nibbles32(a->qs), load256(b->qs));
+    acc = fmadd_i(p, f16(a->d) * f16(b->d), acc);
+    acc = add_lane0(acc, f16(a->m) * f16(b->s)))
 
 static inline __m256i q5_levels(const uint8_t *qs, const uint8_t *qh)
 {
@@ -57,12 +60,9 @@ LEGACY_DOT(dot_q5_0, blk_q5_0, blk_q8_0,
     acc = fmadd_i(dot_ss(_mm256_setzero_si256(), q, load256(b->qs)), f16(a->d) * f16(b->d), acc))
 
 LEGACY_DOT(dot_q5_1, blk_q5_1, blk_q8_1,
-    __m256i xq = load256(b->qs);
-    float dx = f16(b->d);
-    __m256i p = dot_us(_mm256_setzero_si256(), q5_levels(a->qs, a->qh), xq);
-    __m256i s = dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(1), xq);
-    acc = fmadd_i(p, f16(a->d) * dx, acc);
-    acc = fmadd_i(s, f16(a->m) * dx, acc))
+    __m256i p = dot_us(_mm256_setzero_si256(), q5_levels(a->qs, a->qh), load256(b->qs));
+    acc = fmadd_i(p, f16(a->d) * f16(b->d), acc);
+    acc = add_lane0(acc, f16(a->m) * f16(b->s)))
 
 /* ---- FP4: E2M1 codes looked up as doubled integers (0, +-1 .. +-12) ---- */
 static inline __m256i e2m1_lut(void)

@@ -165,8 +165,7 @@ static inline const int8_t *xg_q8_0(const char *row, int g, float *dx, float *dx
 static inline const int8_t *xg_q8_1(const char *row, int g, float *dx, float *dxs)
 {
     const blk_q8_1 *b = (const blk_q8_1 *)row + g;
-    __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), load256(b->qs)), _mm256_set1_epi16(1));
-    *dx = f16(b->d); *dxs = *dx * (float)hsum_epi32(s);
+    *dx = f16(b->d); *dxs = f16(b->s);   /* the stored F16 sum, as ggml uses it */
     return b->qs;
 }
 
@@ -455,27 +454,31 @@ static inline void half_sums(const int8_t *q, int32_t *s)
     s[1] = _mm_cvtsi128_si32(hi) + _mm_extract_epi32(hi, 2) - 2048;
 }
 
-static inline const int8_t *zx_q8_0(const char *row, int g, float *dx, int32_t *s)
+/* fs: the offset term's activation factor, d * sum(q) (Q8_1: its stored F16 s) */
+static inline const int8_t *zx_q8_0(const char *row, int g, float *dx, int32_t *s, float *fs)
 {
     const blk_q8_0 *b = (const blk_q8_0 *)row + g;
     *dx = f16(b->d);
     half_sums(b->qs, s);
+    *fs = *dx * (float)(s[0] + s[1]);
     return b->qs;
 }
 
-static inline const int8_t *zx_q8_1(const char *row, int g, float *dx, int32_t *s)
+static inline const int8_t *zx_q8_1(const char *row, int g, float *dx, int32_t *s, float *fs)
 {
     const blk_q8_1 *b = (const blk_q8_1 *)row + g;
     *dx = f16(b->d);
     half_sums(b->qs, s);
+    *fs = f16(b->s);
     return b->qs;
 }
 
-static inline const int8_t *zx_q8_k(const char *row, int g, float *dx, int32_t *s)
+static inline const int8_t *zx_q8_k(const char *row, int g, float *dx, int32_t *s, float *fs)
 {
     const blk_q8_k *b = (const blk_q8_k *)row + g / 8;
     int k = g % 8;
     *dx = b->d; s[0] = b->bsums[2 * k]; s[1] = b->bsums[2 * k + 1];
+    *fs = b->d * (float)(s[0] + s[1]);
     return b->qs + 32 * k;
 }
 
@@ -682,14 +685,14 @@ static inline void zsc_q6_k(const char *row, int g0, int ng, zpanel *p, int rr)
                     for (int gi = 0; gi < ng; gi++) {                                          \
                         int ix = t * CHUNK_GROUPS + gi;                                        \
                         int32_t s[2];                                                          \
-                        float d;                                                               \
-                        const int8_t *q = XG((const char *)x + (size_t)(tb + t) * xs, g0 + gi, &d, s); \
+                        float d, fs;                                                           \
+                        const int8_t *q = XG((const char *)x + (size_t)(tb + t) * xs, g0 + gi, &d, s, &fs); \
                         _mm256_store_si256((__m256i *)m.q[ix], load256(q));                   \
                         m.d[ix] = d;                                                           \
                         if (NS == 1) { s[0] += s[1]; s[1] = 0; }                               \
                         for (int e = 0; e < 2; e++) {                                          \
                             m.i[2 * ix + e] = -C * s[e];                                       \
-                            m.s[2 * ix + e] = SBDX || NS == 2 ? (float)s[e] : d * (float)s[e]; \
+                            m.s[2 * ix + e] = SBDX || NS == 2 ? (float)s[e] : e == 0 ? fs : 0; \
                         }                                                                      \
                     }                                                                          \
                 for (int r0 = 0; r0 < nr; r0 += ZROWS) {                                       \
