@@ -4,8 +4,8 @@
  * greedy text, and the fallbacks. Skipped, saying why, without a device.
  *
  * Tolerances (relative L2 of a logits row against the CPU's):
- *  - one product: 1e-5 (the GPU encodes activations as the CPU does, only
- *    the summation order differs);
+ *  - one product (matvec and tiled matmul alike): 1e-5 (the GPU encodes
+ *    activations as the CPU does, only the summation order differs);
  *  - the prompt's rows (one batched step): 1e-4;
  *  - every row: 3e-2. An 8-bit activation block can round one step the other
  *    way when the sums differ in the last bit; that moves a row by ~1e-2 and,
@@ -67,8 +67,10 @@ static void check_product(uint32_t type, int rows, int cols, int n_tok)
 }
 
 /* Rows 37 and 67 (not multiples of the 64-thread workgroup, 67 > 64), odd
- * column counts where the block allows, 1 token and 11 (the kernel takes
- * tokens 8 at a time). */
+ * column counts where the block allows, 1 token and 11 (the matvec kernel
+ * takes tokens 8 at a time), then 64 and 67 (the tiled matmul kernel, 32
+ * rows x 32 tokens x 32 columns a step: 64 fills its tiles, 37 and 67 rows
+ * and 67 tokens leave partial ones, 97 columns a partial last step). */
 static void check_format(uint32_t type)
 {
     int blk = sd_row_bytes(type, 256) ? (type == SD_TYPE_F32 || type == SD_TYPE_F16 || type == SD_TYPE_BF16 ? 1
@@ -76,6 +78,8 @@ static void check_format(uint32_t type)
     int cols = blk == 1 ? 97 : blk * (blk == 256 ? 3 : 7);
     check_product(type, 37, cols, 1);
     check_product(type, 67, cols, 11);
+    check_product(type, 37, cols, 64);
+    check_product(type, 67, cols, 67);
     if (blk == 1) check_product(type, 5, 128, 9);   /* even rows: F16's two-per-word path */
 }
 
