@@ -251,6 +251,32 @@ Test(gpu, greedy_text_f32) { greedy_same("models/tiny-f32.gguf"); }
 Test(gpu, greedy_text_q4_k_m) { greedy_same("models/tiny-q4_k_m.gguf"); }
 Test(gpu, greedy_text_q3_k_m) { greedy_same("models/tiny-q3_k_m.gguf"); }
 
+/* bench -ngl takes a list: one load and one row per value, in order, each
+ * row recording where it ran (tiny-f32 has 2 layers: 99 is both and the head). */
+Test(gpu, bench_ngl_list_one_row_per_value)
+{
+    have_device();
+    char mp[512], args[1024], e[4096];
+    snprintf(args, sizeof args, "bench -m %s -ngl 0,1,99 -p 40 -n 0 -r 1 --warmup 0 -t 1 -o jsonl",
+             shared_path(mp, sizeof mp, "models/tiny-f32.gguf"));
+    char *out = run_cmd("", args, e, sizeof e);
+    cr_assert(strstr(e, "rc=0 ") == e, "%s", e);
+    const char *want[][2] = {{"\"n_gpu_layers\": 0", "\"backends\": \"cpu\""},
+                             {"\"n_gpu_layers\": 1", "\"backends\": \"vulkan\""},
+                             {"\"n_gpu_layers\": 2", "\"backends\": \"vulkan\""}};
+    char *line = out;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(line && *line, "row %d missing: %s", i, out);
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cr_expect(strstr(line, want[i][0]) && strstr(line, want[i][1]), "row %d: %s", i, line);
+        cr_expect(strstr(line, "\"test\": \"pp40\"") && strstr(line, "\"error\": null"), "row %d: %s", i, line);
+        line = nl ? nl + 1 : NULL;
+    }
+    cr_expect(!line || !*line, "more than 3 rows: %s", line);
+    free(out);
+}
+
 Test(gpu, no_driver_falls_back_to_cpu)
 {
     char mp[512], args[1024], e1[4096], e2[4096];
