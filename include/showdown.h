@@ -23,7 +23,9 @@ typedef struct sd_sampler sd_sampler;
 
 /* ---- model ------------------------------------------------------------ */
 
-typedef enum { SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3 } sd_arch;
+typedef enum {
+    SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3, SD_ARCH_QWEN3MOE = 4, SD_ARCH_GPTOSS = 5
+} sd_arch;
 
 typedef struct {
     sd_arch arch;
@@ -32,6 +34,8 @@ typedef struct {
     int n_ctx_train;
     float norm_eps, rope_base, rope_scale; /* rope_scale: linear factor (1 = none) */
     int rope_neox;                          /* 1: rotate halves (qwen), 0: pairs (llama) */
+    int n_expert, n_expert_used, n_ff_exp;  /* mixture of experts (0 when dense): routed experts,
+                                               experts per token, rows of one expert's FFN */
 } sd_hparams;
 
 /* Maps the file, validates it, builds the tokenizer. Weights stay mapped. */

@@ -23,7 +23,7 @@ nump=${NUM_PROMPTS:-16} inlen=${INPUT_LEN:-128} outlen=${OUTPUT_LEN:-128} prefix
 out=${OUT:-build/bench-serve} port=${PORT:-18080}
 [ -f "$model" ] || { echo "error: $model: no such model file" >&2; exit 1; }
 [ -x "$sd" ] || { echo "error: $sd: build showdown first (make)" >&2; exit 1; }
-if ! "$sd" bench --url --help >/dev/null 2>&1; then
+if ! "$sd" bench --help 2>/dev/null | grep -q -- "--url"; then
   echo "error: this showdown has no 'bench --url' (it lands with the benchurl branch)" >&2; exit 1
 fi
 mkdir -p "$out"

@@ -15,10 +15,14 @@ dest=${SHOWDOWN_MODELS:-build/models}
 sums="$root/data/models.sha256"
 mkdir -p "$dest"
 
-need() {  # the models not yet in $dest (a file there was checked when placed)
+need() {  # the models not in $dest with the recorded sha256 (a wrong one is fetched again)
   while read -r sum name; do
     [ -z "$name" ] && continue
-    if [ ! -f "$dest/$name" ]; then echo "$name"; fi
+    if [ ! -f "$dest/$name" ]; then echo "$name"; continue; fi
+    if [ "$(sha256sum "$dest/$name" | cut -d' ' -f1)" != "$sum" ]; then
+      echo "models: $dest/$name does not have the sha256 of data/models.sha256: fetching it again" >&2
+      echo "$name"
+    fi
   done < "$sums"
 }
 missing=$(need)

@@ -98,7 +98,9 @@ Test(calibrate, short_measurements_are_positive)
     memset(buf, 1, n);
     double bw = sd_calib_bw(buf, n, 2, 2);
     free(buf);
-    cr_assert(bw > 0.5 && bw < 10000, "bandwidth %g GB/s", bw);
+    /* Bounds loose enough for a sanitized build on a busy 2-core machine (0.43
+     * GB/s seen): the test is that the measurement is sane, not fast. */
+    cr_assert(bw > 0.02 && bw < 10000, "bandwidth %g GB/s", bw);
     double r = sd_calib_rate(CALIB_F32, 1, 0.05);
-    cr_assert(r > 0.5, "f32 rate %g G ops/s", r);
+    cr_assert(r > 0.02, "f32 rate %g G ops/s", r);
 }

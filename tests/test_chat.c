@@ -430,6 +430,21 @@ Test(chat_cli, smollm2_matches_reference, .timeout = 300)
     sd_logits_file_free(&got);
     sd_logits_file_free(&rf);
 
+    /* the user turn from a pipe (its trailing newline dropped) is the same prompt */
+    snprintf(cmd, sizeof cmd,
+             "echo 'What is the capital of France?' | %s run --chat -m '%s' --system 'You are a helpful assistant.' "
+             "--temp 0 -n 1 -t 2 --logits-out %s/pipe.ref 2>/dev/null",
+             showdown_bin(), path, dir);
+    cr_assert_eq(run_cmd(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(gp, sizeof gp, "%s/pipe.ref", dir);
+    cr_assert_eq(sd_logits_file_read(gp, &got, err), 0, "%s", err);
+    cr_assert_eq(sd_logits_file_read(shared_path(ref, sizeof ref, "reference/smollm2-chat.ref"), &rf, err), 0, "%s",
+                 err);
+    cr_assert_eq(got.n_prompt, rf.n_prompt);
+    for (int i = 0; i < (int)rf.n_prompt; i++) cr_expect_eq(got.prompt[i], rf.prompt[i], "piped prompt token %d", i);
+    sd_logits_file_free(&got);
+    sd_logits_file_free(&rf);
+
     snprintf(cmd, sizeof cmd,
              "%s run --chat -m '%s' --system 'You are a helpful assistant.' -p 'What is the capital of France?' "
              "--temp 0 -n 48 -t 2 2>&1",

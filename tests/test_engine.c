@@ -581,3 +581,38 @@ Test(engine, eight_concurrent_equal_solo_q8_0, .timeout = 120) { concurrent_equa
 Test(engine, eight_concurrent_equal_solo_q4_k, .timeout = 120) { concurrent_equals_solo("models/tiny-q4_k_m.gguf", 0); }
 Test(engine, eight_concurrent_equal_solo_f16_kv, .timeout = 120) { concurrent_equals_solo("models/tiny-f16.gguf", 1); }
 Test(engine, eight_concurrent_equal_solo_f32, .timeout = 120) { concurrent_equals_solo("models/tiny-f32.gguf", 0); }
+
+Test(engine, admission_waits_for_kv_blocks, .timeout = 60)
+{
+    /* 64 positions in all (4 blocks): a 40-token prompt holds 3, so a
+     * 30-token prompt (2 blocks) waits in the queue although a slot is free,
+     * until the first request has used the whole pool and ended. */
+    sd_model *m = load("models/stories260K.gguf");
+    sd_engine *e = start_b(m, 2, 64, 0);
+    int nv = sd_model_hparams(m)->n_vocab;
+    int32_t a[40], b[30];
+    make_prompt(a, 40, 41, nv);
+    make_prompt(b, 30, 42, nv);
+    collect ca, cb;
+    col_init(&ca);
+    col_init(&cb);
+    ca.sleep_us = 1000;
+    sd_gen_request ra = greedy(a, 40, -1), rb = greedy(b, 30, 3);
+    submit(e, &ra, &ca);
+    while (col_tokens(&ca) < 1) usleep(200);
+    submit(e, &rb, &cb);
+    usleep(5000);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_eq(st.busy_slots, 1, "the second request is not admitted without blocks");
+    cr_assert_eq(st.queued, 1);
+    col_wait(&ca);
+    col_wait(&cb);
+    cr_assert_eq(ca.done_ev.finish, SD_FINISH_LENGTH);
+    cr_assert_eq(ca.n_tok, 64 - 40 + 1, "the first used every position of the pool");
+    cr_assert_eq(cb.done_ev.finish, SD_FINISH_LENGTH);
+    cr_assert_eq(cb.n_tok, 3);
+    cr_assert(cb.done_ev.queued_ms >= ca.done_ev.gen_ms * 0.5, "queued %.1f ms", cb.done_ev.queued_ms);
+    sd_engine_free(e);
+    sd_model_free(m);
+}

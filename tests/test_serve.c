@@ -544,6 +544,8 @@ Test(serve, bad_inputs)
         {"PUT", "/v1/chat/completions", "{}", "sekret", 405, NULL},
         {"POST", "/v2/completions", "{}", "sekret", 404, NULL},
         {"GET", "/", NULL, "sekret", 404, NULL},
+        {"GET", "/v1/models%0a%ff", NULL, "sekret", 404, NULL},
+        {"GET", "/v1/chat/completions", NULL, "sekret", 405, "POST"},
         {"POST", "/v1/completions", "{\"prompt\":", "sekret", 400, "JSON"},
         {"POST", "/v1/completions", "", "sekret", 400, "JSON"},
         {"POST", "/v1/completions", "[\"prompt\"]", "sekret", 400, "object"},
@@ -740,6 +742,22 @@ Test(serve, disconnect_frees_slot)
     free(completion_text("{\"prompt\":\"The dog\",\"max_tokens\":5,\"temperature\":0,\"ignore_eos\":true}", &o));
     cr_assert_eq(jint(o, "usage.completion_tokens"), 5);
     json_decref(o);
+    /* The same for a non-streaming request whose client gives up waiting. */
+    memset(&r, 0, sizeof r);
+    body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":2000,\"ignore_eos\":true}";
+    c = easy("POST", "/v1/completions", body, strlen(body), NULL, &r, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 300L);
+    long long gen0 = metric("showdown_generated_tokens_total");
+    rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_OPERATION_TIMEDOUT, "%s", curl_easy_strerror(rc));
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    free(r.data);
+    t0 = sd_time_ms();
+    while (metric("showdown_busy_slots") != 0 && sd_time_ms() - t0 < 5000) usleep(20000);
+    cr_assert_eq(metric("showdown_busy_slots"), 0, "the slot is still busy 5 s after the client left");
+    gen = metric("showdown_generated_tokens_total") - gen0;
+    cr_assert(gen < 2000, "it generated %lld tokens for a client that left", gen);
 }
 
 /* SIGTERM with requests in flight: the server ends them and exits 0 quickly. */

@@ -98,6 +98,47 @@ for target in ("fuzz_model_load", "fuzz_plan_shape"):
     put(target, "qwen2-bpe.gguf", model("qwen2", bpe, n_bpe))
 put("fuzz_model_load", "qwen3-bpe.gguf", model("qwen3", bpe, n_bpe, embd=8, heads=2, kv_heads=2))
 
+def moe_model(arch, vocab, n_vocab, embd=8, heads=2, kv_heads=1, ff=4, experts=4, used=2, per_expert=False):
+    """A one-layer mixture of experts: 3-D expert tensors (or 2-D per expert), router, gpt-oss's extras."""
+    hd = embd // heads
+    kvs = [kv("general.architecture", STR, arch), kv(arch + ".embedding_length", U32, embd),
+           kv(arch + ".block_count", U32, 1), kv(arch + ".feed_forward_length", U32, ff),
+           kv(arch + ".attention.head_count", U32, heads), kv(arch + ".attention.head_count_kv", U32, kv_heads),
+           kv(arch + ".context_length", U32, 64), kv(arch + ".attention.layer_norm_rms_epsilon", F32, 1e-5),
+           kv(arch + ".rope.freq_base", F32, 10000.0), kv(arch + ".expert_count", U32, experts),
+           kv(arch + ".expert_used_count", U32, used), kv(arch + ".expert_feed_forward_length", U32, ff)] + vocab
+    if arch == "gpt-oss":
+        kvs += [kv(arch + ".attention.sliding_window", U32, 128), kv(arch + ".rope.scaling.type", STR, "yarn"),
+                kv(arch + ".rope.scaling.factor", F32, 32.0),
+                kv(arch + ".rope.scaling.original_context_length", U32, 4096)]
+    b = "blk.0."
+    t = [("token_embd.weight", (embd, n_vocab), 0), ("output_norm.weight", (embd,), 0),
+         (b + "attn_norm.weight", (embd,), 0),
+         (b + ("post_attention_norm.weight" if arch == "gpt-oss" else "ffn_norm.weight"), (embd,), 0),
+         (b + "attn_q.weight", (embd, heads * hd), 0), (b + "attn_k.weight", (embd, kv_heads * hd), 0),
+         (b + "attn_v.weight", (embd, kv_heads * hd), 0), (b + "attn_output.weight", (heads * hd, embd), 0),
+         (b + "ffn_gate_inp.weight", (embd, experts), 0)]
+    if per_expert:
+        for e in range(experts):
+            t += [(b + "ffn_gate.%d.weight" % e, (embd, ff), 0), (b + "ffn_up.%d.weight" % e, (embd, ff), 0),
+                  (b + "ffn_down.%d.weight" % e, (ff, embd), 0)]
+    else:
+        t += [(b + "ffn_gate_exps.weight", (embd, ff, experts), 0), (b + "ffn_up_exps.weight", (embd, ff, experts), 0),
+              (b + "ffn_down_exps.weight", (ff, embd, experts), 0)]
+    if arch == "qwen3moe":
+        t += [(b + "attn_q_norm.weight", (hd,), 0), (b + "attn_k_norm.weight", (hd,), 0)]
+    if arch == "gpt-oss":
+        t += [(b + "attn_q.bias", (heads * hd,), 0), (b + "attn_k.bias", (kv_heads * hd,), 0),
+              (b + "attn_v.bias", (kv_heads * hd,), 0), (b + "attn_output.bias", (embd,), 0),
+              (b + "attn_sinks.weight", (heads,), 0), (b + "ffn_gate_inp.bias", (experts,), 0),
+              (b + "ffn_gate_exps.bias", (ff, experts), 0), (b + "ffn_up_exps.bias", (ff, experts), 0),
+              (b + "ffn_down_exps.bias", (embd, experts), 0)]
+    return gguf(kvs, t)
+
+put("fuzz_model_load", "qwen3moe-bpe.gguf", moe_model("qwen3moe", bpe, n_bpe, kv_heads=2))
+put("fuzz_model_load", "gptoss-bpe.gguf", moe_model("gpt-oss", bpe, n_bpe))
+put("fuzz_model_load", "mixtral-spm-per-expert.gguf", moe_model("llama", spm, n_spm, per_expert=True))
+
 # ---- text formats ----
 row = ('{"bench_schema": "showdown-bench/1", "model_filename": "tiny-q4_0.gguf", "model_type": "Q4_0", '
        '"n_threads": %d, "n_prompt": 0, "n_gen": 16, "n_depth": 0, "test": "tg16", "type_k": "f16", '

@@ -76,7 +76,8 @@ static double predict(const sd_bench_config *c, const test_spec *t, const bench_
 }
 
 /* Bytes of weights one decode step reads: all tensors, except that an
- * embedding table with a separate output matrix is read one row per token. */
+ * embedding table with a separate output matrix is read one row per token,
+ * and a mixture of experts reads only the k of n experts it routes to. */
 static uint64_t weight_bytes_per_token(sd_model *m)
 {
     uint64_t all = sd_model_weight_bytes(m);
@@ -87,6 +88,15 @@ static uint64_t weight_bytes_per_token(sd_model *m)
     const gguf_tensor *out = gguf_find_tensor(g, "output.weight");
     if (emb && out && emb->ne[1] > 0 && emb->n_bytes < all)
         all -= emb->n_bytes - emb->n_bytes / (uint64_t)emb->ne[1];
+    const sd_hparams *hp = sd_model_hparams(m);
+    for (uint64_t i = 0; hp->n_expert > 0 && i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        char name[96];
+        int layer, e;
+        snprintf(name, sizeof name, "%.*s", (int)(t->name.len < 95 ? t->name.len : 95), t->name.ptr);
+        if (strstr(name, "_exps.weight") || sscanf(name, "blk.%d.ffn_%*[a-z].%d.weight", &layer, &e) == 2)
+            all -= t->n_bytes - t->n_bytes * (uint64_t)hp->n_expert_used / (uint64_t)hp->n_expert;
+    }
     gguf_close(g);
     return all;
 }

@@ -35,6 +35,13 @@ void show_tokenizer_warning(const char *path, const sd_tokenizer *t);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
 
+/* run --dump-experts (dump_experts.c): the chosen experts of the last
+ * forward pass's tokens (positions from pos0), and a prompt evaluation that
+ * dumps every pass. 0, or -1 (err set by the second). */
+typedef struct sd_session sd_session;
+int dump_experts(FILE *f, const sd_session *s, const int32_t *toks, int pos0);
+int dump_experts_eval(FILE *f, sd_session *s, const int32_t *toks, int n, float *rows, char *err);
+
 /* -ngl N|auto (gpu_flags.c): 0 ok, -1 with a message printed. */
 int parse_ngl(const char *flag, const char *v, int *out);
 /* Offloads per -ngl/--device (nothing when both are 0) and prints what runs

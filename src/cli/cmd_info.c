@@ -45,6 +45,9 @@ int cmd_info(int argc, char **argv)
            hp->n_vocab, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
            hp->n_ctx_train, hp->rope_base, hp->rope_scale, hp->rope_neox ? "neox (halves)" : "normal (pairs)",
            hp->norm_eps, m->output.data == m->tok_embd.data ? "tied to the token embedding" : "own matrix");
+    if (m->yarn.freq_scale > 0) printf("rope scaling   YaRN (the factor above)\n");
+    if (hp->n_expert)
+        printf("experts        %d, %d per token, feed-forward %d each\n", hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
     printf("tensors        %" PRIu64 "\n", g->n_tensors);
     uint64_t bytes[SD_TYPE_COUNT] = {0}, count[SD_TYPE_COUNT] = {0}, total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {

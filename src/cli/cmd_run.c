@@ -38,12 +38,14 @@ static void run_usage(FILE *out)
           "                       not a terminal (scripted conversations)\n"
           "  --system TEXT        system prompt for --chat\n"
           "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3,\n"
-          "                       llama3.1, mistral, mistral-tekken, gemma, phi3, deepseek, harmony\n",
+          "                       llama3.1, mistral, mistral-tekken, gemma, phi3, deepseek, harmony\n"
+          "  --dump-experts FILE  mixture-of-experts models: per token and layer, the experts\n"
+          "                       chosen (position, token, layer, ids best first; tab-separated)\n",
           out);
 }
 
 typedef struct {
-    const char *model, *prompt, *prompt_file, *logits_out, *system, *chat_template;
+    const char *model, *prompt, *prompt_file, *logits_out, *system, *chat_template, *dump_experts;
     long n_predict, threads, ctx;
     int no_bos, chat, interactive, ngl;
     long device;
@@ -69,7 +71,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         static const char *valued[] = {"-m", "--model", "-p", "--prompt", "-f", "--file", "--logits-out", "-n",
                                        "--n-predict", "-t", "--threads", "-c", "--ctx-size", "-ctk", "--cache-type",
                                        "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed",
-                                       "--system", "--chat-template", "-ngl", "--n-gpu-layers", "--device"};
+                                       "--system", "--chat-template", "-ngl", "--n-gpu-layers", "--device",
+                                       "--dump-experts"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown run --help)", a);
@@ -79,6 +82,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         else if (FLAG("-p", "--prompt")) o->prompt = v;
         else if (FLAG("-f", "--file")) o->prompt_file = v;
         else if (FLAG("--logits-out", "--logits-out")) o->logits_out = v;
+        else if (FLAG("--dump-experts", "--dump-experts")) o->dump_experts = v;
         else if (FLAG("--system", "--system")) o->system = v;
         else if (FLAG("--chat-template", "--chat-template")) o->chat_template = v;
         else if (FLAG("-n", "--n-predict")) { if (parse_int(a, v, 0, 1 << 24, &o->n_predict)) return 1; }
@@ -106,6 +110,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         return fail("run: --system, --chat-template and --interactive need --chat");
     if (o->interactive && (o->prompt || o->prompt_file)) return fail("run: --interactive reads stdin: no -p or -f");
     if (o->chat && o->no_bos) return fail("run: --no-bos does not apply to --chat (the template decides)");
+    if (o->chat && o->dump_experts) return fail("run: --dump-experts does not apply to --chat");
     return 0;
 }
 
@@ -122,6 +127,7 @@ static int run_chat(const run_opts *o)
         text = strdup(o->prompt);
     } else if (!isatty(0) && !o->interactive) {
         if (!(text = read_file_bytes("/dev/stdin", &len))) return fail("run: cannot read stdin");
+        while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = 0;  /* echo's newline */
     }
     if ((o->prompt || o->prompt_file || text) && !text) return fail("out of memory");
     if (!text && o->logits_out) return fail("run: --logits-out with --chat needs -p or -f (one turn)");
@@ -158,6 +164,7 @@ int cmd_run(int argc, char **argv)
     int32_t *ptoks = NULL, *gen = NULL;
     float *rows = NULL;
     sd_sampler *smp = NULL;
+    FILE *dump = NULL;
     int n_prompt = 0, n_gen = 0, rc = 1;
     if (gpu_offload(m, o.ngl, (int)o.device, (int)o.ctx, o.kv)) goto done;
     if (sd_session_new(m, &sp, &s, err)) { fail("%s", err); goto done; }
@@ -173,8 +180,13 @@ int cmd_run(int argc, char **argv)
     smp = sd_sampler_new(&o.sp, nv);
     if (!gen || (o.logits_out && !rows) || !smp) { fail("run: out of memory"); goto done; }
 
+    if (o.dump_experts && !hp->n_expert) { fail("run: --dump-experts: %s has no experts", o.model); goto done; }
+    if (o.dump_experts && !(dump = fopen(o.dump_experts, "w"))) { fail("%s: cannot write", o.dump_experts); goto done; }
     double t1 = sd_time_ms();
-    if (sd_session_eval(s, ptoks, n_prompt, rows, err)) { fail("%s", err); goto done; }
+    if (dump ? dump_experts_eval(dump, s, ptoks, n_prompt, rows, err) : sd_session_eval(s, ptoks, n_prompt, rows, err)) {
+        fail("%s", err);
+        goto done;
+    }
     double t_prompt = sd_time_ms() - t1, t_first = 0;
     double t2 = sd_time_ms();
     for (; n_gen < n_want; n_gen++) {
@@ -190,6 +202,7 @@ int cmd_run(int argc, char **argv)
         if (n_gen + 1 < n_want || o.logits_out) {
             float *row = rows ? rows + ((size_t)n_prompt + (size_t)n_gen) * nv : NULL;
             if (sd_session_eval(s, &next, 1, row, err)) { fail("%s", err); goto done; }
+            if (dump && dump_experts(dump, s, &next, n_prompt + n_gen)) { fail("%s: write failed", o.dump_experts); goto done; }
         }
     }
     double t_gen = sd_time_ms() - t2;
@@ -202,8 +215,11 @@ int cmd_run(int argc, char **argv)
         fail("%s", err);
         goto done;
     }
+    if (dump && fclose(dump)) { dump = NULL; fail("%s: write failed", o.dump_experts); goto done; }
+    dump = NULL;
     rc = 0;
 done:
+    if (dump) fclose(dump);
     free(ptext); free(ptoks); free(gen); free(rows);
     sd_sampler_free(smp);
     sd_session_free(s);

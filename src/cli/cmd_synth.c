@@ -24,10 +24,14 @@ static void usage(FILE *out)
             "  --vocab FILE.gguf    copy the tokenizer of this file (its size sets the\n"
             "                       vocabulary); default: a synthesized byte-level BPE one\n"
             "  --arch A             llama, qwen2 (Q/K/V biases) or qwen3 (Q/K norms)\n"
+            "                       (the MoE presets: qwen3moe, gpt-oss, llama = mixtral)\n"
             "  --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N\n"
             "  --vocab-size N --ctx N --rope-base F\n"
             "                       change the preset's shape (--dim/--heads without\n"
             "                       --head-dim set the head size to dim/heads)\n"
+            "  --experts N --experts-used K --expert-ffn N\n"
+            "                       mixture-of-experts presets: routed experts, experts\n"
+            "                       per token (lowered to N with --experts), expert FFN size\n"
             "  -t, --threads N      threads (default: every CPU)\n"
             "  --progress           progress on stderr even when it is not a terminal\n"
             "  --header-only        write the header with the data left as a sparse hole\n"
@@ -62,7 +66,8 @@ static int same_shape(const sd_synth_shape *a, const sd_synth_shape *b)
 {
     return !strcmp(a->arch, b->arch) && a->n_embd == b->n_embd && a->n_layer == b->n_layer &&
            a->n_head == b->n_head && a->n_head_kv == b->n_head_kv && a->head_dim == b->head_dim &&
-           a->n_ff == b->n_ff && a->n_vocab == b->n_vocab && a->n_ctx == b->n_ctx && a->rope_base == b->rope_base;
+           a->n_ff == b->n_ff && a->n_vocab == b->n_vocab && a->n_ctx == b->n_ctx && a->rope_base == b->rope_base &&
+           a->n_expert == b->n_expert && a->n_expert_used == b->n_expert_used && a->n_ff_exp == b->n_ff_exp;
 }
 
 /* The integer shape flags and where each goes. */
@@ -81,6 +86,8 @@ int cmd_synth(int argc, char **argv)
         {"--heads", &edit.n_head, 1, 1024},       {"--kv-heads", &edit.n_head_kv, 1, 1024},
         {"--head-dim", &edit.head_dim, 2, 4096},  {"--ffn", &edit.n_ff, 1, 1 << 20},
         {"--vocab-size", &edit.n_vocab, 1, 1 << 24}, {"--ctx", &edit.n_ctx, 1, 1 << 24},
+        {"--experts", &edit.n_expert, 1, 4096},   {"--experts-used", &edit.n_expert_used, 1, 64},
+        {"--expert-ffn", &edit.n_ff_exp, 1, 1 << 20},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -130,9 +137,11 @@ int cmd_synth(int argc, char **argv)
         s.head_dim = s.n_embd / s.n_head;
     }
     if (edit.n_head >= 0 && edit.n_head_kv < 0 && s.n_head % s.n_head_kv) s.n_head_kv = s.n_head;
+    if (edit.n_expert >= 0 && edit.n_expert_used < 0 && s.n_expert_used > s.n_expert) s.n_expert_used = s.n_expert;
+    if (edit.n_expert >= 0 && !base->n_expert) return fail("--experts: preset %s is not a mixture of experts", base->name);
     if (rope_base > 0) s.rope_base = (float)rope_base;
     if (arch && sd_synth_set_arch(&s, arch))
-        return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3)", arch);
+        return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss)", arch);
     if (!same_shape(&s, base)) {
         if (s.rope_base != base->rope_base || s.head_dim != base->head_dim) s.rope_llama3_factor = 0;
         snprintf(s.name, sizeof s.name, "%.24s-custom", base->name);

@@ -46,12 +46,41 @@ static void rotate_heads(float *v, int n_heads, int head_dim, int neox, int i, f
 void sd_rope(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
              const float *freq_factors)
 {
+    sd_rope_ext(q, n_q, k, n_k, head_dim, pos, base, scale, neox, freq_factors, NULL);
+}
+
+/* The pair index at which a frequency turns n_rot times over n_ctx_orig positions. */
+static float yarn_corr_dim(int head_dim, int n_ctx_orig, float n_rot, float base)
+{
+    return (float)head_dim * logf((float)n_ctx_orig / (n_rot * 2.0f * (float)M_PI)) / (2.0f * logf(base));
+}
+
+void sd_rope_yarn_init(sd_rope_yarn *y, int head_dim, float base, float factor, int n_ctx_orig, float beta_fast,
+                       float beta_slow)
+{
+    float lo = floorf(yarn_corr_dim(head_dim, n_ctx_orig, beta_fast, base));
+    float hi = ceilf(yarn_corr_dim(head_dim, n_ctx_orig, beta_slow, base));
+    y->corr_lo = lo > 0 ? lo : 0;
+    y->corr_hi = hi < (float)(head_dim - 1) ? hi : (float)(head_dim - 1);
+    y->freq_scale = 1.0f / factor;
+    y->mscale = 1.0f + 0.1f * logf(factor);
+}
+
+void sd_rope_ext(float *q, int n_q, float *k, int n_k, int head_dim, int pos, float base, float scale, int neox,
+                 const float *freq_factors, const sd_rope_yarn *yarn)
+{
     int half = head_dim / 2;
-    float p = (float)pos / scale;
+    float p = yarn ? (float)pos : (float)pos / scale;
     for (int i = 0; i < half; i++) {
-        float theta = p * powf(base, -2.0f * (float)i / (float)head_dim);
+        float theta = p * powf(base, -2.0f * (float)i / (float)head_dim), m = 1.0f;
         if (freq_factors) theta /= freq_factors[i];
-        float c = cosf(theta), s = sinf(theta);
+        if (yarn) {
+            float r = ((float)i - yarn->corr_lo) / fmaxf(0.001f, yarn->corr_hi - yarn->corr_lo);
+            float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, r));   /* 1: keep the original angle */
+            theta = theta * yarn->freq_scale * (1.0f - ramp) + theta * ramp;
+            m = yarn->mscale;
+        }
+        float c = cosf(theta) * m, s = sinf(theta) * m;
         rotate_heads(q, n_q, head_dim, neox, i, c, s);
         rotate_heads(k, n_k, head_dim, neox, i, c, s);
     }
@@ -171,6 +200,8 @@ typedef struct {
     const int32_t *xs;
     int n_tok;
     int nth;                    /* threads sharing the job */
+    const int *first, *count;   /* set: weight k takes its own activation rows
+                                   [first[k], first[k] + count[k]) (sd_matmul_grouped) */
     _Atomic int64_t next;       /* first row not yet claimed */
     float *part;                /* the sums of panels 1.. (panel 0 goes to out) */
 } matmul_job;
@@ -297,7 +328,19 @@ static void claim_rows(const matmul_job *j, int64_t b0, int64_t b1)
     for (int k = 0; k < j->n_w && off < b1; k++) {
         const sd_weight *w = j->w[k];
         int64_t lo = b0 - off, hi = b1 - off;
-        if (lo < w->rows && hi > 0) matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        if (lo < w->rows && hi > 0 && j->first) {
+            matmul_job jk = *j;   /* weight k's own activation rows */
+            size_t nb = (size_t)(w->cols / 32), t0 = (size_t)j->first[k];
+            jk.xq = (const char *)j->xq + t0 * j->xq_row;
+            jk.n_tok = j->count[k];
+            if (j->xd) {
+                jk.xd = j->xd + t0 * nb;
+                jk.xs = j->xs + 2 * t0 * nb;
+            }
+            matmul_rows(&jk, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        } else if (lo < w->rows && hi > 0) {
+            matmul_rows(j, w, j->out[k], lo > 0 ? lo : 0, hi < w->rows ? hi : w->rows);
+        }
         off += w->rows;
     }
 }
@@ -414,35 +457,33 @@ static void encode_band(void *ctx, int i, int n)
  * a 64-token prefill it was 70-110 us per product on one thread. */
 #define PARALLEL_ENCODE_TOKENS 4
 
-void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
-                     void *scratch, const sd_weight *const *next, int n_next)
+/* One pool run of n_w fused products over n_tok shared activation rows, or
+ * (first, count set) each weight over its own rows of the n_rows encoded. */
+static void matmul_run(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_rows, int n_tok,
+                       const int *row0, const int *count, float *const *out, void *scratch,
+                       const sd_weight *const *next, int n_next)
 {
-    if (!fusable(w, n_w)) {
-        for (int i = 0; i < n_w; i++)
-            sd_matmul_multi(pool, &w[i], 1, x, n_tok, &out[i], scratch, i + 1 < n_w ? &w[i + 1] : next,
-                            i + 1 < n_w ? 1 : n_next);
-        return;
-    }
     const sd_type_traits *t0 = sd_type_get(w[0]->type);
-    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool)};
+    matmul_job j = {.w = w, .out = out, .n_w = n_w, .n_tok = n_tok, .nth = sd_pool_size(pool), .first = row0,
+                    .count = count};
     j.c = plan_claims(w, n_w, n_tok, j.nth);
     encode_job e = {x, w[0]->cols, NULL, scratch, sd_row_bytes((unsigned)t0->vec_dot_type, w[0]->cols), NULL, NULL,
-                    n_tok};
+                    n_rows};
     if (t0->vec_dot_type != SD_TYPE_F32) e.enc = sd_kernel_quantize_act((unsigned)t0->vec_dot_type);
     if (needs_meta(w, n_w)) {
-        e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_tok));
-        e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_tok);
+        e.xd = (float *)((char *)scratch + act_meta_offset(e.xq_row, n_rows));
+        e.xs = (int32_t *)(e.xd + (size_t)(w[0]->cols / 32) * n_rows);
     }
-    if (e.enc && j.nth > 1 && n_tok >= PARALLEL_ENCODE_TOKENS * j.nth) sd_pool_run(pool, encode_band, &e);
-    else encode_rows(&e, 0, n_tok);
+    if (e.enc && j.nth > 1 && n_rows >= PARALLEL_ENCODE_TOKENS * j.nth) sd_pool_run(pool, encode_band, &e);
+    else encode_rows(&e, 0, n_rows);
     j.xq = e.enc ? (const void *)e.xq : (const void *)x;
     j.xq_row = e.xq_row;
     j.xd = e.xd;
     j.xs = e.xs;
     if (j.c.panels > 1)
         j.part = (float *)((char *)scratch + part_offset((unsigned)t0->vec_dot_type, e.xq_row, w[0]->cols, n_tok));
-    int64_t first = (int64_t)j.nth * j.c.first;
-    atomic_init(&j.next, first < j.c.total ? first : j.c.total);
+    int64_t claimed = (int64_t)j.nth * j.c.first;
+    atomic_init(&j.next, claimed < j.c.total ? claimed : j.c.total);
     /* Prefetching pays at decode, where the products stream from memory; the
      * next product's weights that fuse are the ones its first claims read. */
     int hint = next && n_next >= 1 && n_next <= PREFETCH_WEIGHTS;
@@ -452,6 +493,45 @@ void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const fl
     else sd_pool_run(pool, matmul_band, &j);
     for (int64_t p = 1; p < j.c.panels; p++)
         for (int64_t r = 0; r < w[0]->rows; r++) out[0][r] += j.part[(p - 1) * w[0]->rows + r];
+}
+
+void sd_matmul_multi(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_tok, float *const *out,
+                     void *scratch, const sd_weight *const *next, int n_next)
+{
+    if (!fusable(w, n_w)) {
+        for (int i = 0; i < n_w; i++)
+            sd_matmul_multi(pool, &w[i], 1, x, n_tok, &out[i], scratch, i + 1 < n_w ? &w[i + 1] : next,
+                            i + 1 < n_w ? 1 : n_next);
+        return;
+    }
+    matmul_run(pool, w, n_w, x, n_tok, n_tok, NULL, NULL, out, scratch, next, n_next);
+}
+
+void sd_matmul_grouped(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, int n_rows,
+                       const int *first, const int *count, float *const *out, void *scratch)
+{
+    if (n_w < 1) return;
+    if (n_w == 1 || !fusable(w, n_w)) {   /* (one weight: sd_matmul_multi's panel claims) */
+        for (int k = 0; k < n_w; k++)
+            sd_matmul_multi(pool, &w[k], 1, x + (size_t)first[k] * w[0]->cols, count[k], &out[k], scratch, NULL, 0);
+        return;
+    }
+    /* Claims sized as at prefill once a weight has several tokens. */
+    int most = 1;
+    for (int k = 0; k < n_w; k++) most = count[k] > most ? count[k] : most;
+    matmul_run(pool, w, n_w, x, n_rows, most, first, count, out, scratch, NULL, 0);
+}
+
+void sd_matmul_each(sd_pool *pool, const sd_weight *const *w, int n_w, const float *x, float *const *out,
+                    void *scratch)
+{
+    enum { MAX_EACH = 64 };
+    int first[MAX_EACH], count[MAX_EACH];
+    for (int k0 = 0; k0 < n_w; k0 += MAX_EACH) {
+        int nk = n_w - k0 < MAX_EACH ? n_w - k0 : MAX_EACH;
+        for (int k = 0; k < nk; k++) { first[k] = k; count[k] = 1; }
+        sd_matmul_grouped(pool, w + k0, nk, x + (size_t)k0 * w[0]->cols, nk, first, count, out + k0, scratch);
+    }
 }
 
 void sd_matmul(sd_pool *pool, const sd_weight *w, const float *x, int n_tok, float *out, void *scratch)

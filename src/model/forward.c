@@ -15,6 +15,7 @@
 #include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/moe.h"
 #include "model/offload.h"
 #include "tensor/types.h"
 
@@ -309,8 +310,8 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
         int pos = b->pos[t], blk = c->seqs[b->seq[t]].blocks[pos / SD_KV_BLOCK];
-        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, L->rope_scale, hp->rope_neox,
-                m->rope_freq_factors);
+        sd_rope_ext(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, L->rope_scale, hp->rope_neox,
+                    m->rope_freq_factors, m->yarn.freq_scale > 0 ? &m->yarn : NULL);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t at = sd_kv_at(c, il, h, blk, pos % SD_KV_BLOCK);
             kv_enc(k + (size_t)h * hd, c->k + at, hd);
@@ -318,11 +319,16 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
         }
     }
     run_attention(f, b, il);
-    sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, gu, 2);
+    sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
+    add_bias(f->xb, L->bo, n, e);
     post_norm(f, L->post_attn_norm, n);
     for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
+    if (L->moe) {
+        sd_moe_ffn(f, il, n);   /* model/ffn_moe.c: adds into f->x */
+        return;
+    }
     float *const gu_out[2] = {f->hb, f->hb2};
     sd_matmul_multi(f->pool, gu, 2, f->xb, n, gu_out, f->xq, &down, 1);
     if (m->ffn_gelu) sd_geglu(f->hb, f->hb2, (int64_t)n * ff);
@@ -390,7 +396,8 @@ static size_t xq_bytes(const sd_model *m, int n_tok)
             mx = b > mx ? b : mx;
         }
     }
-    return mx;
+    size_t moe = sd_moe_xq_bytes(m, n_tok);
+    return moe > mx ? moe : mx;
 }
 
 int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_threads, char *err)
@@ -425,6 +432,15 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     f->units = malloc((size_t)f->max_units * sizeof *f->units);
     f->recs = malloc((size_t)f->max_recs * group * (hp->head_dim + 2) * sizeof(float));
     f->pool = sd_pool_new(n_threads);
+    size_t moe_floats = sd_moe_scratch_floats(m, max_tok);
+    if (moe_floats) {
+        f->moe = malloc(moe_floats * sizeof(float));
+        f->moe_ids = calloc(B * (size_t)hp->n_layer * (size_t)hp->n_expert_used, sizeof(int32_t));
+        if (!f->moe || !f->moe_ids) {
+            sd_fwd_free(f);
+            return fwd_fail(err, "%s: out of memory for the experts' scratch (%d tokens)", m->path, max_tok);
+        }
+    }
     if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att_out || !f->hb || !f->hb2 || !f->att || !f->att_tmp ||
         !f->xq || !f->units || !f->recs || !f->pool) {
         sd_fwd_free(f);
@@ -436,7 +452,7 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
 void sd_fwd_free(sd_fwd *f)
 {
     free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v); free(f->att_out); free(f->hb); free(f->hb2);
-    free(f->att); free(f->att_tmp); free(f->xq); free(f->units); free(f->recs);
+    free(f->att); free(f->att_tmp); free(f->xq); free(f->units); free(f->recs); free(f->moe); free(f->moe_ids);
     sd_pool_free(f->pool);
     memset(f, 0, sizeof *f);
 }

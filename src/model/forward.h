@@ -49,6 +49,9 @@ typedef struct {
     sd_att_unit *units;
     int max_units, max_recs;
     float *recs;           /* partial softmax per record: max[g], sum[g], out[g * hd] */
+    float *moe;            /* MoE FFN scratch (model/moe.h), or NULL for a dense model */
+    int32_t *moe_ids;      /* the last pass's chosen experts, moe_n tokens */
+    int moe_n;
     struct sd_gpu_state *gpu;   /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
     char *gpu_err;         /* set when a GPU step failed: that batch's results are void */
 } sd_fwd;

@@ -10,6 +10,7 @@
 
 #include "kernels/pack.h"
 #include "model/model.h"
+#include "model/moe.h"
 #include "model/offload.h"
 #include "runtime/pool.h"
 #include "tensor/scale.h"
@@ -36,6 +37,8 @@ static const arch_row archs[] = {
     {"qwen2", SD_ARCH_QWEN2, 1},
     {"qwen3", SD_ARCH_QWEN3, 1},
     {"gemma3", SD_ARCH_GEMMA3, 1},
+    {"qwen3moe", SD_ARCH_QWEN3MOE, 1},
+    {"gpt-oss", SD_ARCH_GPTOSS, 1},
 };
 
 /* "{arch}.suffix" as an integer hyper-parameter; required ones must be present. */
@@ -63,6 +66,50 @@ static int hp_f32(const sd_model *m, const char *suffix, float def, float *out, 
     return 0;
 }
 
+/* YaRN: factor already in hp->rope_scale; the ramp's bounds default as the reference engine's. */
+static int read_yarn(sd_model *m, char *err)
+{
+    sd_hparams *hp = &m->hp;
+    int orig = hp->n_ctx_train;
+    float fast = 32.0f, slow = 1.0f;
+    if (hp_u32(m, "rope.scaling.original_context_length", 0, (uint32_t)hp->n_ctx_train, &orig, err) ||
+        hp_f32(m, "rope.scaling.yarn_beta_fast", 32.0f, &fast, err) ||
+        hp_f32(m, "rope.scaling.yarn_beta_slow", 1.0f, &slow, err))
+        return -1;
+    if (orig < 1 || fast <= 0 || slow <= 0)
+        return load_fail(err, m->path, "nonsense YaRN parameters (original context %d, beta fast %g, slow %g)", orig,
+                         fast, slow);
+    sd_rope_yarn_init(&m->yarn, hp->head_dim, hp->rope_base, hp->rope_scale, orig, fast, slow);
+    return 0;
+}
+
+/* Mixture of experts: {arch}.expert_count routed experts, expert_used_count
+ * of them per token, each an FFN of expert_feed_forward_length rows
+ * (mixtral: feed_forward_length). */
+static int read_experts(sd_model *m, char *err)
+{
+    sd_hparams *hp = &m->hp;
+    int moe_arch = hp->arch == SD_ARCH_QWEN3MOE || hp->arch == SD_ARCH_GPTOSS;
+    if (hp_u32(m, "expert_count", moe_arch, 0, &hp->n_expert, err)) return -1;
+    if (hp->n_expert == 0) {
+        if (moe_arch) return load_fail(err, m->path, "%s.expert_count is 0", hp->arch_name);
+        return 0;
+    }
+    if (hp->n_expert > 4096)
+        return load_fail(err, m->path, "%s.expert_count = %d is absurd", hp->arch_name, hp->n_expert);
+    if (hp_u32(m, "expert_used_count", 1, 0, &hp->n_expert_used, err) ||
+        hp_u32(m, "expert_feed_forward_length", 0, (uint32_t)hp->n_ff, &hp->n_ff_exp, err))
+        return -1;
+    if (hp->n_expert_used > SD_MOE_MAX_USED)
+        return load_fail(err, m->path, "%s.expert_used_count = %d is more than the %d supported", hp->arch_name,
+                         hp->n_expert_used, SD_MOE_MAX_USED);
+    if (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert)
+        return load_fail(err, m->path, "%s.expert_used_count = %d, but there are %d experts", hp->arch_name,
+                         hp->n_expert_used, hp->n_expert);
+    if (hp->n_ff_exp < 1) return load_fail(err, m->path, "%s.expert_feed_forward_length is 0", hp->arch_name);
+    return 0;
+}
+
 static int read_hparams(sd_model *m, char *err)
 {
     sd_hparams *hp = &m->hp;
@@ -74,7 +121,8 @@ static int read_hparams(sd_model *m, char *err)
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
     if (!row)
-        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3 are)",
+        return load_fail(err, m->path,
+                         "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3, qwen3moe, gpt-oss are)",
                          (int)(a.len > 32 ? 32 : a.len), a.ptr);
     hp->arch = row->arch;
     hp->rope_neox = row->neox;
@@ -112,14 +160,16 @@ static int read_hparams(sd_model *m, char *err)
     snprintf(key, sizeof key, "%s.rope.scaling.type", hp->arch_name);
     r = gguf_get_str(m->gguf, key, &st, err);
     if (r < 0) return -1;
-    if (r == 1 && gguf_str_eq(st, "linear")) {
+    if (r == 1 && (gguf_str_eq(st, "linear") || gguf_str_eq(st, "yarn"))) {
         if (hp_f32(m, "rope.scaling.factor", 1.0f, &hp->rope_scale, err)) return -1;
         if (hp->rope_scale <= 0) return load_fail(err, m->path, "rope scaling factor must be positive");
+        if (gguf_str_eq(st, "yarn") && read_yarn(m, err)) return -1;
     } else if (r == 1 && !gguf_str_eq(st, "none")) {
-        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear is)",
+        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear, yarn are)",
                          (int)(st.len > 32 ? 32 : st.len), st.ptr);
     }
     m->embd_scale = m->q_scale = 1.0f;
+    if (read_experts(m, err)) return -1;
     return hp->arch == SD_ARCH_GEMMA3 ? sd_gemma3_hparams(m, err) : 0;
 }
 
@@ -174,20 +224,35 @@ static int load_layer(sd_model *m, int il, char *err)
                                   "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
                                   "post_ffw_norm.weight"};
     for (int i = 0; i < 16; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, sfx[i]);
-    int qwen2 = hp->arch == SD_ARCH_QWEN2, gemma3 = hp->arch == SD_ARCH_GEMMA3;
-    int qwen3 = hp->arch == SD_ARCH_QWEN3 || gemma3;   /* per-head q/k norms */
+    int gptoss = hp->arch == SD_ARCH_GPTOSS, qwen2 = hp->arch == SD_ARCH_QWEN2 || gptoss;
+    int gemma3 = hp->arch == SD_ARCH_GEMMA3;
+    int qwen3 = hp->arch == SD_ARCH_QWEN3 || hp->arch == SD_ARCH_QWEN3MOE || gemma3;   /* per-head q/k norms */
+    if (gptoss) snprintf(n[1], sizeof n[1], "blk.%d.post_attention_norm.weight", il);   /* its pre-FFN norm */
     if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
         get_weight(m, n[2], e, q, 0, &L->wq, err) || get_weight(m, n[3], e, kv, 0, &L->wk, err) ||
         get_weight(m, n[4], e, kv, 0, &L->wv, err) || get_weight(m, n[5], q, e, 0, &L->wo, err) ||
-        get_weight(m, n[6], e, hp->n_ff, 0, &L->w_gate, err) || get_weight(m, n[7], e, hp->n_ff, 0, &L->w_up, err) ||
-        get_weight(m, n[8], hp->n_ff, e, 0, &L->w_down, err) ||
         get_vector(m, n[9], q, !qwen2, &L->bq, err) || get_vector(m, n[10], kv, !qwen2, &L->bk, err) ||
         get_vector(m, n[11], kv, !qwen2, &L->bv, err) ||
         get_vector(m, n[12], hp->head_dim, !qwen3, &L->q_norm, err) ||
         get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err) ||
-        get_vector(m, n[14], e, !gemma3, &L->post_attn_norm, err) ||
-        get_vector(m, n[15], e, !gemma3, &L->post_ffn_norm, err))
+        (!gptoss && (get_vector(m, n[14], e, !gemma3, &L->post_attn_norm, err) ||   /* gpt-oss: its FFN norm */
+                     get_vector(m, n[15], e, !gemma3, &L->post_ffn_norm, err))))
         return -1;
+    if (hp->n_expert) {
+        if (sd_moe_load_layer(m, il, err)) return -1;
+    } else if (get_weight(m, n[6], e, hp->n_ff, 0, &L->w_gate, err) ||
+               get_weight(m, n[7], e, hp->n_ff, 0, &L->w_up, err) ||
+               get_weight(m, n[8], hp->n_ff, e, 0, &L->w_down, err)) {
+        return -1;
+    }
+    if (gptoss) {
+        char b[64];
+        snprintf(b, sizeof b, "blk.%d.attn_output.bias", il);
+        if (get_vector(m, b, e, 0, &L->bo, err)) return -1;
+        snprintf(b, sizeof b, "blk.%d.attn_sinks.weight", il);
+        if (get_vector(m, b, hp->n_head, 0, &L->attn_sinks, err)) return -1;
+        L->swa = il % 2 == 0 ? m->swa_window : 0;   /* sliding window on even layers */
+    }
     L->rope_base = hp->rope_base;
     L->rope_scale = hp->rope_scale;
     return gemma3 ? sd_gemma3_layer(m, il, err) : 0;
@@ -223,6 +288,10 @@ static int load_tensors(sd_model *m, char *err)
     if (get_weight(m, "output.weight", hp->n_embd, hp->n_vocab, 1, &m->output, err)) return -1;
     if (!m->output.data) m->output = m->tok_embd;  /* tied embeddings */
     if (get_vector(m, "rope_freqs.weight", hp->head_dim / 2, 1, &m->rope_freq_factors, err)) return -1;
+    if (hp->arch == SD_ARCH_GPTOSS) {
+        if (hp_u32(m, "attention.sliding_window", 1, 0, &m->swa_window, err)) return -1;
+        if (m->swa_window < 1) return load_fail(err, m->path, "%s.attention.sliding_window is 0", hp->arch_name);
+    }
     if ((uint64_t)hp->n_layer * 9 > m->gguf->n_tensors)
         return load_fail(err, m->path, "%d layers but only %llu tensors", hp->n_layer,
                          (unsigned long long)m->gguf->n_tensors);
@@ -256,10 +325,11 @@ int sd_model_pack(sd_model *m)
     ws[n++] = &m->output;
     uint64_t need = 0;
     for (int i = 0; i < n; i++) need += (uint64_t)ws[i]->rows * ws[i]->row_bytes;
+    need += sd_moe_expert_bytes(m);   /* experts are packed at first use (moe_pack.c) */
     long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int packed = 0;
-    if (pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2)
-        packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
+    int packed = 0, fits = pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2;
+    sd_moe_set_lazy_pack(m, fits);
+    if (fits) packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
     free(ws);
     return packed;
 }
@@ -313,6 +383,8 @@ void sd_model_free(sd_model *m)
             sd_layer *L = &m->layers[i];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
             free(L->q_norm); free(L->k_norm); free(L->attn_sinks); free(L->post_attn_norm); free(L->post_ffn_norm);
+            free(L->bo);
+            sd_moe_free(L->moe);
             sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
             for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }

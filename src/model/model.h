@@ -4,11 +4,14 @@
 
 #include "showdown.h"
 #include "gguf/gguf.h"
+#include "kernels/ops.h"
 #include "tensor/weight.h"
+
+typedef struct sd_moe sd_moe;   /* model/moe.h */
 
 typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
-    float *bq, *bk, *bv;                  /* qwen2 biases, or NULL */
+    float *bq, *bk, *bv, *bo;             /* attention biases (qwen2: q/k/v; gpt-oss: all four), or NULL */
     float *q_norm, *k_norm;               /* qwen3, gemma3 per-head norms (head_dim), or NULL */
     float *post_attn_norm, *post_ffn_norm; /* gemma3: norms of the attention and FFN outputs
                                              before each residual add, or NULL */
@@ -18,7 +21,8 @@ typedef struct {
                                              positions before it; 0 = the whole context */
     float rope_base;                      /* this layer's RoPE base (gemma3's local layers differ) */
     float rope_scale;                     /* and its linear position scale (1 = none) */
-    sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;   /* the FFN three stay empty in a MoE layer */
+    sd_moe *moe;                          /* routed experts replacing the dense FFN, or NULL */
 } sd_layer;
 
 /* A layer's matrices in forward order, for array initializers:
@@ -36,6 +40,8 @@ struct sd_model {
     sd_weight tok_embd, output;           /* output aliases tok_embd when tied */
     float *output_norm;
     float *rope_freq_factors;             /* head_dim/2 divisors (llama 3), or NULL */
+    sd_rope_yarn yarn;                    /* YaRN scaling (gpt-oss); freq_scale 0 = none */
+    int swa_window;                       /* gpt-oss: attention.sliding_window of its even layers */
     float embd_scale;                     /* multiplies the embedding rows (gemma3: sqrt(n_embd)), else 1 */
     float q_scale;                        /* multiplies q on top of attention's 1/sqrt(head_dim), else 1 */
     float logit_softcap;                  /* > 0: logits = c * tanh(logits / c) (gemma), 0 = none */

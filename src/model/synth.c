@@ -19,7 +19,7 @@ enum { GEN_RANDOM, GEN_ONES, GEN_ROPE_FREQS };
 typedef struct {
     char name[64];
     int n_dims;
-    int64_t ne[2];
+    int64_t ne[3];
     int gen;
     float sigma;
     uint32_t type;
@@ -70,6 +70,9 @@ static uint64_t row_stream(uint64_t seed, int tensor, int64_t row)
 
 /* ---- the tensors ----------------------------------------------------------- */
 
+/* Rows the generator fills: all of a 3-D tensor's matrices one after another. */
+static int64_t n_rows(const synth_tensor *t) { return t->ne[1] * t->ne[2]; }
+
 static int add(tensor_list *l, const char *name, int64_t ne0, int64_t ne1, int gen, float sigma)
 {
     if (l->n == l->cap) {
@@ -85,11 +88,45 @@ static int add(tensor_list *l, const char *name, int64_t ne0, int64_t ne1, int g
     t->n_dims = ne1 > 1 ? 2 : 1;
     t->ne[0] = ne0;
     t->ne[1] = ne1;
+    t->ne[2] = 1;
     t->gen = gen;
     t->sigma = sigma;
     t->type = SD_TYPE_F32;
     t->scale = 1.0f;
     return 0;
+}
+
+static int add3(tensor_list *l, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, int gen, float sigma)
+{
+    if (add(l, name, ne0, ne1, gen, sigma)) return -1;
+    synth_tensor *t = &l->t[l->n - 1];
+    t->ne[2] = ne2;
+    if (ne2 > 1) t->n_dims = 3;
+    return 0;
+}
+
+/* A layer's experts in the reference layout: the router {n_embd, n_expert}
+ * (kept F32 by the recipes), 3-D ffn_{gate,up,down}_exps, and gpt-oss's
+ * router and expert biases. The router's sigma is larger so that routing
+ * is decided, not a near-tie of tiny logits. */
+static int list_experts(const sd_synth_shape *s, tensor_list *l, int i, int gptoss, float res)
+{
+    int64_t e = s->n_embd, f = s->n_ff_exp, x = s->n_expert;
+    char n[64];
+    int rc = 0;
+#define T(sfx, a, b, c, g, sg) (snprintf(n, sizeof n, "blk.%d." sfx, i), rc |= add3(l, n, a, b, c, g, sg))
+    T("ffn_gate_inp.weight", e, x, 1, GEN_RANDOM, 1.0f);
+    T("ffn_gate_exps.weight", e, f, x, GEN_RANDOM, SIGMA);
+    T("ffn_up_exps.weight", e, f, x, GEN_RANDOM, SIGMA);
+    T("ffn_down_exps.weight", f, e, x, GEN_RANDOM, res);
+    if (gptoss) {
+        T("ffn_gate_inp.bias", x, 1, 1, GEN_RANDOM, SIGMA);
+        T("ffn_gate_exps.bias", f, x, 1, GEN_RANDOM, SIGMA);
+        T("ffn_up_exps.bias", f, x, 1, GEN_RANDOM, SIGMA);
+        T("ffn_down_exps.bias", e, x, 1, GEN_RANDOM, SIGMA);
+    }
+#undef T
+    return rc;
 }
 
 /* llama.cpp's tensor names and shapes ([row length, rows]). Projections into
@@ -99,7 +136,8 @@ static int list_tensors(const sd_synth_shape *s, tensor_list *l)
 {
     int64_t e = s->n_embd, q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
     float res = SIGMA / sqrtf(2.0f * (float)s->n_layer);
-    int qwen2 = !strcmp(s->arch, "qwen2"), qwen3 = !strcmp(s->arch, "qwen3");
+    int gptoss = !strcmp(s->arch, "gpt-oss"), qwen2 = !strcmp(s->arch, "qwen2") || gptoss;
+    int qwen3 = !strcmp(s->arch, "qwen3") || !strcmp(s->arch, "qwen3moe");
     char n[64];
     int rc = add(l, "token_embd.weight", e, s->n_vocab, GEN_RANDOM, SIGMA);
     if (s->rope_llama3_factor > 0) rc |= add(l, "rope_freqs.weight", s->head_dim / 2, 1, GEN_ROPE_FREQS, 0);
@@ -119,7 +157,16 @@ static int list_tensors(const sd_synth_shape *s, tensor_list *l)
             T("attn_k_norm.weight", s->head_dim, 1, GEN_ONES, 0);
         }
         T("attn_output.weight", q, e, GEN_RANDOM, res);
-        T("ffn_norm.weight", e, 1, GEN_ONES, 0);
+        if (gptoss) {
+            T("attn_output.bias", e, 1, GEN_RANDOM, SIGMA);
+            T("attn_sinks.weight", s->n_head, 1, GEN_RANDOM, 1.0f);
+        }
+        if (gptoss) T("post_attention_norm.weight", e, 1, GEN_ONES, 0);   /* its pre-FFN norm */
+        else T("ffn_norm.weight", e, 1, GEN_ONES, 0);
+        if (s->n_expert) {
+            rc |= list_experts(s, l, i, gptoss, res);
+            continue;
+        }
         T("ffn_gate.weight", e, s->n_ff, GEN_RANDOM, SIGMA);
         T("ffn_up.weight", e, s->n_ff, GEN_RANDOM, SIGMA);
         T("ffn_down.weight", s->n_ff, e, GEN_RANDOM, res);
@@ -231,15 +278,15 @@ static int write_pooled(gguf_writer *w, const char *path, const synth_tensor *t,
     size_t rb = sd_row_bytes(t->type, t->ne[0]);
     int64_t per_row = t->ne[0] / bp->block, cr = (int64_t)((16u << 20) / rb);
     if (cr < 1) cr = 1;
-    if (cr > t->ne[1]) cr = t->ne[1];
+    if (cr > n_rows(t)) cr = n_rows(t);
     uint8_t *buf = malloc((size_t)cr * rb);
     if (!buf) {
         snprintf(err, SD_ERR_LEN, "%s: out of memory", path);
         return -1;
     }
     int rc = 0;
-    for (int64_t r0 = 0; r0 < t->ne[1] && !rc; r0 += cr) {
-        int64_t n = t->ne[1] - r0 < cr ? t->ne[1] - r0 : cr;
+    for (int64_t r0 = 0; r0 < n_rows(t) && !rc; r0 += cr) {
+        int64_t n = n_rows(t) - r0 < cr ? n_rows(t) - r0 : cr;
         uint8_t *o = buf;
         for (int64_t r = r0; r < r0 + n; r++) {
             uint64_t st = row_stream(seed, id, r);
@@ -275,11 +322,23 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
     U32("context_length", s->n_ctx);
     U32("embedding_length", s->n_embd);
     U32("block_count", s->n_layer);
-    U32("feed_forward_length", s->n_ff);
+    U32("feed_forward_length", s->n_expert && !strcmp(a, "llama") ? s->n_ff_exp : s->n_ff);   /* mixtral: the experts' */
     U32("attention.head_count", s->n_head);
     U32("attention.head_count_kv", s->n_head_kv);
     U32("rope.dimension_count", s->head_dim);
-    if (s->head_dim * s->n_head != s->n_embd || !strcmp(a, "qwen3")) {
+    if (s->n_expert) {
+        U32("expert_count", s->n_expert);
+        U32("expert_used_count", s->n_expert_used);
+        if (strcmp(a, "llama")) U32("expert_feed_forward_length", s->n_ff_exp);   /* mixtral: feed_forward_length */
+    }
+    if (!strcmp(a, "gpt-oss")) {
+        U32("attention.sliding_window", 128);
+        snprintf(k, sizeof k, "%s.rope.scaling.type", a);
+        rc |= gguf_writer_set_str(w, k, "yarn");
+        F32("rope.scaling.factor", 32.0f);
+        U32("rope.scaling.original_context_length", 4096);
+    }
+    if (s->head_dim * s->n_head != s->n_embd || !strcmp(a, "qwen3") || !strcmp(a, "qwen3moe") || !strcmp(a, "gpt-oss")) {
         U32("attention.key_length", s->head_dim);
         U32("attention.value_length", s->head_dim);
     }
@@ -388,7 +447,7 @@ int sd_synth_write(const sd_synth_params *p, const char *path, char *err)
             continue;
         }
         gen_ctx g = {&s, t, i, p->seed};
-        if (sd_rows_write(w, path, pool, t->type, t->scale, t->ne[1], t->ne[0], gen_rows, &g, err)) goto done;
+        if (sd_rows_write(w, path, pool, t->type, t->scale, n_rows(t), t->ne[0], gen_rows, &g, err)) goto done;
     }
     rc = gguf_writer_finish(w, err);
 done:

@@ -13,29 +13,36 @@
 static const sd_synth_shape presets[] = {
     /* name            arch     embd  lay head kv hd   ffn    vocab   ctx     rope      eps  llama3 tied */
     {"tiny",           "llama",  128,  2,  4, 2,  32,   384,    512,    512,  10000.f, 1e-5f,  0, 0,
-     "a toy shape for tests and `make run`"},
+     "a toy shape for tests and `make run`", 0, 0, 0},
     {"bench-1.1b",     "llama", 2048, 16, 32, 8,  64,  8192,  32000,   2048,  10000.f, 1e-5f,  0, 0,
-     "the benchmark shape (Llama-2 vocabulary, 1.1B parameters)"},
+     "the benchmark shape (Llama-2 vocabulary, 1.1B parameters)", 0, 0, 0},
     {"tinyllama-1.1b", "llama", 2048, 22, 32, 4,  64,  5632,  32000,   2048,  10000.f, 1e-5f,  0, 0,
-     "TinyLlama 1.1B"},
+     "TinyLlama 1.1B", 0, 0, 0},
     {"llama-3.2-1b",   "llama", 2048, 16, 32, 8,  64,  8192, 128256, 131072, 500000.f, 1e-5f, 32, 1,
-     "Llama 3.2 1B"},
+     "Llama 3.2 1B", 0, 0, 0},
     {"llama-3.2-3b",   "llama", 3072, 28, 24, 8, 128,  8192, 128256, 131072, 500000.f, 1e-5f, 32, 1,
-     "Llama 3.2 3B"},
+     "Llama 3.2 3B", 0, 0, 0},
     {"llama-3.1-8b",   "llama", 4096, 32, 32, 8, 128, 14336, 128256, 131072, 500000.f, 1e-5f,  8, 0,
-     "Llama 3.1 8B"},
+     "Llama 3.1 8B", 0, 0, 0},
     {"llama-3.3-70b",  "llama", 8192, 80, 64, 8, 128, 28672, 128256, 131072, 500000.f, 1e-5f,  8, 0,
-     "Llama 3.3 70B"},
+     "Llama 3.3 70B", 0, 0, 0},
     {"mistral-7b",     "llama", 4096, 32, 32, 8, 128, 14336,  32768,  32768, 1000000.f, 1e-5f, 0, 0,
-     "Mistral 7B v0.3"},
+     "Mistral 7B v0.3", 0, 0, 0},
     {"qwen2.5-1.5b",   "qwen2", 1536, 28, 12, 2, 128,  8960, 151936,  32768, 1000000.f, 1e-6f, 0, 1,
-     "Qwen2.5 1.5B"},
+     "Qwen2.5 1.5B", 0, 0, 0},
     {"qwen2.5-7b",     "qwen2", 3584, 28, 28, 4, 128, 18944, 152064,  32768, 1000000.f, 1e-6f, 0, 0,
-     "Qwen2.5 7B"},
+     "Qwen2.5 7B", 0, 0, 0},
     {"qwen3-0.6b",     "qwen3", 1024, 28, 16, 8, 128,  3072, 151936,  40960, 1000000.f, 1e-6f, 0, 1,
-     "Qwen3 0.6B"},
+     "Qwen3 0.6B", 0, 0, 0},
     {"qwen3-8b",       "qwen3", 4096, 36, 32, 8, 128, 12288, 151936,  40960, 1000000.f, 1e-6f, 0, 0,
-     "Qwen3 8B"},
+     "Qwen3 8B", 0, 0, 0},
+    /* mixtures of experts: + experts, used per token, expert FFN size */
+    {"qwen3-30b-a3b",  "qwen3moe", 2048, 48, 32, 4, 128, 6144, 151936, 40960, 1000000.f, 1e-6f, 0, 0,
+     "Qwen3 30B-A3B (128 experts, 8 per token)", 128, 8, 768},
+    {"mixtral-8x7b",   "llama", 4096, 32, 32, 8, 128, 14336,  32000,  32768, 1000000.f, 1e-5f, 0, 0,
+     "Mixtral 8x7B (8 experts, 2 per token)", 8, 2, 14336},
+    {"gpt-oss-20b",    "gpt-oss", 2880, 24, 64, 8, 64,  2880, 201088, 131072, 150000.f, 1e-5f, 0, 0,
+     "gpt-oss 20B (32 experts, 4 per token; sinks, YaRN, window 128 on even layers)", 32, 4, 2880},
 };
 #define N_PRESETS ((int)(sizeof presets / sizeof presets[0]))
 
@@ -52,7 +59,7 @@ const sd_synth_shape *sd_synth_preset(const char *name)
 
 int sd_synth_set_arch(sd_synth_shape *s, const char *arch)
 {
-    static const char *archs[] = {"llama", "qwen2", "qwen3"};
+    static const char *archs[] = {"llama", "qwen2", "qwen3", "qwen3moe", "gpt-oss"};
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (!strcasecmp(arch, archs[i])) {
             snprintf(s->arch, sizeof s->arch, "%s", archs[i]);
@@ -74,7 +81,16 @@ static int bad(char *err, const char *fmt, ...)
 int sd_synth_check(const sd_synth_shape *s, char *err)
 {
     sd_synth_shape tmp = *s;
-    if (sd_synth_set_arch(&tmp, s->arch)) return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3)", s->arch);
+    if (sd_synth_set_arch(&tmp, s->arch))
+        return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss)", s->arch);
+    int moe_arch = !strcmp(s->arch, "qwen3moe") || !strcmp(s->arch, "gpt-oss");
+    if (moe_arch && s->n_expert < 1) return bad(err, "%s needs experts (--experts)", s->arch);
+    if (s->n_expert < 0 || s->n_expert > 4096) return bad(err, "expert count %d is out of range (0..4096)", s->n_expert);
+    if (s->n_expert && (s->n_expert_used < 1 || s->n_expert_used > s->n_expert || s->n_expert_used > 64))
+        return bad(err, "%d experts per token is out of range (1..%d)", s->n_expert_used,
+                   s->n_expert < 64 ? s->n_expert : 64);
+    if (s->n_expert && (s->n_ff_exp < 1 || s->n_ff_exp > (1 << 20)))
+        return bad(err, "expert FFN size %d is out of range (1..%d)", s->n_ff_exp, 1 << 20);
     struct { const char *what; int v, lo, hi; } lim[] = {
         {"embedding size", s->n_embd, 2, 1 << 16},  {"layer count", s->n_layer, 1, 1024},
         {"head count", s->n_head, 1, 1024},         {"KV head count", s->n_head_kv, 1, 1024},
@@ -94,8 +110,13 @@ uint64_t sd_synth_n_params(const sd_synth_shape *s)
 {
     uint64_t e = (uint64_t)s->n_embd, q = (uint64_t)s->n_head * s->head_dim, kv = (uint64_t)s->n_head_kv * s->head_dim;
     uint64_t layer = e * q * 2 + e * kv * 2 + 3 * e * (uint64_t)s->n_ff + 2 * e;
+    if (s->n_expert) {
+        uint64_t x = (uint64_t)s->n_expert, f = (uint64_t)s->n_ff_exp;
+        layer += 3 * e * f * x + e * x - 3 * e * (uint64_t)s->n_ff;
+        if (!strcmp(s->arch, "gpt-oss")) layer += q + 2 * kv + e + (uint64_t)s->n_head + x + (2 * f + e) * x;
+    }
     if (!strcmp(s->arch, "qwen2")) layer += q + 2 * kv;
-    if (!strcmp(s->arch, "qwen3")) layer += 2 * (uint64_t)s->head_dim;
+    if (!strcmp(s->arch, "qwen3") || !strcmp(s->arch, "qwen3moe")) layer += 2 * (uint64_t)s->head_dim;
     uint64_t n = layer * (uint64_t)s->n_layer + e * (uint64_t)s->n_vocab * (s->tied ? 1 : 2) + e;
     if (s->rope_llama3_factor > 0) n += (uint64_t)s->head_dim / 2;
     return n;

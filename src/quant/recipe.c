@@ -84,7 +84,8 @@ static int ends_with(const char *s, const char *suffix)
 
 int sd_qrecipe_quantizes(const char *name, int n_dims)
 {
-    return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight");
+    /* MoE routers stay F32, as the reference quantizer keeps them */
+    return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") && !strstr(name, "ffn_gate_inp.");
 }
 
 /* llama.cpp's choice of layers that get more bits: the first and last eighth

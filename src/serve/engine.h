@@ -47,7 +47,8 @@ typedef struct {
 typedef enum {
     SD_FINISH_NONE = 0,      /* not finished (a token event) */
     SD_FINISH_STOP,          /* an end-of-generation token, or the callback asked to stop */
-    SD_FINISH_LENGTH,        /* max_tokens, or the context is full */
+    SD_FINISH_LENGTH,        /* max_tokens, or the context is full (n_ctx positions, or the shared
+                                KV pool while other sequences hold the rest of it) */
     SD_FINISH_CANCELLED,     /* sd_engine_cancel, or the engine is shutting down */
     SD_FINISH_ERROR          /* see message */
 } sd_finish;

@@ -225,6 +225,11 @@ static int check_request(sd_server *s, http_conn *hc, struct MHD_Connection *c, 
 {
     snprintf(hc->method, sizeof hc->method, "%s", method);
     snprintf(hc->path, sizeof hc->path, "%s", url);
+    /* Both go into the log line: no control characters (the URL is unescaped). */
+    for (char *p = hc->path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    for (char *p = hc->method; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
     const char *want = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) { hc->r = routes[i].r; want = routes[i].method; break; }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "serve/http_internal.h"
@@ -281,6 +282,19 @@ static void on_done(sd_job *j, const sd_gen_event *ev)
     sse_append_raw(j, "data: [DONE]\n\n", 14);
 }
 
+/* MHD does not watch a suspended connection's socket, so a client that
+ * hung up while its non-streaming answer is generated would go unnoticed:
+ * a few times a second, peek at the socket (suspended, MHD cannot close it
+ * under us). 0 bytes from a peek is the client's FIN. */
+static int client_left(sd_job *j)
+{
+    double now = sd_time_ms();
+    if (j->fd < 0 || now - j->t_poke < 200) return 0;
+    j->t_poke = now;
+    char b;
+    return recv(j->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
 static int on_event(const sd_gen_event *ev, void *user)
 {
     sd_job *j = user;
@@ -307,7 +321,7 @@ static int on_event(const sd_gen_event *ev, void *user)
                                                              : sd_token_is_eog(tok, ev->token));
         if (!end) piece = sd_token_piece(tok, ev->token, &n);
         else if (j->kind == SD_API_CHAT) j->end_hit = 1;   /* not EOG to the engine: end it here */
-        if (j->want_logprobs && lp_push(&j->lp, ev, 1, j->filt.raw_total, j->n_top)) j->oom = 1;
+        if (j->want_logprobs && !end && lp_push(&j->lp, ev, 1, j->filt.raw_total, j->n_top)) j->oom = 1;
         const char *out;
         size_t n_out;
         int rc = sd_stop_push(&j->filt, piece, n, &out, &n_out);
@@ -316,6 +330,7 @@ static int on_event(const sd_gen_event *ev, void *user)
             if (rc == 1) j->stop_hit = 1;
             emit_text(j, out, n_out, 0);
         }
+        if (!j->stream && j->suspended && client_left(j)) j->http_gone = 1;
         stop = j->stop_hit || j->end_hit || j->oom || j->http_gone;
     } else if (ev->kind == SD_EV_DONE) {
         on_done(j, ev);
@@ -520,7 +535,9 @@ enum MHD_Result sd_http_generate_resume(sd_server *s, struct MHD_Connection *c, 
         pthread_mutex_unlock(&j->mu);
         return MHD_YES;
     }
+    int gone = j->http_gone;
     pthread_mutex_unlock(&j->mu);
+    if (gone) { *status = 499; return MHD_NO; }   /* the client hung up: nobody to answer (nginx's 499) */
     return send_answer(j, c, status);
 }
 
@@ -594,6 +611,8 @@ enum MHD_Result sd_http_generate(sd_server *s, struct MHD_Connection *c, sd_api_
     int queue_full = 0;
     char err[SD_ERR_LEN] = "";
     j->conn = c;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    j->fd = ci ? ci->connect_fd : -1;
     if (sd_engine_submit(s->e, &g, on_event, j, &id, &queue_full, err)) {
         j->refs--;
         list_remove(s, j);

@@ -51,6 +51,7 @@ struct sd_job {
     int refs;                    /* the engine, the connection, the streaming response */
     struct MHD_Connection *conn; /* NULL once the connection is gone */
     int suspended, http_gone, done;
+    int fd;                      /* the connection's socket (peeked while suspended) */
     uint64_t engine_id;
     sd_job *next, *prev;         /* the server's in-flight list */
 
@@ -75,7 +76,7 @@ struct sd_job {
     int n_prompt, n_cached, n_gen, stop_hit, end_hit, oom;
     sd_finish finish;
     char message[SD_ERR_LEN];
-    double t_start, t_first, t_last, queued_ms, prompt_ms, gen_ms;
+    double t_start, t_first, t_last, t_poke, queued_ms, prompt_ms, gen_ms;
 };
 
 /* http_gen.c: POST /v1/completions and /v1/chat/completions. Returns the
