@@ -23,8 +23,10 @@ layout(push_constant) uniform P {
 #define BM 32u
 #define BN 32u
 #define BK 32u
-shared float Ws[BK][BM];
-shared float Xs[BK][BN];
+// One column of padding: the loads write down a column (k varies fastest
+// across threads), so a 33-word row stride keeps them in distinct banks.
+shared float Ws[BK][BM + 1u];
+shared float Xs[BK][BN + 1u];
 
 void main()
 {
