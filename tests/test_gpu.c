@@ -180,8 +180,9 @@ T(q6_k, "tiny-q6_k", 99, SD_KV_F32, ALL, 1e-4)
 /* qwen2 (q/k/v biases; F32: every row within 1e-4), qwen3 (per-head q/k
  * norms), a Llama 3 shape (RoPE frequency factors, tied output): small
  * random models written by synth,
- * 11 prompt tokens (past the kernel's 8-token blocks) and 4 decode steps. */
-static void synth_vs_cpu(const char *synth_args)
+ * 11 prompt tokens (past the matvec kernel's 8-token blocks) and 4 decode
+ * steps; 40 prompt tokens take the tiled matmul kernel (above 16). */
+static void synth_vs_cpu_n(const char *synth_args, uint32_t n_prompt)
 {
     have_device();
     char dir[64], path[128], cmd[1024];
@@ -190,8 +191,10 @@ static void synth_vs_cpu(const char *synth_args)
     snprintf(cmd, sizeof cmd, "%s synth %s -o %s >/dev/null 2>&1", showdown_bin(), synth_args, path);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     sd_logits_file rf = {0};
-    int32_t toks[15] = {1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 128, 200, 9, 77, 400};
-    rf.n_vocab = 512; rf.n_prompt = 11; rf.n_gen = sanitized() ? 2 : 4; rf.prompt = toks;
+    int32_t toks[48] = {1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 128, 200, 9, 77, 400};
+    for (int i = 15; i < 48; i++) toks[i] = (i * 131 + 7) % 512;
+    cr_assert(n_prompt + 4 <= 48);
+    rf.n_vocab = 512; rf.n_prompt = n_prompt; rf.n_gen = sanitized() ? 2 : 4; rf.prompt = toks;
     char placement[600] = "";
     float *cpu = all_rows(path, &rf, 0, SD_KV_F32, placement), *gpu = all_rows(path, &rf, 99, SD_KV_F32, placement);
     cr_expect(strstr(placement, "output on GPU"), "%s", placement);
@@ -204,12 +207,19 @@ static void synth_vs_cpu(const char *synth_args)
     tmp_dir_remove(dir);
 }
 
+static void synth_vs_cpu(const char *synth_args) { synth_vs_cpu_n(synth_args, 11); }
+
 Test(gpu, forward_qwen2_biases) { synth_vs_cpu("--preset tiny --arch qwen2 --type F32"); }
 Test(gpu, forward_qwen3_head_norms) { synth_vs_cpu("--preset tiny --arch qwen3 --type Q6_K"); }
 Test(gpu, forward_llama3_freq_factors_tied) {
     synth_vs_cpu("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
                  "--ctx 512 --type Q4_K_M");
 }
+Test(gpu, forward_prefill_tiled_q4_k_m) {
+    synth_vs_cpu_n("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
+                   "--ctx 512 --type Q4_K_M", 40);
+}
+Test(gpu, forward_prefill_tiled_f32) { synth_vs_cpu_n("--preset tiny --arch qwen2 --type F32", 40); }
 
 /* ---- the CLI: greedy text, placement line, fallbacks ---------------------- */
 
