@@ -56,7 +56,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(SPV_C): $(wildcard src/gpu/shaders/*.comp) scripts/embed-shaders.sh
+$(SPV_C): $(wildcard src/gpu/shaders/*.comp src/gpu/shaders/*.glsl) scripts/embed-shaders.sh
 	@mkdir -p $(dir $@)
 	./scripts/embed-shaders.sh $@ $(BUILD)/gen/spv
 $(SPV_C:.c=.o): $(SPV_C)

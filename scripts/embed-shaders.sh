@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compiles the GLSL compute shaders of src/gpu/shaders to SPIR-V with glslc and
 # writes them as one C file of uint32 arrays (the table src/gpu/spv.h
-# declares), so the binary carries its shaders. matvec.comp is compiled once
-# per weight format (-DFMT_<name>). Without glslc the table is empty and the
+# declares), so the binary carries its shaders. matvec.comp and matmul.comp
+# are compiled once per weight format (-DFMT_<name>; both include
+# dequant.glsl). Without glslc the table is empty and the
 # Vulkan backend reports that it was built without shaders.
 # Usage: embed-shaders.sh OUT.c TMPDIR
 set -euo pipefail
@@ -22,14 +23,16 @@ emit() {   # emit NAME SPV
   names+=("$1")
 }
 if command -v glslc >/dev/null 2>&1; then
-  for f in $formats; do
-    glslc -fshader-stage=compute -O -DFMT_"$f" "$dir/matvec.comp" -o "$tmp/matvec_$f.spv"
-    emit "matvec_$f" "$tmp/matvec_$f.spv"
+  for k in matvec matmul; do
+    for f in $formats; do
+      glslc -fshader-stage=compute -O -I"$dir" -DFMT_"$f" "$dir/$k.comp" -o "$tmp/${k}_$f.spv"
+      emit "${k}_$f" "$tmp/${k}_$f.spv"
+    done
   done
   for s in "$dir"/*.comp; do
     n=$(basename "$s" .comp)
-    [ "$n" = matvec ] && continue
-    glslc -fshader-stage=compute -O "$s" -o "$tmp/$n.spv"
+    case $n in matvec | matmul) continue ;; esac
+    glslc -fshader-stage=compute -O -I"$dir" "$s" -o "$tmp/$n.spv"
     emit "$n" "$tmp/$n.spv"
   done
 else

@@ -364,6 +364,8 @@ Test(bench, cli_bad_input_is_a_clear_error, .timeout = 60)
         {"-o xml", "unknown format 'xml'"},
         {"-t 0", "outside"},
         {"-p 8-2", "backwards"},
+        {"-ngl 3-1", "backwards"},
+        {"-ngl -1", "cannot read '-1'"},
         {"-pg 5", "expected PP,TG"},
         {"--energy sundial", "unknown probe"},
         {"-p 0 -n 0", "no tests"},

@@ -4,8 +4,8 @@
  * greedy text, and the fallbacks. Skipped, saying why, without a device.
  *
  * Tolerances (relative L2 of a logits row against the CPU's):
- *  - one product: 1e-5 (the GPU encodes activations as the CPU does, only
- *    the summation order differs);
+ *  - one product (matvec and tiled matmul alike): 1e-5 (the GPU encodes
+ *    activations as the CPU does, only the summation order differs);
  *  - the prompt's rows (one batched step): 1e-4;
  *  - every row: 3e-2. An 8-bit activation block can round one step the other
  *    way when the sums differ in the last bit; that moves a row by ~1e-2 and,
@@ -67,8 +67,10 @@ static void check_product(uint32_t type, int rows, int cols, int n_tok)
 }
 
 /* Rows 37 and 67 (not multiples of the 64-thread workgroup, 67 > 64), odd
- * column counts where the block allows, 1 token and 11 (the kernel takes
- * tokens 8 at a time). */
+ * column counts where the block allows, 1 token and 11 (the matvec kernel
+ * takes tokens 8 at a time), then 64 and 67 (the tiled matmul kernel, 32
+ * rows x 32 tokens x 32 columns a step: 64 fills its tiles, 37 and 67 rows
+ * and 67 tokens leave partial ones, 97 columns a partial last step). */
 static void check_format(uint32_t type)
 {
     int blk = sd_row_bytes(type, 256) ? (type == SD_TYPE_F32 || type == SD_TYPE_F16 || type == SD_TYPE_BF16 ? 1
@@ -76,6 +78,8 @@ static void check_format(uint32_t type)
     int cols = blk == 1 ? 97 : blk * (blk == 256 ? 3 : 7);
     check_product(type, 37, cols, 1);
     check_product(type, 67, cols, 11);
+    check_product(type, 37, cols, 64);
+    check_product(type, 67, cols, 67);
     if (blk == 1) check_product(type, 5, 128, 9);   /* even rows: F16's two-per-word path */
 }
 
@@ -176,8 +180,9 @@ T(q6_k, "tiny-q6_k", 99, SD_KV_F32, ALL, 1e-4)
 /* qwen2 (q/k/v biases; F32: every row within 1e-4), qwen3 (per-head q/k
  * norms), a Llama 3 shape (RoPE frequency factors, tied output): small
  * random models written by synth,
- * 11 prompt tokens (past the kernel's 8-token blocks) and 4 decode steps. */
-static void synth_vs_cpu(const char *synth_args)
+ * 11 prompt tokens (past the matvec kernel's 8-token blocks) and 4 decode
+ * steps; 40 prompt tokens take the tiled matmul kernel (above 16). */
+static void synth_vs_cpu_n(const char *synth_args, uint32_t n_prompt)
 {
     have_device();
     char dir[64], path[128], cmd[1024];
@@ -186,8 +191,10 @@ static void synth_vs_cpu(const char *synth_args)
     snprintf(cmd, sizeof cmd, "%s synth %s -o %s >/dev/null 2>&1", showdown_bin(), synth_args, path);
     cr_assert_eq(system(cmd), 0, "%s", cmd);
     sd_logits_file rf = {0};
-    int32_t toks[15] = {1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 128, 200, 9, 77, 400};
-    rf.n_vocab = 512; rf.n_prompt = 11; rf.n_gen = sanitized() ? 2 : 4; rf.prompt = toks;
+    int32_t toks[48] = {1, 17, 300, 42, 99, 7, 256, 511, 3, 64, 128, 200, 9, 77, 400};
+    for (int i = 15; i < 48; i++) toks[i] = (i * 131 + 7) % 512;
+    cr_assert(n_prompt + 4 <= 48);
+    rf.n_vocab = 512; rf.n_prompt = n_prompt; rf.n_gen = sanitized() ? 2 : 4; rf.prompt = toks;
     char placement[600] = "";
     float *cpu = all_rows(path, &rf, 0, SD_KV_F32, placement), *gpu = all_rows(path, &rf, 99, SD_KV_F32, placement);
     cr_expect(strstr(placement, "output on GPU"), "%s", placement);
@@ -200,12 +207,19 @@ static void synth_vs_cpu(const char *synth_args)
     tmp_dir_remove(dir);
 }
 
+static void synth_vs_cpu(const char *synth_args) { synth_vs_cpu_n(synth_args, 11); }
+
 Test(gpu, forward_qwen2_biases) { synth_vs_cpu("--preset tiny --arch qwen2 --type F32"); }
 Test(gpu, forward_qwen3_head_norms) { synth_vs_cpu("--preset tiny --arch qwen3 --type Q6_K"); }
 Test(gpu, forward_llama3_freq_factors_tied) {
     synth_vs_cpu("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
                  "--ctx 512 --type Q4_K_M");
 }
+Test(gpu, forward_prefill_tiled_q4_k_m) {
+    synth_vs_cpu_n("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
+                   "--ctx 512 --type Q4_K_M", 40);
+}
+Test(gpu, forward_prefill_tiled_f32) { synth_vs_cpu_n("--preset tiny --arch qwen2 --type F32", 40); }
 
 /* ---- the CLI: greedy text, placement line, fallbacks ---------------------- */
 
@@ -246,6 +260,32 @@ static void greedy_same(const char *model_rel)
 Test(gpu, greedy_text_f32) { greedy_same("models/tiny-f32.gguf"); }
 Test(gpu, greedy_text_q4_k_m) { greedy_same("models/tiny-q4_k_m.gguf"); }
 Test(gpu, greedy_text_q3_k_m) { greedy_same("models/tiny-q3_k_m.gguf"); }
+
+/* bench -ngl takes a list: one load and one row per value, in order, each
+ * row recording where it ran (tiny-f32 has 2 layers: 99 is both and the head). */
+Test(gpu, bench_ngl_list_one_row_per_value)
+{
+    have_device();
+    char mp[512], args[1024], e[4096];
+    snprintf(args, sizeof args, "bench -m %s -ngl 0,1,99 -p 40 -n 0 -r 1 --warmup 0 -t 1 -o jsonl",
+             shared_path(mp, sizeof mp, "models/tiny-f32.gguf"));
+    char *out = run_cmd("", args, e, sizeof e);
+    cr_assert(strstr(e, "rc=0 ") == e, "%s", e);
+    const char *want[][2] = {{"\"n_gpu_layers\": 0", "\"backends\": \"cpu\""},
+                             {"\"n_gpu_layers\": 1", "\"backends\": \"vulkan\""},
+                             {"\"n_gpu_layers\": 2", "\"backends\": \"vulkan\""}};
+    char *line = out;
+    for (int i = 0; i < 3; i++) {
+        cr_assert(line && *line, "row %d missing: %s", i, out);
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        cr_expect(strstr(line, want[i][0]) && strstr(line, want[i][1]), "row %d: %s", i, line);
+        cr_expect(strstr(line, "\"test\": \"pp40\"") && strstr(line, "\"error\": null"), "row %d: %s", i, line);
+        line = nl ? nl + 1 : NULL;
+    }
+    cr_expect(!line || !*line, "more than 3 rows: %s", line);
+    free(out);
+}
 
 Test(gpu, no_driver_falls_back_to_cpu)
 {

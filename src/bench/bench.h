@@ -29,7 +29,9 @@ typedef struct {
     const char *energy;                /* sd_energy_open's `which` */
     int cold;                          /* drop each model's file from the page cache before loading */
     const sd_calibration *calib;       /* NULL: roofline_fraction is null */
-    int n_gpu_layers, device;          /* -ngl (SD_NGL_AUTO: auto), --device; 0, 0: the CPU only */
+    int *n_gpu_layers; int n_n_gpu_layers;   /* -ngl values (SD_NGL_AUTO: auto), each a model load;
+                                              * none: 0, the CPU only (unless device) */
+    int device;                        /* --device */
 } sd_bench_config;
 
 typedef struct {

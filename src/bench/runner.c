@@ -16,7 +16,7 @@
 #include "measure/sysinfo.h"
 
 /* One test of the sweep, before it runs. */
-typedef struct { int model, kv, threads, depth, n_prompt, n_gen; } test_spec;
+typedef struct { int model, ngl, kv, threads, depth, n_prompt, n_gen; } test_spec;
 
 static int tests_per_combo(const sd_bench_config *c)
 {
@@ -26,9 +26,21 @@ static int tests_per_combo(const sd_bench_config *c)
     return n;
 }
 
+/* The -ngl values: an empty list is the single value 0. */
+static int n_ngl(const sd_bench_config *c) { return c->n_n_gpu_layers > 0 ? c->n_n_gpu_layers : 1; }
+static int ngl_at(const sd_bench_config *c, int i) { return c->n_n_gpu_layers > 0 ? c->n_gpu_layers[i] : 0; }
+
+/* Whether any test runs on a GPU (then energy prefers the GPU's probe). */
+static int any_gpu(const sd_bench_config *c)
+{
+    for (int i = 0; i < n_ngl(c); i++)
+        if (ngl_at(c, i)) return 1;
+    return c->device != 0;
+}
+
 int sd_bench_count_tests(const sd_bench_config *c)
 {
-    return c->n_models * c->n_kv * c->n_n_threads * c->n_n_depth * tests_per_combo(c);
+    return c->n_models * n_ngl(c) * c->n_kv * c->n_n_threads * c->n_n_depth * tests_per_combo(c);
 }
 
 static test_spec *expand(const sd_bench_config *c, int *n_out)
@@ -36,11 +48,12 @@ static test_spec *expand(const sd_bench_config *c, int *n_out)
     int n = sd_bench_count_tests(c), k = 0;
     test_spec *t = calloc((size_t)(n > 0 ? n : 1), sizeof *t);
     if (!t) return NULL;
-    for (int m = 0; m < c->n_models; m++)
+    for (int m = 0; m < c->n_models; m++)   /* model and -ngl outermost: one load each */
+        for (int g = 0; g < n_ngl(c); g++)
         for (int kv = 0; kv < c->n_kv; kv++)
             for (int th = 0; th < c->n_n_threads; th++)
                 for (int d = 0; d < c->n_n_depth; d++) {
-                    test_spec base = {m, kv, c->n_threads[th], c->n_depth[d], 0, 0};
+                    test_spec base = {m, ngl_at(c, g), kv, c->n_threads[th], c->n_depth[d], 0, 0};
                     for (int i = 0; i < c->n_n_prompt; i++)
                         if (c->n_prompt[i] > 0) { t[k] = base; t[k++].n_prompt = c->n_prompt[i]; }
                     for (int i = 0; i < c->n_n_gen; i++)
@@ -176,8 +189,8 @@ static int max_ctx(const sd_bench_config *c)
     return d + p + g + 1;
 }
 
-static int load_model(const sd_bench_config *c, const sd_bench_callbacks *cb, const char *path, bench_model *bm,
-                      char *err)
+static int load_model(const sd_bench_config *c, const sd_bench_callbacks *cb, const char *path, int ngl,
+                      bench_model *bm, char *err)
 {
     memset(bm, 0, sizeof *bm);
     char e2[SD_ERR_LEN];
@@ -186,10 +199,10 @@ static int load_model(const sd_bench_config *c, const sd_bench_callbacks *cb, co
     sd_peak_rss_reset();
     double t0 = sd_time_ms();
     if (sd_model_load(path, &bm->m, err) != 0) return -1;
-    if (c->n_gpu_layers || c->device) {
+    if (ngl || c->device) {
         sd_kv_type kv = c->n_kv ? c->kv[0] : SD_KV_F16;
         for (int i = 1; i < c->n_kv; i++) kv = c->kv[i] == SD_KV_F32 ? SD_KV_F32 : kv;   /* the larger cache */
-        sd_offload_params op = {c->n_gpu_layers, c->device, max_ctx(c), kv, NULL, NULL};
+        sd_offload_params op = {ngl, c->device, max_ctx(c), kv, NULL, NULL};
         if (sd_model_offload(bm->m, &op, err) != 0) return -1;
         if (cb && cb->on_placement) cb->on_placement(path, sd_model_placement(bm->m), cb->ud);
     }
@@ -207,7 +220,7 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
     sd_bench_row *row = malloc(sizeof *row);
     /* GPU runs: the GPU's energy (NVML) where it can be read. */
     sd_energy *probe = NULL;
-    if ((c->n_gpu_layers || c->device) && !strcmp(c->energy, "auto")) {
+    if (any_gpu(c) && !strcmp(c->energy, "auto")) {
         probe = sd_energy_open("nvml", 0);
         if (probe && !sd_energy_available(probe)) { sd_energy_close(probe); probe = NULL; }
     }
@@ -222,17 +235,18 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
     bench_probe bp = {0};
     int have_probe = 0, stopped = 0;
     bench_model bm = {0};
-    int cur_model = -1, model_ok = 0;
+    int cur_model = -1, cur_ngl = 0, model_ok = 0;
     char model_err[SD_ERR_LEN] = "";
 
     for (int i = 0; i < n_tests && !stopped; i++) {
         const test_spec *t = &tests[i];
         const char *path = c->models[t->model];
-        if (t->model != cur_model) {
+        if (t->model != cur_model || t->ngl != cur_ngl) {
             if (bm.m) sd_model_free(bm.m);
             bm.m = NULL;
             cur_model = t->model;
-            model_ok = load_model(c, cb, path, &bm, model_err) == 0;
+            cur_ngl = t->ngl;
+            model_ok = load_model(c, cb, path, t->ngl, &bm, model_err) == 0;
             if (model_ok && !have_probe) {
                 /* Estimate once, from the first model that loads. */
                 char perr[SD_ERR_LEN];

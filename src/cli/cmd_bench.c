@@ -34,8 +34,9 @@ static void bench_usage(FILE *out)
           "  --warmup N            untimed runs before them (default 2)\n"
           "  --seed S              seed of the random token ids (default 42)\n"
           "  -o, --output FMT      md (default), csv, json, jsonl\n"
-          "  -ngl, --n-gpu-layers N  layers on the GPU, counted from the last (99: all and the\n"
-          "                        output; auto: as many as fit); rows record what ran\n"
+          "  -ngl, --n-gpu-layers LIST  layers on the GPU, counted from the last (99: all and\n"
+          "                        the output; auto alone: as many as fit), a load and rows\n"
+          "                        per value; rows record what ran\n"
           "  --device N            GPU device (showdown devices)\n"
           "  --energy PROBE        auto (default; nvml for GPU runs where it reads), rapl,\n"
           "                        rapl:package|core|dram|psys, nvml,\n"
@@ -146,7 +147,15 @@ static int parse_bench_args(int argc, char **argv, bench_cli *b, int *exit_now)
         } else if (IS("-o", "--output")) {
             if (sd_bench_format_parse(v, &b->fmt) != 0) return fail("%s: unknown format '%s' (md, csv, json, jsonl)", a, v);
         } else if (IS("-ngl", "--n-gpu-layers")) {
-            if (parse_ngl(a, v, &c->n_gpu_layers)) return 1;
+            if (!strcmp(v, "auto")) {
+                c->n_gpu_layers = realloc(c->n_gpu_layers, sizeof(int));
+                if (!c->n_gpu_layers) return fail("out of memory");
+                c->n_gpu_layers[0] = SD_NGL_AUTO;
+                c->n_n_gpu_layers = 1;
+            } else {
+                int given = 0;   /* a repeated -ngl replaces the earlier one */
+                if (list_flag(a, v, 0, 100000, &c->n_gpu_layers, &c->n_n_gpu_layers, &given)) return 1;
+            }
         } else if (IS("--device", "--device")) {
             if (parse_int(a, v, 0, 15, &l)) return 1;
             c->device = (int)l;
@@ -264,6 +273,7 @@ static void free_cfg(sd_bench_config *c)
     free(c->pg);
     free(c->n_depth);
     free(c->n_threads);
+    free(c->n_gpu_layers);
     free(c->kv);
 }
 

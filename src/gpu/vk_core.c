@@ -146,11 +146,12 @@ void sd_vk_describe(sd_vk_instance *vk, VkPhysicalDevice pd, sd_gpu_device_info 
     }
 }
 
-/* Pipeline name of each index (matvec formats in SD_VK_MATVEC order). */
+/* Pipeline name of each index: the matvec formats, the ops, then the matmul
+ * formats in the same order as the matvec ones. */
 static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_F32, SD_TYPE_F16, SD_TYPE_BF16, SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q5_0, SD_TYPE_Q5_1,
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4};
-static const char *const op_names[SD_VK_N_PIPES - SD_VK_N_FORMATS] = {
+static const char *const op_names[SD_VK_N_OPS] = {
     "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
 
 int sd_vk_matvec_index(uint32_t type)
@@ -195,6 +196,8 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
     if (d->pipes[i]) return 0;
     char name[32];
     if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
+    else if (i >= SD_VK_MATMUL_FIRST)
+        snprintf(name, sizeof name, "matmul_%s", sd_type_name(mv_types[i - SD_VK_MATMUL_FIRST]));
     else snprintf(name, sizeof name, "%s", op_names[i - SD_VK_N_FORMATS]);
     const sd_spv *s = find_spv(name);
     if (!s) {

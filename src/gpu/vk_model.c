@@ -283,7 +283,7 @@ static void dispatch(rec *R, int pipe, sd_vk_buffer *b0, sd_vk_buffer *b1, sd_vk
     d->vk.vkCmdBindDescriptorSets(R->cb, VK_PIPELINE_BIND_POINT_COMPUTE, d->layout, 0, 1, &ds, 0, NULL);
     d->vk.vkCmdPushConstants(R->cb, d->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, pc_bytes, pc);
     d->vk.vkCmdDispatch(R->cb, gx, gy, 1);
-    if (pipe >= SD_VK_N_FORMATS && pipe != SD_VK_QUANT_ACT) R->qsrc = NULL;   /* it may have written the source */
+    if (pipe >= SD_VK_N_FORMATS && pipe < SD_VK_MATMUL_FIRST && pipe != SD_VK_QUANT_ACT) R->qsrc = NULL;   /* it may have written the source */
 }
 
 /* Workgroups for `groups` of work: 65535 wide rows of a 2-D grid. */
@@ -314,6 +314,11 @@ static int act_mode(uint32_t type)
     }
 }
 
+/* Batches above this many tokens take the tiled matmul kernel (a weight
+ * value decoded once per 32 tokens); decode and short batches the matvec,
+ * whose one-row workgroups keep a single token's product spread wide. */
+#define MATMUL_MIN_TOK 16
+
 static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x, uint32_t x_off, sd_vk_buffer *y,
                    uint32_t y_off, int n_tok, int add)
 {
@@ -330,8 +335,14 @@ static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x,
         (uint32_t)m->rows, (uint32_t)m->cols, (uint32_t)n_tok, (uint32_t)m->row_bytes, x_off, (uint32_t)m->cols, y_off,
         (uint32_t)m->rows, m->scale, (uint32_t)add};
     uint32_t gx, gy;
-    grid((uint64_t)m->rows, &gx, &gy);
-    dispatch(R, SD_VK_MATVEC_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc, gx, gy);
+    if (n_tok > MATMUL_MIN_TOK) {
+        /* matmul.comp: 32 x 32 tiles of rows x tokens */
+        dispatch(R, SD_VK_MATMUL_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc,
+                 (uint32_t)((m->rows + 31) / 32), (uint32_t)((n_tok + 31) / 32));
+    } else {
+        grid((uint64_t)m->rows, &gx, &gy);
+        dispatch(R, SD_VK_MATVEC_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc, gx, gy);
+    }
     if (y == R->qsrc) R->qsrc = NULL;
 }
 
