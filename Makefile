@@ -38,6 +38,9 @@ TEST_SRC:= $(wildcard tests/*.c)
 FUZZ_SRC:= $(wildcard fuzz/*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# The GPU shaders: compiled by glslc and embedded as a generated C file.
+SPV_C   := $(BUILD)/gen/spv_table.c
+LIB_OBJ += $(SPV_C:.c=.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ:= $(TEST_SRC:%.c=$(BUILD)/%.o)
 
@@ -52,6 +55,12 @@ build-deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(SPV_C): $(wildcard src/gpu/shaders/*.comp) scripts/embed-shaders.sh
+	@mkdir -p $(dir $@)
+	./scripts/embed-shaders.sh $@ $(BUILD)/gen/spv
+$(SPV_C:.c=.o): $(SPV_C)
+	$(CC) $(CFLAGS) -c $< -o $@
 
 # KERNEL_CFLAGS: extra flags for the ISA kernel files only (the fuzz build
 # turns its instrumentation off there: clang takes minutes on them otherwise).

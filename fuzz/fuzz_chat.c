@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         msgs[n++] = (sd_chat_msg){role, content};
     }
     sd_chat_opts o = {.date = "2025-01-01"};
-    for (int k = SD_CHAT_UNKNOWN; k <= SD_CHAT_MISTRAL_TEKKEN; k++) {
+    for (int k = SD_CHAT_UNKNOWN; k <= SD_CHAT_LLAMA31; k++) {
         char err[SD_ERR_LEN] = "", *out = NULL;
         if (sd_chat_apply_opts((sd_chat_template)k, msgs, n, size & 1, &o, &out, err)) {
             if (out || !err[0] || strchr(err, '\n')) abort();

@@ -23,7 +23,7 @@ typedef struct sd_sampler sd_sampler;
 
 /* ---- model ------------------------------------------------------------ */
 
-typedef enum { SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2 } sd_arch;
+typedef enum { SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3 } sd_arch;
 
 typedef struct {
     sd_arch arch;
@@ -68,6 +68,34 @@ const float *sd_session_logits(const sd_session *s);
 int sd_session_pos(const sd_session *s);
 void sd_session_reset(sd_session *s);               /* forget the context */
 int sd_session_n_ctx(const sd_session *s);
+
+/* ---- GPU offload ------------------------------------------------------ */
+
+#define SD_NGL_AUTO (-1)   /* as many layers as fit the device's free memory */
+
+typedef struct {
+    int n_gpu_layers;   /* layers on the GPU, counted from the last (llama.cpp's -ngl); more than
+                           the model's layers also puts the output head there; 0: none */
+    int device;         /* index as `showdown devices` lists them */
+    int n_ctx;          /* the context sessions will use (0: sd_session_new's default), for the fit check */
+    sd_kv_type kv_type;
+    void (*progress)(void *ctx, uint64_t done, uint64_t total);   /* upload progress, or NULL */
+    void *progress_ctx;
+} sd_offload_params;
+
+/* Places the last layers (and the output head) on a GPU, uploads their
+ * weights and drops the CPU copies. Without a usable device or for a model
+ * the GPU kernels do not cover it returns 0 and leaves everything on the
+ * CPU, saying why in sd_model_placement. -1: a bad device index, a model
+ * that does not fit (bytes needed and free named, nothing uploaded), or a
+ * failed upload. Call before creating sessions. */
+int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err);
+/* What runs where, one line: "vulkan: layers 0-31 on <device>, output on
+ * GPU", or the reason everything runs on the CPU ("" if never asked). */
+const char *sd_model_placement(const sd_model *m);
+const char *sd_model_backend(const sd_model *m);      /* "vulkan" or "cpu" */
+int sd_model_gpu_layers(const sd_model *m);           /* layers placed on the GPU */
+const char *sd_model_gpu_device(const sd_model *m);   /* its name, "" when none */
 
 /* ---- tokenizer --------------------------------------------------------- */
 

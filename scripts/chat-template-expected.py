@@ -6,7 +6,7 @@ string literal. The strings in tests/test_chat.c were pasted from this output.
 Needs only `pip install jinja2`.
 
 Where the templates come from: llama.cpp's models/templates/ (Qwen2.5,
-Llama 3.1, Phi-3.5-mini, Gemma 2, Mistral Nemo, DeepSeek-R1-Distill, gpt-oss)
+Llama 3.1, Llama 3.3, Phi-3.5-mini, Gemma 2, Mistral Nemo, DeepSeek-R1-Distill, gpt-oss)
 and tests/test-chat-template.cpp (deepseek-coder-33b-instruct); SmolLM2's from
 its GGUF file; Llama-2-13b-chat, Meta-Llama-3-8B-Instruct and gemma-3-4b-it
 from their tokenizer_config.json as published; mistral-7b-instruct-v0.3 is
@@ -29,6 +29,7 @@ TEMPLATES = {
     "qwen2.5-7b-instruct.jinja": (None, "<|im_end|>"),
     "llama-2-13b-chat.jinja": ("<s>", "</s>"),
     "llama-3-8b-instruct.jinja": ("<|begin_of_text|>", "<|eot_id|>"),
+    "llama-3.1-8b-instruct.jinja": ("<|begin_of_text|>", "<|eot_id|>"),
     "mistral-7b-instruct-v0.3.jinja": ("<s>", "</s>"),
     "mistral-nemo-instruct-2407.jinja": ("<s>", "</s>"),
     "gemma-3-4b-it.jinja": ("<bos>", "<eos>"),

@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# The main job `make run` performs, with nothing downloaded: synthesize a
-# small Llama-shaped model in three formats, measure this machine's ceilings,
-# and benchmark the three, each row against its ceiling.
+# The main job `make run` performs: real text from SmolLM2 when `make models`
+# has fetched it (SHOWDOWN_MODELS, default build/models), then, with nothing
+# downloaded: synthesize a small Llama-shaped model in three formats, measure
+# this machine's ceilings, and benchmark the three, each row against its ceiling.
 set -euo pipefail
 bin=${1:-build/showdown}
 tmp=$(mktemp -d /tmp/showdown-run.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+
+smollm=${SHOWDOWN_MODELS:-build/models}/smollm2-135m-instruct-q4_1.gguf
+if [ -f "$smollm" ]; then
+  prompt="Photosynthesis is the process by which"
+  echo "== SmolLM2-135M-Instruct (Q4_1), greedy continuation of: $prompt" >&2
+  printf '%s' "$prompt"
+  "$bin" run -m "$smollm" -p "$prompt" -n 48 --temp 0
+  echo
+else
+  echo "== the real model is not fetched ($smollm: run 'make models'); using the synthesized models only" >&2
+fi
 
 # ~100M parameters: big enough to leave the caches, small enough for seconds.
 shape=(--preset tiny --dim 768 --layers 12 --heads 12 --kv-heads 4 --ffn 2048 --vocab-size 8000)

@@ -166,6 +166,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!rest || rest - url - 1 >= (long)sizeof mode) return reply(c, 404, "{}", "application/json");
     memcpy(mode, url + 1, (size_t)(rest - url - 1));
     mode[rest - url - 1] = 0;
+    if (!strcmp(mode, "auth")) {
+        const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        if (!key || strcmp(key, "Bearer sekret")) return reply(c, 401, "{\"error\":{\"message\":\"bad key\"}}", "application/json");
+    }
     if (!strcmp(rest, "/v1/models"))
         return reply(c, 200, "{\"object\":\"list\",\"data\":[{\"id\":\"fake-model\",\"object\":\"model\"}]}", "application/json");
     if (!strcmp(rest, "/tokenize") && strncmp(mode, "no", 2)) {   /* notok, nousage: none */
@@ -506,6 +510,14 @@ Test(bench_url, cli_sweep_json_and_svg)
     unlink(svg);
     free(out);
     free(err);
+    /* an SVG that cannot be written stops the run before it sends anything */
+    snprintf(args, sizeof args, "--url %s --num-prompts 2 --warmup 0 --svg /nonexistent-dir/x.svg", base("good"));
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "error: --svg: cannot write /nonexistent-dir/x.svg"), "%s", err);
+    cr_assert_str_eq(out, "");
+    cr_assert_eq(srv.n_completions, 13, "requests were sent");
+    free(out);
+    free(err);
 }
 
 Test(bench_url, cli_rate_sweep_csv_jsonl_and_md)
@@ -579,6 +591,42 @@ Test(bench_url, cli_energy_is_never_invented)
     json_decref(a);
     free(out);
     (void)err;
+}
+
+Test(bench_url, cli_prompt_file_lengths_and_cycling)
+{
+    char dir[64], file[128], args[512], *out, *err;
+    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
+    snprintf(file, sizeof file, "%s/p.jsonl", dir);
+    write_text(file, "{\"prompt\": \"a b\", \"output_len\": 3}\n{\"prompt\": \"c d e\", \"output_len\": 5}\n");
+    /* 4 requests over 2 prompts: each file length twice (the fake streams max_tokens) */
+    snprintf(args, sizeof args, "--url %s --prompts %s --num-prompts 4 --warmup 0 -o jsonl", base("good"), file);
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"total_input_tokens\":10,\"total_output_tokens\":16"), "%s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --prompts %s --num-prompts 4 --output-len 2 --warmup 0 -o jsonl", base("good"), file);
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"total_input_tokens\":10,\"total_output_tokens\":8"), "--output-len wins: %s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --prompts %s/missing.jsonl --warmup 0", base("good"), dir);
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "missing.jsonl: cannot open") && strchr(err, '\n') == err + strlen(err) - 1, "%s", err);
+    cr_assert_str_eq(out, "");
+    free(out); free(err);
+    tmp_dir_remove(dir);
+}
+
+Test(bench_url, cli_api_key)
+{
+    char args[512], *out, *err;
+    snprintf(args, sizeof args, "--url %s --api-key sekret --num-prompts 2 --output-len 2 --warmup 0 -o jsonl", base("auth"));
+    cr_assert_eq(run_cli(args, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "\"completed\":2,\"failed\":0"), "%s", out);
+    free(out); free(err);
+    snprintf(args, sizeof args, "--url %s --num-prompts 2 --output-len 2 --warmup 0 -o jsonl", base("auth"));
+    cr_assert_eq(run_cli(args, &out, &err), 1);
+    cr_assert(strstr(err, "error: every request failed at sweep point 1: HTTP 401: bad key"), "%s", err);
+    free(out); free(err);
 }
 
 Test(bench_url, cli_all_failed_writes_results_then_fails)
@@ -787,4 +835,37 @@ Test(bench_url, gamma_gaps_have_vllms_mean_and_spread)
     sd_url_arrivals(INFINITY, 1, 5, 10, t);
     for (int i = 0; i < 10; i++) cr_assert_eq(t[i], 0);
     free(t);
+}
+
+static int local_count(void *ctx, const char *text, int *n, char *err)
+{
+    int32_t *ids = NULL;
+    if (sd_tokenize(ctx, text, strlen(text), 0, &ids, n, err) != 0) return -1;
+    free(ids);
+    return 0;
+}
+
+Test(bench_url, random_prompts_land_exactly_on_a_subword_vocabulary)
+{
+    /* the stories260K vocabulary (512 tokens) splits most words into 2-3
+     * tokens: the counting loop must still land on every length exactly */
+    char path[256], err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(shared_path(path, sizeof path, "models/tiny-q8_0.gguf"), &m, err), 0, "%s", err);
+    int lens[] = {1, 2, 5, 64, 300};
+    for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+        sd_url_random_spec sp = {12, lens[k], k == 3 ? 10 : 0, 0, 0, 100 + k, local_count, sd_model_tokenizer(m)};
+        sd_url_prompt *p;
+        cr_assert_eq(sd_url_prompts_random(&sp, &p, err), 0, "%s", err);
+        for (int i = 0; i < 12; i++) {
+            int n;
+            cr_assert_eq(local_count(sd_model_tokenizer(m), p[i].text, &n, err), 0);
+            int want = lens[k] + sp.prefix_len;
+            /* prefix and body are counted apart; joined, a word boundary may merge */
+            cr_assert(p[i].n_tokens == want && abs(n - want) <= (sp.prefix_len ? 1 : 0),
+                      "length %d: prompt %d counted %d, tokenizes to %d", want, i, p[i].n_tokens, n);
+        }
+        sd_url_prompts_free(p, 12);
+    }
+    sd_model_free(m);
 }

@@ -109,6 +109,25 @@ Test(chat_render, llama3)
         "\n");
 }
 
+/* llama-3.1-8b-instruct.jinja */
+Test(chat_render, llama31)
+{
+    expect_render(SD_CHAT_LLAMA31, "llama-3.1-8b-instruct.jinja",
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n"
+        "\n"
+        "Cutting Knowledge Date: December 2023\n"
+        "Today Date: 26 Jul 2024\n"
+        "\n"
+        "You are a helpful assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+        "\n"
+        "Hello<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+        "\n"
+        "Hi there<|eot_id|><|start_header_id|>user<|end_header_id|>\n"
+        "\n"
+        "What is the capital of France?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n"
+        "\n");
+}
+
 /* mistral-7b-instruct-v0.3.jinja */
 Test(chat_render, mistral)
 {
@@ -193,7 +212,7 @@ Test(chat_render, harmony)
 Test(chat_detect, real_templates)
 {
     static const struct { const char *file; sd_chat_template t; } rows[] = {
-        {"llama-3.1-8b-instruct.jinja", SD_CHAT_LLAMA3},
+        {"llama-3.3-70b-instruct.jinja", SD_CHAT_LLAMA31},
         {"gemma-2-2b-it.jinja", SD_CHAT_GEMMA},
         /* DeepSeek V3/R1's format is not rendered: not claimed */
         {"deepseek-r1-distill-qwen-32b.jinja", SD_CHAT_UNKNOWN},
@@ -221,7 +240,7 @@ Test(chat_detect, names)
 {
     sd_chat_template t;
     const char *list = sd_chat_names();
-    for (sd_chat_template k = SD_CHAT_CHATML; k <= SD_CHAT_MISTRAL_TEKKEN; k++) {
+    for (sd_chat_template k = SD_CHAT_CHATML; k <= SD_CHAT_LLAMA31; k++) {
         cr_assert_eq(sd_chat_by_name(sd_chat_name(k), &t), 0, "%d", k);
         cr_expect_eq(t, k);
         cr_expect_not_null(strstr(list, sd_chat_name(k)));
@@ -247,6 +266,12 @@ Test(chat_rules, generation_prompt_and_end_markers)
     cr_expect_str_eq(out, "<bos><start_of_turn>user\nHi<end_of_turn>\n");
     free(out);
     /* Phi-3.5's template ends with EOS when no reply is asked for */
+    /* Llama 3.1 writes its system block (dates, empty prompt) even without a system message */
+    cr_assert_eq(sd_chat_apply(SD_CHAT_LLAMA31, u, 1, 1, &out, err), 0, "%s", err);
+    cr_expect_str_eq(out, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                          "December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>"
+                          "\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+    free(out);
     cr_assert_eq(sd_chat_apply(SD_CHAT_PHI3, u, 1, 0, &out, err), 0, "%s", err);
     cr_expect_str_eq(out, "<|user|>\nHi<|end|>\n<|endoftext|>");
     free(out);

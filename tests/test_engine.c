@@ -15,7 +15,7 @@
 
 #define MAXG 600
 
-typedef struct {
+typedef struct collect {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done, n_tok, n_prompt_ev;
@@ -28,6 +28,8 @@ typedef struct {
     int stop_after;             /* > 0: the callback returns 1 at this many tokens */
     int sleep_us;               /* per token: a slow consumer */
     int order_ok;               /* events arrive in order, DONE last */
+    struct collect *watch;      /* another request: its token count at our first token */
+    int watch_at_first;
 } collect;
 
 static void col_init(collect *c)
@@ -58,6 +60,7 @@ static int on_event(const sd_gen_event *ev, void *user)
             c->lp[c->n_tok] = ev->logprob;
         }
         c->last_tok = *ev;
+        if (c->n_tok == 0 && c->watch) c->watch_at_first = c->watch->n_tok;   /* same thread: no lock needed */
         c->n_tok++;
         if (c->stop_after && c->n_tok == c->stop_after) ret = 1;
     } else {
@@ -387,6 +390,99 @@ Test(engine, penalties_change_greedy_choice, .timeout = 60)
 }
 
 /* ---- milestone 2: batching, prefix cache, chunked prefill -------------- */
+
+static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch);
+
+/* Runs r to the end and checks its tokens against sd_session's greedy ones. */
+static void run_and_check(sd_engine *e, sd_model *m, const int32_t *prompt, int n, int g, collect *c)
+{
+    int32_t want[64];
+    session_greedy(m, prompt, n, g, want);
+    sd_gen_request r = greedy(prompt, n, g);
+    col_init(c);
+    submit(e, &r, c);
+    col_wait(c);
+    cr_assert_eq(c->n_tok, g);
+    for (int k = 0; k < g; k++) cr_assert_eq(c->tok[k], want[k], "token %d: %d, sd_session %d", k, c->tok[k], want[k]);
+}
+
+Test(engine, prefix_cache_reuses_blocks, .timeout = 120)
+{
+    sd_model *m = load("models/tiny-q8_0.gguf");
+    int nv = sd_model_hparams(m)->n_vocab;
+    sd_engine *e = start_b(m, 2, 256, 0);
+    int32_t a[70], b[74];
+    make_prompt(a, 70, 21, nv);
+    memcpy(b, a, 64 * sizeof *b);
+    make_prompt(b + 64, 10, 22, nv);
+    collect ca, cb, cc;
+    run_and_check(e, m, a, 70, 8, &ca);
+    cr_assert_eq(ca.done_ev.n_cached, 0);
+    /* b shares a's first 64 tokens: four blocks of 16. */
+    run_and_check(e, m, b, 74, 8, &cb);
+    cr_assert_eq(cb.done_ev.n_cached, 64);
+    cr_assert_eq(cb.done_ev.n_prompt, 74);
+    /* a again: its own four full blocks (the fifth holds its generated tokens
+     * too, which a's second run does not have). */
+    run_and_check(e, m, a, 70, 8, &cc);
+    cr_assert_eq(cc.done_ev.n_cached, 64);
+    for (int k = 0; k < 8; k++) cr_assert_eq(cc.tok[k], ca.tok[k]);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_eq(st.prefix_hit_tokens, 128);
+    cr_assert_eq(st.prompt_tokens, 70 + 74 + 70);
+    cr_assert_eq(st.kv_block_size, 16);
+    cr_assert_eq(st.kv_blocks, 16);
+    cr_assert_eq(st.kv_blocks_used, 0, "nothing held between requests");
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, chunked_prefill_beside_decode, .timeout = 120)
+{
+    /* 16 tokens per step: a 150-token prompt takes ten steps while two other
+     * requests keep decoding, and every result is still sd_session's. */
+    sd_model *m = load("models/tiny-q8_0.gguf");
+    int nv = sd_model_hparams(m)->n_vocab;
+    sd_engine *e = start_b(m, 3, 256, 16);
+    int32_t p1[20], p2[7], big[150];
+    make_prompt(p1, 20, 31, nv);
+    make_prompt(p2, 7, 32, nv);
+    make_prompt(big, 150, 33, nv);
+    int32_t w1[40], w2[40], wb[10];
+    session_greedy(m, p1, 20, 40, w1);
+    session_greedy(m, p2, 7, 40, w2);
+    session_greedy(m, big, 150, 10, wb);
+    collect c1, c2, cb;
+    col_init(&c1);
+    col_init(&c2);
+    col_init(&cb);
+    sd_gen_request r1 = greedy(p1, 20, 40), r2 = greedy(p2, 7, 40), rb = greedy(big, 150, 10);
+    submit(e, &r1, &c1);
+    submit(e, &r2, &c2);
+    while (col_tokens(&c1) < 2 || col_tokens(&c2) < 2) usleep(200);
+    int before = col_tokens(&c1);
+    cb.watch = &c1;
+    submit(e, &rb, &cb);
+    col_wait(&c1);
+    col_wait(&c2);
+    col_wait(&cb);
+    for (int k = 0; k < 40; k++) {
+        cr_assert_eq(c1.tok[k], w1[k], "request 1 token %d", k);
+        cr_assert_eq(c2.tok[k], w2[k], "request 2 token %d", k);
+    }
+    for (int k = 0; k < 10; k++) cr_assert_eq(cb.tok[k], wb[k], "long prompt token %d", k);
+    /* The long prompt took at least 150 / (16 - 2) steps, in each of which
+     * request 1 decoded a token; no step ran more than 16 tokens. */
+    cr_assert_geq(cb.watch_at_first, before + 10, "request 1: %d tokens before, %d at the long prompt's first",
+                  before, cb.watch_at_first);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_leq(st.max_step_tokens, 16);
+    cr_assert_eq(st.batch_tokens, 20 + 7 + 150 + 39 + 39 + 9);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
 
 static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch)
 {

@@ -41,23 +41,29 @@ static void server_kill(void)
 
 TestSuite(serve, .fini = server_kill, .timeout = 120);
 
+/* A file as a NUL-terminated string (read_all does not terminate it). */
+static char *slurp(const char *path)
+{
+    size_t n = 0;
+    char *b = read_all(path, &n), *s = b ? realloc(b, n + 1) : NULL;
+    if (!s) { free(b); return NULL; }
+    s[n] = 0;
+    return s;
+}
+
 static void dump_log(void)
 {
-    char *t = read_all(srv.log, NULL);
+    char *t = slurp(srv.log);
     if (t) { fprintf(stderr, "--- server log ---\n%s\n---\n", t); free(t); }
 }
 
-/* Starts `showdown serve -m MODEL --port 0 ARGS... NULL` and waits for its URL. */
-static void server_start(const char *first, ...)
+/* Starts `showdown serve -m model --port 0 ARGS...` and waits for its URL:
+ * 0, or -1 with the log in *log_out (malloc'd) when it exited first. */
+static int server_try_start(const char *model, const char *const *args, char **log_out)
 {
-    char model[512];
-    shared_path(model, sizeof model, MODEL);
     const char *argv[32] = {showdown_bin(), "serve", "-m", model, "--port", "0", "-t", "1"};
     int n = 8;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
     snprintf(srv.log, sizeof srv.log, "/tmp/sd_serve_log_XXXXXX");
     int fd = mkstemp(srv.log);
@@ -78,19 +84,20 @@ static void server_start(const char *first, ...)
     close(fd);
     double until = sd_time_ms() + 60000;
     while (sd_time_ms() < until) {
-        char *t = read_all(srv.log, NULL);
+        char *t = slurp(srv.log);
         const char *u = t ? strstr(t, "listening on http://") : NULL;
         if (u) {
             u += strlen("listening on ");
             size_t k = strcspn(u, " \n");
             snprintf(srv.url, sizeof srv.url, "%.*s", (int)k, u);
             free(t);
-            return;
+            return 0;
         }
         free(t);
         int st;
         if (waitpid(srv.pid, &st, WNOHANG) == srv.pid) {
             srv.pid = 0;
+            if (log_out) { *log_out = slurp(srv.log); return -1; }
             dump_log();
             cr_assert_fail("the server exited before it was ready");
         }
@@ -98,6 +105,22 @@ static void server_start(const char *first, ...)
     }
     dump_log();
     cr_assert_fail("the server printed no URL in 60 s");
+    return -1;
+}
+
+/* The same on the suite's model (../shared/models), failing the test if it does not start. */
+static void server_start(const char *first, ...)
+{
+    char model[512];
+    shared_path(model, sizeof model, MODEL);
+    const char *args[24];
+    int n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 23; a = va_arg(ap, const char *)) args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    server_try_start(model, args, NULL);
 }
 
 /* Sends sig and waits up to limit_ms: the exit status, -1 if it had to be killed. */
@@ -661,6 +684,17 @@ Test(serve, logprobs_and_echo)
     long long n = jint(o, "usage.prompt_tokens") + jint(o, "usage.completion_tokens");
     cr_assert_eq((long long)json_array_size(tl), n, "%s", r.data);
     cr_assert(json_is_null(json_array_get(tl, 0)));
+    /* Each token's text offset points at its text in the echoed string
+     * (the first word's SentencePiece space prefix is not in the text). */
+    const char *text = jstr(o, "choices.0.text");
+    json_t *toks = jget(o, "choices.0.logprobs.tokens"), *offs = jget(o, "choices.0.logprobs.text_offset");
+    cr_assert_eq(json_array_size(toks), json_array_size(tl));
+    for (size_t i = 2; i < json_array_size(toks); i++) {
+        const char *t = json_string_value(json_array_get(toks, i));
+        size_t off = (size_t)json_integer_value(json_array_get(offs, i));
+        cr_assert(off <= strlen(text) && !strncmp(text + off, t, strlen(t)), "token %zu '%s' at %zu of '%s'", i, t, off,
+                  text);
+    }
     for (size_t i = 1; i < json_array_size(tl); i++) {
         cr_assert(json_is_number(json_array_get(tl, i)), "%s", r.data);
         cr_assert(json_number_value(json_array_get(tl, i)) <= 0);
@@ -753,4 +787,208 @@ Test(serve, sigterm_with_requests_in_flight)
         curl_slist_free_all(hs[i]);
     }
     curl_multi_cleanup(m);
+}
+
+/* A second request with the same system prompt reuses its cached tokens
+ * (timings.cache_n, usage's cached_tokens, the metric), and a cache hit
+ * gives the same greedy answer as the cold request. */
+Test(serve, prefix_cache_hit_in_timings)
+{
+    server_start("-c", "2048", "--chat-template", "chatml", "--metrics", NULL);
+    char sys[1024] = "";
+    for (int i = 0; i < 12; i++) strcat(sys, "Once upon a time there was a little girl named Lily. ");
+    const char *users[] = {"The dog", "hi", "The dog"};
+    char *content[3];
+    long long cache_n[3];
+    for (int i = 0; i < 3; i++) {
+        char b[2048];
+        snprintf(b, sizeof b,
+                 "{\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},{\"role\":\"user\",\"content\":\"%s\"}],"
+                 "\"max_tokens\":8,\"temperature\":0}",
+                 sys, users[i]);
+        reply r;
+        http("POST", "/v1/chat/completions", b, &r);
+        cr_assert_eq(r.status, 200, "%s", r.data);
+        json_t *o = json_of(&r);
+        content[i] = strdup(jstr(o, "choices.0.message.content"));
+        cache_n[i] = jint(o, "timings.cache_n");
+        long long pt = jint(o, "usage.prompt_tokens");
+        cr_assert_eq(jint(o, "usage.prompt_tokens_details.cached_tokens"), cache_n[i]);
+        cr_assert_eq(jint(o, "timings.prompt_n") + cache_n[i], pt);
+        if (i) cr_assert(cache_n[i] > pt / 2 && cache_n[i] < pt, "request %d: %lld of %lld prompt tokens reused", i,
+                         cache_n[i], pt);
+        json_decref(o);
+        free(r.data);
+    }
+    cr_assert_eq(cache_n[0], 0, "a cold cache reused %lld tokens", cache_n[0]);
+    cr_assert_str_eq(content[2], content[0], "the cache hit changed the answer");
+    cr_assert_eq(metric("showdown_prefix_cache_hit_tokens_total"), cache_n[1] + cache_n[2]);
+    for (int i = 0; i < 3; i++) free(content[i]);
+}
+
+/* ---- the real models (make models, or SHOWDOWN_MODELS; skipped when absent) ---- */
+
+static int real_model(char *buf, size_t n, const char *file)
+{
+    const char *dir = getenv("SHOWDOWN_MODELS");
+    snprintf(buf, n, "%s/%s", dir ? dir : "build/models", file);
+    return access(buf, R_OK);
+}
+
+/* SmolLM2's file carries a ChatML template: the answer ends at its end of
+ * turn, which never reaches the client. */
+Test(serve, smollm2_chat_with_its_own_template)
+{
+    char path[512];
+    if (real_model(path, sizeof path, "smollm2-135m-instruct-q4_1.gguf"))
+        cr_skip_test("SmolLM2 not fetched (make models, or SHOWDOWN_MODELS)");
+    const char *args[] = {"-c", "512", "-np", "2", NULL};
+    server_try_start(path, args, NULL);
+    reply r;
+    http("POST", "/v1/chat/completions",
+         "{\"messages\":[{\"role\":\"user\",\"content\":\"What is the capital of France?\"}],"
+         "\"max_tokens\":32,\"temperature\":0}", &r);
+    cr_assert_eq(r.status, 200, "%s", r.data);
+    json_t *o = json_of(&r);
+    const char *c = jstr(o, "choices.0.message.content");
+    cr_assert(c && strstr(c, "Paris"), "%s", r.data);
+    cr_assert_null(strstr(c, "<|im_end|>"));
+    cr_assert_null(strstr(c, "<|im_start|>"));
+    cr_assert_str_eq(jstr(o, "choices.0.finish_reason"), "stop", "%s", r.data);
+    json_decref(o);
+    free(r.data);
+}
+
+/* The Gemma 3 270M file is the base model: no chat template. Chat is
+ * refused with a message naming --chat-template; with the flag it works. */
+Test(serve, gemma3_without_template)
+{
+    char path[512];
+    if (real_model(path, sizeof path, "gemma-3-270m-q4_k_m.gguf"))
+        cr_skip_test("Gemma 3 not fetched (make models, or SHOWDOWN_MODELS)");
+    const char *args[] = {"-c", "512", NULL};
+    char *log = NULL;
+    if (server_try_start(path, args, &log)) {
+        int unsupported = log && strstr(log, "unsupported architecture");
+        char msg[256];
+        snprintf(msg, sizeof msg, "the server did not start: %.200s", log ? log : "");
+        free(log);
+        if (unsupported) cr_skip_test("this build does not load gemma3 yet");
+        cr_assert_fail("%s", msg);
+    }
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],\"max_tokens\":4}";
+    reply r;
+    http("POST", "/v1/chat/completions", body, &r);
+    assert_error(&r, 400, "--chat-template");
+    free(r.data);
+    cr_assert_eq(server_stop(SIGTERM, 10000, NULL), 0);
+    const char *args2[] = {"-c", "512", "--chat-template", "gemma", NULL};
+    server_try_start(path, args2, NULL);
+    http("POST", "/v1/chat/completions", body, &r);
+    cr_assert_eq(r.status, 200, "%s", r.data);
+    free(r.data);
+}
+
+/* Bad flags: exit 1 with one "error:" line, before anything listens. */
+Test(serve, cli_bad_flags)
+{
+    char model[512];
+    shared_path(model, sizeof model, MODEL);
+    static const struct { const char *args, *needle; } cases[] = {
+        {"", "-m MODEL"},
+        {"-m /nonexistent.gguf --port 0", "/nonexistent.gguf"},
+        {"-m MODEL --port 70000", "--port"},
+        {"-m MODEL --port 0 --chat-template nope", "chatml"},
+        {"-m MODEL --port 0 --max-body 1Q", "--max-body"},
+        {"-m MODEL --port 0 -np 0", "-np"},
+        {"-m MODEL --port 0 --api-key a --api-key-file b", "not both"},
+        {"-m MODEL --port 0 --api-key-file /nonexistent-key", "/nonexistent-key"},
+        {"-m MODEL --port 0 --host no.such.host.invalid", "--host"},
+        {"-m MODEL --bogus", "--bogus"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1200], cmd[2048];
+        const char *m = strstr(cases[i].args, "MODEL");
+        if (m) snprintf(args, sizeof args, "%.*s%s%s", (int)(m - cases[i].args), cases[i].args, model, m + 5);
+        else snprintf(args, sizeof args, "%s", cases[i].args);
+        snprintf(cmd, sizeof cmd, "timeout 20 '%s' serve %s 2>&1 >/dev/null", showdown_bin(), args);
+        FILE *f = popen(cmd, "r");
+        char out[2048];
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = 0;
+        int st = pclose(f);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "serve %s: status %d, %s", args, st, out);
+        cr_assert(!strncmp(out, "error: ", 7) && strchr(out, '\n') == out + n - 1, "serve %s: '%s'", args, out);
+        cr_assert(strstr(out, cases[i].needle), "serve %s: '%s'", args, out);
+    }
+}
+
+/* --api-key-file: the key from the file's first line. */
+Test(serve, api_key_file)
+{
+    char path[] = "/tmp/sd_serve_key_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    cr_assert_eq(write(fd, "k3y-from-file\n", 14), 14);
+    close(fd);
+    server_start("-c", "256", "--api-key-file", path, NULL);
+    unlink(path);
+    reply r;
+    http_key("GET", "/tokenize", NULL, "k3y-from-file", &r);
+    assert_error(&r, 405, NULL);
+    free(r.data);
+    http_key("POST", "/tokenize", "{\"content\":\"a\"}", "k3y-from-fil", &r);
+    assert_error(&r, 401, NULL);
+    free(r.data);
+    cr_assert_eq(http_key("POST", "/tokenize", "{\"content\":\"a\"}", "k3y-from-file", &r), 200, "%s", r.data);
+    free(r.data);
+}
+
+/* More requests than one slot and the engine's queue (64) hold: the rest get
+ * 503 with code queue_full at once, and the server goes on serving. */
+Test(serve, queue_full_is_503)
+{
+    server_start("-c", "2048", "-np", "1", NULL);
+    enum { N = 72 };
+    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":2000,\"ignore_eos\":true,\"stream\":true}";
+    CURLM *m = curl_multi_init();
+    static reply rs[N];
+    CURL *cs[N];
+    struct curl_slist *hs[N];
+    for (int i = 0; i < N; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        cs[i] = easy("POST", "/v1/completions", body, strlen(body), NULL, &rs[i], &hs[i]);
+        curl_multi_add_handle(m, cs[i]);
+    }
+    int running = N, refused = 0;
+    double until = sd_time_ms() + 30000;
+    while (sd_time_ms() < until && !refused) {
+        curl_multi_perform(m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)))
+            if (msg->msg == CURLMSG_DONE) {
+                long st = 0;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &st);
+                for (int i = 0; i < N; i++)
+                    if (cs[i] == msg->easy_handle && st == 503) {
+                        rs[i].status = st;
+                        assert_error(&rs[i], 503, "queue");
+                        cr_assert(strstr(rs[i].data, "\"queue_full\""), "%s", rs[i].data);
+                        refused++;
+                    }
+            }
+        if (!refused) curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    cr_assert(refused > 0, "no request was refused with 503");
+    for (int i = 0; i < N; i++) {   /* hang up: the streams are cancelled */
+        curl_multi_remove_handle(m, cs[i]);
+        curl_easy_cleanup(cs[i]);
+        curl_slist_free_all(hs[i]);
+        free(rs[i].data);
+    }
+    curl_multi_cleanup(m);
+    reply r;
+    cr_assert_eq(http("GET", "/health", NULL, &r), 200);
+    free(r.data);
 }

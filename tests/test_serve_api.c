@@ -115,6 +115,7 @@ Test(serve_api, refusals)
         {SD_API_COMPLETION, "{\"prompt\":\"a\",\"prompt\":\"b\"}", ""},
         {SD_API_COMPLETION, "{\"prompt\":\"a\\u0000b\"}", ""},
         {SD_API_COMPLETION, "{\"prompt\":\"\\ud800\"}", ""},
+        {SD_API_COMPLETION, "{\"\\u\n0", ""},   /* jansson's message quotes the newline */
         {SD_API_CHAT, "{\"messages\":[]}", "messages"},
         {SD_API_CHAT, "{\"messages\":{}}", "messages"},
         {SD_API_CHAT, "{\"prompt\":\"a\"}", "messages"},

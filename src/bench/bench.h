@@ -29,6 +29,7 @@ typedef struct {
     const char *energy;                /* sd_energy_open's `which` */
     int cold;                          /* drop each model's file from the page cache before loading */
     const sd_calibration *calib;       /* NULL: roofline_fraction is null */
+    int n_gpu_layers, device;          /* -ngl (SD_NGL_AUTO: auto), --device; 0, 0: the CPU only */
 } sd_bench_config;
 
 typedef struct {
@@ -56,6 +57,9 @@ typedef struct {
     /* where and when */
     char cpu_info[128], build_commit[64], kernel_isa[32], test_time[32];
     char error[SD_ERR_LEN];            /* empty when the test ran */
+    /* where it ran (llama-bench's names): what actually ran, not what was asked */
+    char backends[16], gpu_info[256];  /* "vulkan" or "cpu"; the device's name or "" */
+    int n_gpu_layers;
 } sd_bench_row;
 
 /* "pp512", "tg128", "pp512+tg128", with " @ d1024" when there is depth. */
@@ -77,6 +81,8 @@ typedef struct {
     /* Every finished test, in order, errors included. */
     void (*on_row)(const sd_bench_row *r, void *ud);
     void *ud;
+    /* Each model loaded: what runs where (sd_model_placement), when a GPU was asked for. */
+    void (*on_placement)(const char *model, const char *placement, void *ud);
 } sd_bench_callbacks;
 
 /* Runs every test. A test that fails gets a row with `error` set and the

@@ -130,6 +130,7 @@ static void fill_common(sd_bench_row *r, const sd_bench_config *c, const test_sp
     snprintf(r->build_commit, sizeof r->build_commit, "%s", SD_BUILD_COMMIT);
     snprintf(r->kernel_isa, sizeof r->kernel_isa, "%s", sd_kernel_isa());
     snprintf(r->load_cache, sizeof r->load_cache, "unknown");
+    snprintf(r->backends, sizeof r->backends, "cpu");
     if (!c->calib) snprintf(r->roofline_note, sizeof r->roofline_note, "no calibration profile: run showdown calibrate");
     utc_now(r->test_time, sizeof r->test_time);
 }
@@ -151,7 +152,22 @@ static void set_roofline(sd_bench_row *r, const sd_bench_config *c, const bench_
     if (isfinite(r->roofline_ts) && isfinite(r->avg_ts)) r->roofline_fraction = r->avg_ts / r->roofline_ts;
 }
 
-static int load_model(const sd_bench_config *c, const char *path, bench_model *bm, char *err)
+/* The context the longest test needs: what the GPU's KV cache is sized for. */
+static int max_ctx(const sd_bench_config *c)
+{
+    int d = 0, p = 0, g = 0;
+    for (int i = 0; i < c->n_n_depth; i++) d = c->n_depth[i] > d ? c->n_depth[i] : d;
+    for (int i = 0; i < c->n_n_prompt; i++) p = c->n_prompt[i] > p ? c->n_prompt[i] : p;
+    for (int i = 0; i < c->n_n_gen; i++) g = c->n_gen[i] > g ? c->n_gen[i] : g;
+    for (int i = 0; i < c->n_pg; i++) {
+        p = c->pg[2 * i] > p ? c->pg[2 * i] : p;
+        g = c->pg[2 * i + 1] > g ? c->pg[2 * i + 1] : g;
+    }
+    return d + p + g + 1;
+}
+
+static int load_model(const sd_bench_config *c, const sd_bench_callbacks *cb, const char *path, bench_model *bm,
+                      char *err)
 {
     memset(bm, 0, sizeof *bm);
     char e2[SD_ERR_LEN];
@@ -160,6 +176,13 @@ static int load_model(const sd_bench_config *c, const char *path, bench_model *b
     sd_peak_rss_reset();
     double t0 = sd_time_ms();
     if (sd_model_load(path, &bm->m, err) != 0) return -1;
+    if (c->n_gpu_layers || c->device) {
+        sd_kv_type kv = c->n_kv ? c->kv[0] : SD_KV_F16;
+        for (int i = 1; i < c->n_kv; i++) kv = c->kv[i] == SD_KV_F32 ? SD_KV_F32 : kv;   /* the larger cache */
+        sd_offload_params op = {c->n_gpu_layers, c->device, max_ctx(c), kv, NULL, NULL};
+        if (sd_model_offload(bm->m, &op, err) != 0) return -1;
+        if (cb && cb->on_placement) cb->on_placement(path, sd_model_placement(bm->m), cb->ud);
+    }
     bm->load_ms = sd_time_ms() - t0;
     bm->weight_bytes_per_token = weight_bytes_per_token(bm->m);
     return 0;
@@ -172,7 +195,13 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
     if (!tests) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
     if (n_tests == 0) { free(tests); snprintf(err, SD_ERR_LEN, "no tests: every -p/-n value is 0 and no -pg"); return -1; }
     sd_bench_row *row = malloc(sizeof *row);
-    sd_energy *probe = sd_energy_open(c->energy, 0);
+    /* GPU runs: the GPU's energy (NVML) where it can be read. */
+    sd_energy *probe = NULL;
+    if ((c->n_gpu_layers || c->device) && !strcmp(c->energy, "auto")) {
+        probe = sd_energy_open("nvml", 0);
+        if (probe && !sd_energy_available(probe)) { sd_energy_close(probe); probe = NULL; }
+    }
+    if (!probe) probe = sd_energy_open(c->energy, 0);
     if (!row || !probe) { free(tests); free(row); sd_energy_close(probe); snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
     char cpu[128];
     sd_cpu_model(cpu, sizeof cpu);
@@ -193,7 +222,7 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
             if (bm.m) sd_model_free(bm.m);
             bm.m = NULL;
             cur_model = t->model;
-            model_ok = load_model(c, path, &bm, model_err) == 0;
+            model_ok = load_model(c, cb, path, &bm, model_err) == 0;
             if (model_ok && !have_probe) {
                 /* Estimate once, from the first model that loads. */
                 char perr[SD_ERR_LEN];
@@ -220,6 +249,9 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
             snprintf(row->error, sizeof row->error, "%s", model_err);
         } else {
             snprintf(row->model_type, sizeof row->model_type, "%s", sd_model_type_name(bm.m));
+            snprintf(row->backends, sizeof row->backends, "%s", sd_model_backend(bm.m));
+            snprintf(row->gpu_info, sizeof row->gpu_info, "%s", sd_model_gpu_device(bm.m));
+            row->n_gpu_layers = sd_model_gpu_layers(bm.m);
             row->model_size = sd_model_weight_bytes(bm.m);
             row->model_n_params = sd_model_n_params(bm.m);
             row->load_ms = bm.load_ms;

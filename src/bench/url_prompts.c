@@ -79,24 +79,23 @@ static int random_text(sd_rng *r, int target, sd_token_count_fn count, void *ctx
         return 0;
     }
     int c = -1;
-    for (int iter = 0; iter < 48; iter++) {
+    for (int iter = 0; iter < 64; iter++) {
         free(t);
         if (!(t = seq_text(&s))) goto oom;
         if (count(ctx, t, &c, err) != 0) { free(t); free(s.w); return -1; }
         if (c == target) break;
-        if (iter < 6) {   /* big steps first: a word is about a token */
-            if (c < target) {
-                if (seq_push(&s, r, target - c) != 0) goto oom;
-            } else {
-                int k = c - target < s.n - 1 ? c - target : s.n - 1;
-                if (k <= 0) break;
-                s.n -= k;
-            }
-        } else if (c < target) {   /* then one word at a time, trying other words near the end */
+        if (iter < 8 && (c < target - 3 || c > target + 3)) {
+            /* big steps first: scale the word count by target / count */
+            int want = (int)((double)s.n * target / (c > 0 ? c : 1));
+            if (want < 1) want = 1;
+            if (want == s.n) want += c < target ? 1 : -1;
+            if (want > s.n) { if (seq_push(&s, r, want - s.n) != 0) goto oom; }
+            else s.n = want > 0 ? want : 1;
+        } else if (c < target) {   /* then one word at a time */
             if (seq_push(&s, r, 1) != 0) goto oom;
-        } else if (iter % 2 && s.n > 1) {
+        } else if (iter % 8 == 7 && s.n > 1) {
             s.n--;
-        } else {
+        } else {   /* over: another word in the last place (keeps the progress made) */
             s.w[s.n - 1] = (int)(sd_rng_next(r) % N_WORDS);
         }
     }

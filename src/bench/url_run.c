@@ -25,7 +25,7 @@ typedef struct {
     double t0, last_chunk, last_byte;
     int http_checked, http_code, saw_done, saw_usage, failed_here;
     long usage_prompt, usage_completion;
-    char errbody[256];
+    char errbody[4096];   /* the start of an error answer, for its message */
     size_t errbody_len;
     int itl_cap;
     char curl_err[CURL_ERROR_SIZE];
@@ -271,7 +271,7 @@ int sd_url_run(const sd_url_params *p, sd_url_result *res, sd_url_run_info *info
         int running;
         curl_multi_perform(m, &running);
         CURLMsg *msg;
-        int left;
+        int left, freed = 0;
         while ((msg = curl_multi_info_read(m, &left))) {
             if (msg->msg != CURLMSG_DONE) continue;
             req *d = NULL;
@@ -282,6 +282,7 @@ int sd_url_run(const sd_url_params *p, sd_url_result *res, sd_url_run_info *info
             release(m, d);
             in_flight--;
             done++;
+            freed = 1;
         }
         /* a stream silent for longer than the timeout fails, the run goes on */
         now = sd_time_ms();
@@ -295,6 +296,7 @@ int sd_url_run(const sd_url_params *p, sd_url_result *res, sd_url_run_info *info
             release(m, &q[s]);
             in_flight--;
             done++;
+            freed = 1;
         }
         if (p->progress && (now - last_progress >= 250 || done == p->n)) {
             sd_url_progress pg = {done, failed, p->n, in_flight, out_tokens, (now - t0) / 1000.0};
@@ -302,7 +304,9 @@ int sd_url_run(const sd_url_params *p, sd_url_result *res, sd_url_run_info *info
             last_progress = now;
         }
         if (done == p->n) break;
-        /* sleep until data, the next arrival, or a stall check */
+        /* a freed slot takes the next request now (closed loop); else sleep
+         * until data, the next arrival, or a stall check */
+        if (freed && p->concurrency > 0 && next < p->n) continue;
         double wait = 50;
         if (p->concurrency == 0 && next < p->n) {
             double until = t0 + when[next] * 1000.0 - sd_time_ms();

@@ -85,7 +85,7 @@ int sd_url_probe(const char *url, const char *api_key, double timeout_s, char *m
     curl_easy_cleanup(h);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK) {
-        snprintf(err, SD_ERR_LEN, "cannot reach %.300s: %s", url, cerr[0] ? cerr : curl_easy_strerror(rc));
+        snprintf(err, SD_ERR_LEN, "cannot reach %.300s: %.180s", url, cerr[0] ? cerr : curl_easy_strerror(rc));
         free(b.b);
         return -1;
     }

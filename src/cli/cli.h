@@ -21,6 +21,7 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 /* Prints "error: <msg>" on stderr and returns 1 (for `return fail(...)`). */
@@ -33,6 +34,12 @@ int parse_float(const char *flag, const char *s, double lo, double hi, double *o
 void show_tokenizer_warning(const char *path, const sd_tokenizer *t);
 /* Whole file into a malloc'd NUL-terminated buffer, bytes kept exactly. */
 char *read_file_bytes(const char *path, size_t *len);
+
+/* -ngl N|auto (gpu_flags.c): 0 ok, -1 with a message printed. */
+int parse_ngl(const char *flag, const char *v, int *out);
+/* Offloads per -ngl/--device (nothing when both are 0) and prints what runs
+ * where on stderr; 1 (message printed) on an error. */
+int gpu_offload(sd_model *m, int ngl, int device, int n_ctx, sd_kv_type kv);
 
 /* Commands that write a GGUF file (synth, quantize): progress on stderr, notes,
  * and removal of the half-written temporary file on Ctrl-C (write_progress.c). */

@@ -34,7 +34,11 @@ static void bench_usage(FILE *out)
           "  --warmup N            untimed runs before them (default 2)\n"
           "  --seed S              seed of the random token ids (default 42)\n"
           "  -o, --output FMT      md (default), csv, json, jsonl\n"
-          "  --energy PROBE        auto (default), rapl, rapl:package|core|dram|psys, nvml,\n"
+          "  -ngl, --n-gpu-layers N  layers on the GPU, counted from the last (99: all and the\n"
+          "                        output; auto: as many as fit); rows record what ran\n"
+          "  --device N            GPU device (showdown devices)\n"
+          "  --energy PROBE        auto (default; nvml for GPU runs where it reads), rapl,\n"
+          "                        rapl:package|core|dram|psys, nvml,\n"
           "                        powermetrics, none\n"
           "  --cold                drop each model file from the page cache before loading it\n"
           "  --profile FILE        calibration profile for roofline_fraction (default: showdown\n"
@@ -141,6 +145,11 @@ static int parse_bench_args(int argc, char **argv, bench_cli *b, int *exit_now)
             c->seed = s;
         } else if (IS("-o", "--output")) {
             if (sd_bench_format_parse(v, &b->fmt) != 0) return fail("%s: unknown format '%s' (md, csv, json, jsonl)", a, v);
+        } else if (IS("-ngl", "--n-gpu-layers")) {
+            if (parse_ngl(a, v, &c->n_gpu_layers)) return 1;
+        } else if (IS("--device", "--device")) {
+            if (parse_int(a, v, 0, 15, &l)) return 1;
+            c->device = (int)l;
         } else if (IS("--energy", "--energy")) {
             c->energy = v;
         } else if (IS("--profile", "--profile")) {
@@ -229,6 +238,11 @@ static void on_progress(const sd_bench_progress *p, void *ud)
     b->progress_shown = 1;
 }
 
+static void on_placement(const char *model, const char *placement, void *ud)
+{
+    fprintf(stderr, "%s: %s\n", model, placement);
+}
+
 static void on_row(const sd_bench_row *r, void *ud)
 {
     bench_cli *b = ud;
@@ -264,7 +278,7 @@ int cmd_bench(int argc, char **argv)
     if (exit_now) { free_cfg(&b.cfg); return 0; }
     b.last = calloc(1, sizeof *b.last);
     if (!b.last) { free_cfg(&b.cfg); return fail("out of memory"); }
-    sd_bench_callbacks cb = {on_estimate, on_progress, on_row, &b};
+    sd_bench_callbacks cb = {on_estimate, on_progress, on_row, &b, on_placement};
     char err[SD_ERR_LEN];
     sd_bench_emit_begin(stdout, b.fmt);
     int failed = sd_bench_run(&b.cfg, &cb, err);

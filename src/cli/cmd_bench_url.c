@@ -27,7 +27,8 @@ static void usage(FILE *out)
           "  --burstiness B         gamma shape of the arrival gaps (1 = Poisson, default 1)\n"
           "  --num-prompts N        requests per sweep point (default 200)\n"
           "  --input-len N          random prompts of N tokens (default 128)\n"
-          "  --output-len N         max_tokens (default 128)\n"
+          "  --output-len N         max_tokens (default 128; a --prompts line's output_len or a\n"
+          "                         --dataset reply's length unless this flag is given)\n"
           "  --range-ratio R        lengths uniform in [len*(1-R), len*(1+R)] (default 0)\n"
           "  --prefix-len N         a shared random prefix of N tokens before every prompt (default 0)\n"
           "  --prompts FILE.jsonl   prompts instead of random text: a string or {\"prompt\":..} per line\n"
@@ -81,10 +82,11 @@ static int parse_rates(const char *flag, const char *v, url_cli *c)
 
 static int parse_args(int argc, char **argv, url_cli *c, int *exit_now)
 {
+    for (int i = 1; i < argc; i++)   /* help wins wherever it is (even as "--url --help") */
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); *exit_now = 1; return 0; }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define IS(s) (!strcmp(a, s))
-        if (IS("-h") || IS("--help")) { usage(stdout); *exit_now = 1; return 0; }
         if (IS("--ignore-eos")) { c->ignore_eos = 1; continue; }
         if (IS("--allow-no-usage")) { c->allow_no_usage = 1; continue; }
         if (IS("-q") || IS("--quiet")) { c->quiet = 1; continue; }
@@ -175,13 +177,19 @@ static void clear_progress(url_cli *c)
     c->progress_shown = 0;
 }
 
-/* The SVG goes to a temporary file renamed into place: never half-written. */
-static int write_svg(const char *path, const sd_url_metrics *m, int n, const sd_url_run_desc *d)
+/* The SVG goes to a temporary file, opened before the run (an unwritable
+ * path fails at once, not after an hour) and renamed into place at the end:
+ * never half-written. */
+static FILE *svg_open(const char *path, char *tmp, size_t n)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, n, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) return fail("--svg: cannot write %s: %m", path);
+    if (!f) fail("--svg: cannot write %s: %m", path);
+    return f;
+}
+
+static int svg_finish(FILE *f, const char *tmp, const char *path, const sd_url_metrics *m, int n, const sd_url_run_desc *d)
+{
     sd_url_svg(f, m, n, d);
     if (fclose(f) != 0 || rename(tmp, path) != 0) { unlink(tmp); return fail("--svg: cannot write %s: %m", path); }
     return 0;
@@ -200,6 +208,8 @@ int cmd_bench_url(int argc, char **argv)
     sd_url_metrics *pts = NULL;
     sd_url_result *res = NULL;
     sd_url_slo slo, *slo_p = NULL;
+    FILE *svg = NULL;
+    char svg_tmp[4200];
     if (parse_args(argc, argv, &c, &exit_now) != 0) goto out;
     if (exit_now) { rc = 0; goto out; }
     if (c.goodput) {
@@ -218,6 +228,7 @@ int cmd_bench_url(int argc, char **argv)
     /* is anything there at all? (also: the model name) */
     if (sd_url_probe(url, c.api_key, c.timeout_s < 10 ? c.timeout_s : 10, model, sizeof model, err) != 0) { fail("%s", err); goto out; }
     if (c.model) snprintf(model, sizeof model, "%s", c.model);
+    if (c.svg && !(svg = svg_open(c.svg, svg_tmp, sizeof svg_tmp))) goto out;
 
     /* who counts prompt tokens */
     sd_token_count_fn count = NULL;
@@ -254,7 +265,7 @@ int cmd_bench_url(int argc, char **argv)
         snprintf(source, sizeof source, "random, %s%s (%.300s)", shape, c.range_ratio > 0 ? " (range ratio)" : "", counter);
     }
     if (n_prompts < 0) { fail("%s", err); goto out; }
-    if (c.output_given)   /* --output-len wins over a file's own lengths */
+    if (c.output_given && (c.prompts_file || c.dataset))   /* --output-len wins over a file's own lengths */
         for (int i = 0; i < n_prompts; i++) prompts[i].output_len = 0;
     if (c.tokenizer) { sd_model_free(tok_model); tok_model = NULL; }
     sd_url_tokenizer_close(&server_tok);
@@ -267,7 +278,7 @@ int cmd_bench_url(int argc, char **argv)
     res = calloc((size_t)c.num_prompts + (size_t)c.warmup, sizeof *res);
     if (!pts || !res) { fail("out of memory"); goto out; }
     sd_url_params p = {url, model, c.api_key, !strcmp(c.endpoint, "chat"), prompts, 0, n_prompts,
-                       c.output_given || (!c.prompts_file && !c.dataset) ? (int)c.output_len : 0, c.ignore_eos, 1, INFINITY,
+                       (int)c.output_len, c.ignore_eos, 1, INFINITY,
                        c.burstiness, c.seed, c.timeout_s, !c.allow_no_usage, on_progress, &c};
     sd_url_run_info info;
     if (c.warmup > 0) {
@@ -317,13 +328,18 @@ int cmd_bench_url(int argc, char **argv)
     sd_url_run_desc d = {url, model[0] ? model : "(server default)", c.endpoint, source, (int)c.input_len, (int)c.output_len};
     if (sd_url_emit(stdout, c.fmt, pts, n_points, &d) != 0) { fail("out of memory writing results"); goto out; }
     fflush(stdout);
-    if (c.svg && write_svg(c.svg, pts, n_points, &d) != 0) goto out;
+    if (svg) {
+        FILE *f = svg;
+        svg = NULL;
+        if (svg_finish(f, svg_tmp, c.svg, pts, n_points, &d) != 0) goto out;
+    }
     if (any_all_failed >= 0) {
         fail("every request failed at sweep point %d: %s", any_all_failed + 1, pts[any_all_failed].first_reason);
         goto out;
     }
     rc = 0;
 out:
+    if (svg) { fclose(svg); unlink(svg_tmp); }
     if (tok_model) sd_model_free(tok_model);
     sd_url_tokenizer_close(&server_tok);
     sd_url_prompts_free(prompts, n_prompts > 0 ? n_prompts : 0);

@@ -32,6 +32,10 @@ static const char usage_text[] =
     "  -n N                  generated tokens tg averages over (default 128)\n"
     "  -ngl N                layers on the GPU (llama.cpp meaning; default: the most that fit)\n"
     "  -nkvo                 keep the KV cache in host memory (llama.cpp --no-kv-offload)\n"
+    "  --n-cpu-moe N         MoE: keep the routed experts of N layers in host RAM (llama.cpp\n"
+    "                        --n-cpu-moe; n_layer = -ot exps=CPU); 0 = plain layer split. Default:\n"
+    "                        when the model does not fit, the fewest that let the rest fit, if\n"
+    "                        that decodes faster than the layer split\n"
     "  -ctk TYPE             KV cache type: f16 (default), q8_0, q4_0, f32\n"
     "  --host ID             host for a discrete GPU's offloaded layers (default: the row's host)\n"
     "  -t N                  threads, for --hw this (bandwidth measured at N threads)\n"
@@ -48,7 +52,7 @@ static const char usage_text[] =
 
 typedef struct {
     const char *model, *hw, *quant, *host, *out, *svg, *compare, *published, *hw_file, *ctk;
-    long c, p, n, ngl, t;
+    long c, p, n, ngl, t, n_cpu_moe;
     int nkvo, list;
 } args;
 
@@ -62,7 +66,7 @@ static int split_list(char *s, char **items, int max)
 static int parse_args(int argc, char **argv, args *a)
 {
     memset(a, 0, sizeof *a);
-    a->c = a->ngl = a->t = -1;
+    a->c = a->ngl = a->t = a->n_cpu_moe = -1;
     a->p = 512;
     a->n = 128;
     a->out = "md";
@@ -76,7 +80,8 @@ static int parse_args(int argc, char **argv, args *a)
                          : !strcmp(f, "--published") ? &a->published : !strcmp(f, "--hw-file") ? &a->hw_file
                          : !strcmp(f, "-ctk") ? &a->ctk : NULL;
         long *num = !strcmp(f, "-c") ? &a->c : !strcmp(f, "-p") ? &a->p : !strcmp(f, "-n") ? &a->n
-                  : !strcmp(f, "-ngl") ? &a->ngl : !strcmp(f, "-t") ? &a->t : NULL;
+                  : !strcmp(f, "-ngl") ? &a->ngl : !strcmp(f, "-t") ? &a->t
+                  : !strcmp(f, "--n-cpu-moe") ? &a->n_cpu_moe : NULL;
         if (!strcmp(f, "-nkvo")) { a->nkvo = 1; continue; }
         if (!strcmp(f, "--list")) { a->list = 1; continue; }
         if (!str && !num) return fail("plan: unknown option '%s' (showdown plan --help)", f);
@@ -175,8 +180,8 @@ static void emit(const args *a, const combo *cs, int n, const sd_plan_opts *o)
             json_str(out, "model", c->model, 0);
             json_str(out, "quant", c->quant, 0);
             fprintf(out, "\"fits\": %s, \"runs\": %s, ", r->fits ? "true" : "false", r->runs ? "true" : "false");
-            fprintf(out, "\"n_gpu_layers\": %d, \"n_layer\": %d, \"n_ctx\": %d, \"n_prompt\": %d, \"n_gen\": %d, ",
-                    r->n_gpu_layers, r->n_layer, o->n_ctx, o->n_prompt, o->n_gen);
+            fprintf(out, "\"n_gpu_layers\": %d, \"n_cpu_moe\": %d, \"n_layer\": %d, \"n_ctx\": %d, \"n_prompt\": %d, "
+                    "\"n_gen\": %d, ", r->n_gpu_layers, r->n_cpu_moe, r->n_layer, o->n_ctx, o->n_prompt, o->n_gen);
             json_num(out, "weights_bytes", r->cost.weights_bytes, 0);
             json_num(out, "kv_bytes", r->cost.kv_bytes + r->cost.state_bytes, 0);
             json_num(out, "compute_bytes", r->cost.compute_bytes, 0);
@@ -376,6 +381,7 @@ static int plan_main(const args *a, const sd_hw_table *t)
                     o.n_ctx);
     o.ngl = (int)a->ngl;
     o.kv_on_host = a->nkvo;
+    o.n_cpu_moe = (int)a->n_cpu_moe;
     o.kv_elem_bytes = kv;
 
     sd_hw hws[MAX_LIST], hosts[MAX_LIST];

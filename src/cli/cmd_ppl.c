@@ -26,6 +26,9 @@ static void usage(FILE *out)
           "  -c, --ctx-size N     window length in tokens (default 512)\n"
           "  --chunks N           only the first N windows of the text (default: all)\n"
           "  -t, --threads N      threads (default: all CPUs)\n"
+          "  -ngl, --n-gpu-layers N  layers of -m on the GPU, counted from the last (99: all and\n"
+          "                       the output; auto: as many as fit)\n"
+          "  --device N           GPU device (showdown devices)\n"
           "  --kld-base FILE      also compare with this model on the same windows: KL divergence\n"
           "                       KL(base || model), same top-1 token, Δp, PPL of both and their ratio\n"
           "  --sweep              quantize MODEL into each format (temporary files, removed) and\n"
@@ -39,8 +42,8 @@ static void usage(FILE *out)
 
 typedef struct {
     const char *model, *file, *base, *types, *svg;
-    long ctx, threads, chunks;
-    int sweep, json, quiet;
+    long ctx, threads, chunks, device;
+    int sweep, json, quiet, ngl;
 } ppl_args;
 
 static int parse_args(int argc, char **argv, ppl_args *a, int *exit_now)
@@ -59,6 +62,10 @@ static int parse_args(int argc, char **argv, ppl_args *a, int *exit_now)
         else if (!strcmp(o, "--svg")) a->svg = v;
         else if (!strcmp(o, "-c") || !strcmp(o, "--ctx-size")) {
             if (parse_int(o, v, SD_PPL_MIN_CTX, 1 << 20, &a->ctx)) return 1;
+        } else if (!strcmp(o, "-ngl") || !strcmp(o, "--n-gpu-layers")) {
+            if (parse_ngl(o, v, &a->ngl)) return 1;
+        } else if (!strcmp(o, "--device")) {
+            if (parse_int(o, v, 0, 15, &a->device)) return 1;
         } else if (!strcmp(o, "--chunks")) {
             if (parse_int(o, v, 1, 1 << 20, &a->chunks)) return 1;
         } else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) {
@@ -73,6 +80,7 @@ static int parse_args(int argc, char **argv, ppl_args *a, int *exit_now)
     if (!a->model) return fail("ppl: no model given (-m MODEL)");
     if (!a->file) return fail("ppl: no text given (-f FILE)");
     if (a->sweep && a->base) return fail("ppl: --sweep compares with -m itself; drop --kld-base");
+    if (a->sweep && (a->ngl || a->device)) return fail("ppl: --sweep runs on the CPU; drop -ngl/--device");
     if (!a->sweep && (a->types || a->svg)) return fail("ppl: --types and --svg go with --sweep");
     return 0;
 }
@@ -143,6 +151,7 @@ int cmd_ppl(int argc, char **argv)
     int rc = 1;
     if (sd_model_load(a.model, &m, err)) { fail("%s", err); goto done; }
     show_tokenizer_warning(a.model, sd_model_tokenizer(m));
+    if (!a.sweep && gpu_offload(m, a.ngl, (int)a.device, (int)a.ctx, pp.kv_type)) goto done;
     int n_train = sd_model_hparams(m)->n_ctx_train;
     if (n_train > 0 && a.ctx > n_train)
         fprintf(stderr, "warning: -c %ld is longer than %s was trained on (%d): expect a worse PPL\n", a.ctx,

@@ -26,6 +26,9 @@ static void run_usage(FILE *out)
           "  --min-p P            drop tokens below P x the top probability (default 0.05; 0 = off)\n"
           "  --seed S             sampling seed (default 42)\n"
           "  --no-bos             do not add the beginning-of-text token\n"
+          "  -ngl, --n-gpu-layers N  layers on the GPU, counted from the last (99: all and the output;\n"
+          "                       auto: as many as fit; default 0)\n"
+          "  --device N           GPU device (showdown devices; default 0)\n"
           "  --logits-out FILE    write prompt, generated tokens and every logits row\n"
           "                       (the ../shared/reference format)\n"
           "  --chat               converse through the model's chat template: -p/-f (or stdin\n"
@@ -34,15 +37,16 @@ static void run_usage(FILE *out)
           "  -i, --interactive    --chat: read one user turn per line from stdin even when it is\n"
           "                       not a terminal (scripted conversations)\n"
           "  --system TEXT        system prompt for --chat\n"
-          "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3, mistral,\n"
-          "                       mistral-tekken, gemma, phi3, deepseek, harmony\n",
+          "  --chat-template NAME template instead of the file's own: chatml, llama2, llama3,\n"
+          "                       llama3.1, mistral, mistral-tekken, gemma, phi3, deepseek, harmony\n",
           out);
 }
 
 typedef struct {
     const char *model, *prompt, *prompt_file, *logits_out, *system, *chat_template;
     long n_predict, threads, ctx;
-    int no_bos, chat, interactive;
+    int no_bos, chat, interactive, ngl;
+    long device;
     sd_kv_type kv;
     sd_sampler_params sp;
 } run_opts;
@@ -65,7 +69,7 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
         static const char *valued[] = {"-m", "--model", "-p", "--prompt", "-f", "--file", "--logits-out", "-n",
                                        "--n-predict", "-t", "--threads", "-c", "--ctx-size", "-ctk", "--cache-type",
                                        "--temp", "--temperature", "--top-k", "--top-p", "--min-p", "--seed",
-                                       "--system", "--chat-template"};
+                                       "--system", "--chat-template", "-ngl", "--n-gpu-layers", "--device"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown run --help)", a);
@@ -86,6 +90,8 @@ static int parse_run_args(int argc, char **argv, run_opts *o)
             else if (!strcmp(v, "q8_0")) o->kv = SD_KV_Q8_0;
             else return fail("%s: unknown KV cache type '%s' (f16, f32, q8_0)", a, v);
         }
+        else if (FLAG("-ngl", "--n-gpu-layers")) { if (parse_ngl(a, v, &o->ngl)) return 1; }
+        else if (FLAG("--device", "--device")) { if (parse_int(a, v, 0, 15, &o->device)) return 1; }
         else if (FLAG("--temp", "--temperature")) { if (parse_float(a, v, 0, 100, &d)) return 1; o->sp.temp = (float)d; }
         else if (FLAG("--top-k", "--top-k")) { if (parse_int(a, v, 0, 1 << 24, &l)) return 1; o->sp.top_k = (int)l; }
         else if (FLAG("--top-p", "--top-p")) { if (parse_float(a, v, 0, 1, &d)) return 1; o->sp.top_p = (float)d; }
@@ -153,6 +159,7 @@ int cmd_run(int argc, char **argv)
     float *rows = NULL;
     sd_sampler *smp = NULL;
     int n_prompt = 0, n_gen = 0, rc = 1;
+    if (gpu_offload(m, o.ngl, (int)o.device, (int)o.ctx, o.kv)) goto done;
     if (sd_session_new(m, &sp, &s, err)) { fail("%s", err); goto done; }
     double t_load = sd_time_ms() - t0;
     if (sd_tokenize(tok, ptext, plen, !o.no_bos, &ptoks, &n_prompt, err)) { fail("%s", err); goto done; }

@@ -11,8 +11,6 @@
 
 #include "showdown.h"
 #include "cli/cli.h"
-#include "gguf/gguf.h"
-#include "model/model.h"
 #include "serve/engine.h"
 #include "serve/server.h"
 #include "text/chat.h"
@@ -125,19 +123,12 @@ static int pick_template(const serve_opts *o, sd_model *m, sd_chat_template *t, 
         snprintf(why, n_why, "%s (--chat-template)", sd_chat_name(*t));
         return 0;
     }
-    gguf_str js;
-    char err[SD_ERR_LEN];
-    const gguf_kv *kv = gguf_find(m->gguf, "tokenizer.chat_template");
-    if (!kv || gguf_get_str(m->gguf, "tokenizer.chat_template", &js, err)) {
+    const char *jinja = sd_model_chat_template(m);
+    if (!jinja || !jinja[0]) {
         snprintf(why, n_why, "none (the file has no chat template: chat requests need --chat-template)");
         return 0;
     }
-    char *jinja = malloc(js.len + 1);
-    if (!jinja) return fail("out of memory");
-    memcpy(jinja, js.ptr, js.len);
-    jinja[js.len] = 0;
     *t = sd_chat_detect(jinja);
-    free(jinja);
     if (*t == SD_CHAT_UNKNOWN) snprintf(why, n_why, "unrecognized (chat requests need --chat-template)");
     else snprintf(why, n_why, "%s (from the file)", sd_chat_name(*t));
     return 0;

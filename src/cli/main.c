@@ -11,11 +11,12 @@ static const struct { const char *name; sd_cmd_fn fn; const char *what; } comman
     {"info", cmd_info, "describe a GGUF model file"},
     {"synth", cmd_synth, "write a random-weight model of a real model's shape"},
     {"quantize", cmd_quantize, "convert a model's weights to another format or recipe"},
-    {"bench", cmd_bench, "measure tokens/s, TTFT, memory, energy (llama-bench flags)"},
+    {"bench", cmd_bench, "measure tokens/s, TTFT, memory, energy (llama-bench flags); --url: any OpenAI server under load"},
     {"report", cmd_report, "draw bench results (JSON lines) as an SVG or HTML report"},
     {"calibrate", cmd_calibrate, "measure this machine's bandwidth and compute ceilings"},
     {"ppl", cmd_ppl, "perplexity, KL divergence vs a base model, quality cost per format"},
     {"plan", cmd_plan, "will a model fit a machine, in which format, how fast (on paper)"},
+    {"devices", cmd_devices, "list the GPU devices (Vulkan) with memory and driver"},
     {"serve", cmd_serve, "an OpenAI-compatible HTTP server (continuous batching)"},
 };
 

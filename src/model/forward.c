@@ -2,7 +2,9 @@
  * gpt-oss's attention variants) over a batch of tokens from any sequences:
  * embedding, then per layer RMSNorm -> attention over the paged KV cache ->
  * residual -> RMSNorm -> SwiGLU FFN -> residual, then the output projection
- * for the tokens whose logits are wanted. */
+ * for the tokens whose logits are wanted. Gemma 3's additions
+ * (model/arch_gemma3.h): scaled embeddings, post-norms before each residual
+ * add, GELU gating, logit soft-capping. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,8 +12,10 @@
 #include <string.h>
 
 #include "kernels/dispatch.h"
+#include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/offload.h"
 #include "tensor/types.h"
 
 /* ---- attention ------------------------------------------------------------
@@ -48,7 +52,7 @@ static void attend_unit(const attn_job *j, int ti, const sd_att_unit *u, float *
     float *att = f->att + (size_t)ti * group * SD_ATT_CHUNK;
     float *vbuf = f->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
     size_t qenc_stride = (size_t)hd + 32;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = f->m->q_scale / sqrtf((float)hd);
     const float *q = f->q + ((size_t)u->t * hp->n_head + (size_t)kvh * group) * hd;
     sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
     sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
@@ -267,6 +271,13 @@ static void add_bias(float *x, const float *b, int n_tok, int n)
         for (int i = 0; i < n; i++) x[(size_t)t * n + i] += b[i];
 }
 
+/* Gemma's norm of a sublayer's output (in xb) before the residual add. */
+static void post_norm(sd_fwd *f, const float *w, int n)
+{
+    int e = f->m->hp.n_embd;
+    for (int t = 0; w && t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->xb + (size_t)t * e, w, e, f->m->hp.norm_eps);
+}
+
 static void layer(sd_fwd *f, const sd_batch *b, int il)
 {
     const sd_model *m = f->m;
@@ -298,7 +309,7 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
         int pos = b->pos[t], blk = c->seqs[b->seq[t]].blocks[pos / SD_KV_BLOCK];
-        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, hp->rope_scale, hp->rope_neox,
+        sd_rope(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, L->rope_scale, hp->rope_neox,
                 m->rope_freq_factors);
         for (int h = 0; h < hp->n_head_kv; h++) {
             size_t at = sd_kv_at(c, il, h, blk, pos % SD_KV_BLOCK);
@@ -308,13 +319,16 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
     }
     run_attention(f, b, il);
     sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, gu, 2);
+    post_norm(f, L->post_attn_norm, n);
     for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];
 
     for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->ffn_norm, e, hp->norm_eps);
     float *const gu_out[2] = {f->hb, f->hb2};
     sd_matmul_multi(f->pool, gu, 2, f->xb, n, gu_out, f->xq, &down, 1);
-    sd_kernel_swiglu()(f->hb, f->hb2, (int64_t)n * ff);
+    if (m->ffn_gelu) sd_geglu(f->hb, f->hb2, (int64_t)n * ff);
+    else sd_kernel_swiglu()(f->hb, f->hb2, (int64_t)n * ff);
     sd_matmul_multi(f->pool, &down, 1, f->hb, n, &f->xb, f->xq, after, n_after);
+    post_norm(f, L->post_ffn_norm, n);
     for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];
 }
 
@@ -327,9 +341,17 @@ void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
     for (int t = 0; t < n; t++) {
         float *x = f->x + (size_t)t * e;
         et->to_float((const char *)m->tok_embd.data + (size_t)b->tok[t] * m->tok_embd.row_bytes, x, e);
-        for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale;
+        for (int i = 0; i < e; i++) x[i] *= m->tok_embd.scale * m->embd_scale;
     }
-    for (int il = 0; il < hp->n_layer; il++) layer(f, b, il);
+    /* A run of GPU layers is one step (model/offload.c); past n_layer: the
+     * GPU did the output head too, or failed (f->gpu_err). */
+    int il = 0;
+    while (il < hp->n_layer) {
+        int to = sd_offload_run(f, b, il, logits);
+        if (to == il) layer(f, b, to++);
+        il = to;
+    }
+    if (il > hp->n_layer) return;
     /* Only the rows asked for go through the (vocabulary-sized) output matrix. */
     for (int i = 0; i < b->n_out; i++)
         sd_rmsnorm(f->xb + (size_t)i * e, f->x + (size_t)b->out[i] * e, m->output_norm, e, hp->norm_eps);
@@ -340,6 +362,9 @@ void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
         next[0] = &m->layers[0].wq; next[1] = &m->layers[0].wk; next[2] = &m->layers[0].wv;
     }
     sd_matmul_multi(f->pool, &out_w, 1, f->xb, b->n_out, &logits, f->xq, hp->n_layer ? next : NULL, 3);
+    if (m->logit_softcap > 0)
+        for (size_t i = 0; i < (size_t)b->n_out * hp->n_vocab; i++)
+            logits[i] = m->logit_softcap * tanhf(logits[i] / m->logit_softcap);
 }
 
 /* ---- scratch ------------------------------------------------------------ */

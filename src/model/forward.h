@@ -49,6 +49,8 @@ typedef struct {
     sd_att_unit *units;
     int max_units, max_recs;
     float *recs;           /* partial softmax per record: max[g], sum[g], out[g * hd] */
+    struct sd_gpu_state *gpu;   /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
+    char *gpu_err;         /* set when a GPU step failed: that batch's results are void */
 } sd_fwd;
 
 /* Scratch for batches of up to max_tok tokens over the cache kv. */

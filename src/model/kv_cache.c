@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/kv_cache.h"
 #include "tensor/types.h"
@@ -40,7 +41,11 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     int nb = c->n_blocks;
     c->n_bucket = 16;
     while (c->n_bucket < nb) c->n_bucket *= 2;
-    if (need / 2 == (size_t)(need / 2)) {
+    /* More than the machine's memory would only be promised by the kernel
+     * (overcommit), then kill the process when touched. */
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    int fits = pages <= 0 || psz <= 0 || need <= (uint64_t)pages * (uint64_t)psz;
+    if (fits && need / 2 == (size_t)(need / 2)) {
         c->k = malloc((size_t)(need / 2));
         c->v = malloc((size_t)(need / 2));
     }

@@ -10,9 +10,11 @@
 
 #include "kernels/pack.h"
 #include "model/model.h"
+#include "model/offload.h"
 #include "runtime/pool.h"
 #include "tensor/scale.h"
 #include "tensor/types.h"
+#include "model/arch_gemma3.h"
 #include "text/tokenizer.h"
 
 static int load_fail(char *err, const char *path, const char *fmt, ...)
@@ -33,6 +35,7 @@ static const arch_row archs[] = {
     {"mistral", SD_ARCH_LLAMA, 0},
     {"qwen2", SD_ARCH_QWEN2, 1},
     {"qwen3", SD_ARCH_QWEN3, 1},
+    {"gemma3", SD_ARCH_GEMMA3, 1},
 };
 
 /* "{arch}.suffix" as an integer hyper-parameter; required ones must be present. */
@@ -71,7 +74,7 @@ static int read_hparams(sd_model *m, char *err)
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
     if (!row)
-        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3 are)",
+        return load_fail(err, m->path, "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3 are)",
                          (int)(a.len > 32 ? 32 : a.len), a.ptr);
     hp->arch = row->arch;
     hp->rope_neox = row->neox;
@@ -116,7 +119,8 @@ static int read_hparams(sd_model *m, char *err)
         return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear is)",
                          (int)(st.len > 32 ? 32 : st.len), st.ptr);
     }
-    return 0;
+    m->embd_scale = m->q_scale = 1.0f;
+    return hp->arch == SD_ARCH_GEMMA3 ? sd_gemma3_hparams(m, err) : 0;
 }
 
 /* A matrix weight of the expected shape, kept mapped. */
@@ -163,13 +167,15 @@ static int load_layer(sd_model *m, int il, char *err)
     const sd_hparams *hp = &m->hp;
     sd_layer *L = &m->layers[il];
     int64_t e = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim, kv = (int64_t)hp->n_head_kv * hp->head_dim;
-    char n[14][64];
-    static const char *sfx[14] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight", "attn_k.weight",
+    char n[16][64];
+    static const char *sfx[16] = {"attn_norm.weight", "ffn_norm.weight", "attn_q.weight", "attn_k.weight",
                                   "attn_v.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
                                   "ffn_down.weight", "attn_q.bias", "attn_k.bias", "attn_v.bias",
-                                  "attn_q_norm.weight", "attn_k_norm.weight"};
-    for (int i = 0; i < 14; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, sfx[i]);
-    int qwen2 = hp->arch == SD_ARCH_QWEN2, qwen3 = hp->arch == SD_ARCH_QWEN3;
+                                  "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
+                                  "post_ffw_norm.weight"};
+    for (int i = 0; i < 16; i++) snprintf(n[i], sizeof n[i], "blk.%d.%s", il, sfx[i]);
+    int qwen2 = hp->arch == SD_ARCH_QWEN2, gemma3 = hp->arch == SD_ARCH_GEMMA3;
+    int qwen3 = hp->arch == SD_ARCH_QWEN3 || gemma3;   /* per-head q/k norms */
     if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
         get_weight(m, n[2], e, q, 0, &L->wq, err) || get_weight(m, n[3], e, kv, 0, &L->wk, err) ||
         get_weight(m, n[4], e, kv, 0, &L->wv, err) || get_weight(m, n[5], q, e, 0, &L->wo, err) ||
@@ -178,10 +184,13 @@ static int load_layer(sd_model *m, int il, char *err)
         get_vector(m, n[9], q, !qwen2, &L->bq, err) || get_vector(m, n[10], kv, !qwen2, &L->bk, err) ||
         get_vector(m, n[11], kv, !qwen2, &L->bv, err) ||
         get_vector(m, n[12], hp->head_dim, !qwen3, &L->q_norm, err) ||
-        get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err))
+        get_vector(m, n[13], hp->head_dim, !qwen3, &L->k_norm, err) ||
+        get_vector(m, n[14], e, !gemma3, &L->post_attn_norm, err) ||
+        get_vector(m, n[15], e, !gemma3, &L->post_ffn_norm, err))
         return -1;
     L->rope_base = hp->rope_base;
-    return 0;
+    L->rope_scale = hp->rope_scale;
+    return gemma3 ? sd_gemma3_layer(m, il, err) : 0;
 }
 
 /* The most common weight format by bytes names the model ("Q4_0"), with
@@ -298,11 +307,12 @@ int sd_model_load(const char *path, sd_model **out, char *err)
 void sd_model_free(sd_model *m)
 {
     if (!m) return;
+    sd_offload_free(m);
     if (m->layers)
         for (int i = 0; i < m->hp.n_layer; i++) {
             sd_layer *L = &m->layers[i];
             free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
-            free(L->q_norm); free(L->k_norm); free(L->attn_sinks);
+            free(L->q_norm); free(L->k_norm); free(L->attn_sinks); free(L->post_attn_norm); free(L->post_ffn_norm);
             sd_weight *lw[] = {SD_LAYER_MATRICES(L)};
             for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }

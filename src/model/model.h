@@ -9,12 +9,15 @@
 typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
     float *bq, *bk, *bv;                  /* qwen2 biases, or NULL */
-    float *q_norm, *k_norm;               /* qwen3 per-head norms (head_dim), or NULL */
+    float *q_norm, *k_norm;               /* qwen3, gemma3 per-head norms (head_dim), or NULL */
+    float *post_attn_norm, *post_ffn_norm; /* gemma3: norms of the attention and FFN outputs
+                                             before each residual add, or NULL */
     float *attn_sinks;                    /* per query head: one extra logit in the softmax
                                              denominator that carries no value (gpt-oss), or NULL */
     int swa;                              /* sliding window: a token sees itself and the swa - 1
                                              positions before it; 0 = the whole context */
     float rope_base;                      /* this layer's RoPE base (gemma3's local layers differ) */
+    float rope_scale;                     /* and its linear position scale (1 = none) */
     sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
 } sd_layer;
 
@@ -33,10 +36,15 @@ struct sd_model {
     sd_weight tok_embd, output;           /* output aliases tok_embd when tied */
     float *output_norm;
     float *rope_freq_factors;             /* head_dim/2 divisors (llama 3), or NULL */
+    float embd_scale;                     /* multiplies the embedding rows (gemma3: sqrt(n_embd)), else 1 */
+    float q_scale;                        /* multiplies q on top of attention's 1/sqrt(head_dim), else 1 */
+    float logit_softcap;                  /* > 0: logits = c * tanh(logits / c) (gemma), 0 = none */
+    int ffn_gelu;                         /* 1: GELU(gate) * up (gemma3), 0: SiLU(gate) * up */
     sd_layer *layers;
     sd_tokenizer *tok;
     uint64_t n_params, weight_bytes;
     char type_name[48];
+    struct sd_offload *gpu;               /* layers placed on a GPU (model/offload.c), or NULL */
     char *chat_template;                  /* tokenizer.chat_template (NUL-terminated copy), or NULL */
 };
 

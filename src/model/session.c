@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/offload.h"
 #include "model/session.h"
 #include "tensor/types.h"
 
@@ -63,6 +64,10 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
         sd_session_free(s);
         return sess_fail(err, "out of memory");
     }
+    if (sd_offload_session_new(s, err)) {
+        sd_session_free(s);
+        return -1;
+    }
     *out = s;
     return 0;
 }
@@ -70,6 +75,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
 void sd_session_free(sd_session *s)
 {
     if (!s) return;
+    sd_offload_session_free(s);
     sd_fwd_free(&s->f);
     sd_kv_cache_free(s->kv);
     free(s->logits);
@@ -101,6 +107,7 @@ int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_a
     for (int i = 0; i < n; i += SD_UBATCH) {
         int c = n - i < SD_UBATCH ? n - i : SD_UBATCH;
         sd_forward(s, tokens + i, c, logits_all ? logits_all + (size_t)i * nv : NULL);
+        if (s->f.gpu_err && s->f.gpu_err[0]) return sess_fail(err, "%s", s->f.gpu_err);
     }
     if (logits_all && n > 0) memcpy(s->logits, logits_all + (size_t)(n - 1) * nv, (size_t)nv * sizeof(float));
     return 0;

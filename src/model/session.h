@@ -18,6 +18,8 @@ struct sd_session {
     sd_kv_type kv_type;
     int pos_buf[SD_UBATCH], seq_buf[SD_UBATCH], out_buf[SD_UBATCH];
     float *logits;             /* last row */
+    struct sd_gpu_state *gpu;  /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
+    char *gpu_err;             /* set when a GPU step failed: the step's results are void */
 };
 
 /* Runs n <= SD_UBATCH tokens at positions pos..pos+n-1 through the model.

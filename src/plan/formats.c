@@ -120,3 +120,18 @@ double sd_kv_type_bytes(const char *name)
     }
     return sd_plan_type_bpw(t) / 8.0;
 }
+
+/* Per-weight ALU cost of a GPU mat-vec at the F16 rate. K-quants unpack
+ * 6-bit sub-block scales and minimums on top of the nibbles; the legacy
+ * formats one scale per 32 weights; 16-bit weights are one multiply-add.
+ * The k-quant figure is fitted to two published Apple rows (Llama 3 8B
+ * Q4_K_M on M1 Max and M2 Ultra, docs/PLANNER.md); the others are set at or
+ * below what the Q4_0 / Q8_0 Apple rows allow (they stay bandwidth-bound). */
+double sd_plan_recipe_decode_ops(const sd_recipe *r)
+{
+    const char *n = r->name;
+    if (r->bpw_body >= 15.9) return 2;
+    if (strstr(n, "_k") || !strcmp(n, "q2_k") || !strcmp(n, "file")) return 30;
+    if (!strcmp(n, "mxfp4") || !strcmp(n, "nvfp4")) return 20;
+    return 15;
+}

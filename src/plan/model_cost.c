@@ -82,6 +82,8 @@ int sd_model_cost(const sd_model_ref *m, const sd_recipe *r, int n_ctx, double k
     out->weights_bytes = out->embd_bytes + out->output_bytes + body + experts;
     out->layer_bytes = (body + experts) / s->n_layer;
     out->layer_read_bytes = (body + experts * used) / s->n_layer;
+    out->expert_bytes = experts;
+    out->expert_read_bytes = experts * used;
     /* A tied model reads its embedding matrix as the LM head. */
     out->read_bytes = body + experts * used + (s->tied ? out->embd_bytes : out->output_bytes);
     out->kv_bytes = sd_kv_bytes(s, n_ctx, kv_elem_bytes);

@@ -110,6 +110,11 @@ typedef struct {
 
 /* Mixed recipes (q4_k_m, q2_k, ...) or any single type in the format table. */
 int sd_plan_recipe_find(const char *name, sd_recipe *out, char *err);
+/* GPU ALU work to decode one weight in a matrix-vector product, in F16
+ * FLOP-equivalents (unpacking, scaling and the multiply-add): what bounds
+ * decode on GPUs without integer dot-product paths (Metal) when their
+ * compute per byte is low. */
+double sd_plan_recipe_decode_ops(const sd_recipe *r);
 /* Bits per weight of one GGUF type (format table, then GGUF's block sizes). */
 double sd_plan_type_bpw(int type);
 /* Bytes per element of a KV-cache type name ("f16", "q8_0"); 0 if unknown. */
@@ -125,6 +130,8 @@ typedef struct {
     double output_bytes, embd_bytes;
     double read_bytes;        /* weights one decode step reads (active) */
     double layer_read_bytes;  /* of which per repeating layer */
+    double expert_bytes;      /* all routed experts, stored */
+    double expert_read_bytes; /* the routed experts one decode step reads, all layers */
     double kv_bytes;          /* whole cache at n_ctx */
     double kv_token_bytes;    /* one token's K+V over the layers that keep it all */
     double state_bytes;       /* fixed per-sequence state (linear-attention layers) */
@@ -156,6 +163,9 @@ typedef struct {
     int decode_depth;         /* tokens already in the cache when decode starts (-1: n_prompt) */
     int ngl;                  /* -1: best split; else layers on the GPU (n_layer+1 = all + output) */
     int kv_on_host;           /* llama.cpp -nkvo: KV cache (and attention) in host memory */
+    int n_cpu_moe;            /* MoE on a discrete GPU: routed experts of this many layers in host RAM
+                                 (llama.cpp --n-cpu-moe N; n_layer = -ot exps=CPU); -1: the fewest that
+                                 let the rest fit, when that beats the layer split; 0: layer split only */
     int n_ubatch;             /* prefill batch (llama.cpp default 512) */
     double kv_elem_bytes;     /* 2 for f16 */
 } sd_plan_opts;
@@ -170,6 +180,8 @@ typedef struct {
     double pp_ts, tg_ts, ttft_ms, tokens_per_joule, power_w;
     const char *limit;        /* bandwidth, compute, host link, capacity */
     const char *pp_limit;
+    int n_cpu_moe;            /* the chosen placement keeps these layers' routed experts in host RAM */
+    double tg_layer_split, tg_experts_on_host;   /* both placements' decode (NAN: not possible) */
     char note[160];
 } sd_plan_result;
 
@@ -187,6 +199,8 @@ typedef struct {
     double pp_eff_quant;      /* achieved / peak for prefill with quantized weights */
     int quant_uses_int8;      /* quantized prefill runs on INT8 units (MMQ) */
     double crossing_ms;       /* one host<->device hand-over of activations */
+    double soc_mem_power;     /* SoC decode: share of the dynamic power the memory system draws while
+                                 streaming (the rest scales with the ALUs' busy share) */
 } sd_eff;
 const sd_eff *sd_eff_for(const char *family);
 
@@ -196,7 +210,7 @@ typedef struct {
     char hardware[128], model[64], quant[24], source[160];
     char hw_id[40], host_id[40], preset[40], variant[48];
     double pub_pp, pub_tg, pred_pp, pred_tg;
-    int ngl, kv_on_host;
+    int ngl, kv_on_host, n_cpu_moe;
 } sd_published_row;
 
 /* Reads published-train.tsv and predicts every measurement in it (rows with

@@ -9,11 +9,15 @@
 #include "plan/plan.h"
 
 static const sd_eff effs[] = {
-    /* family  bw_eff layer_ms pp_f16 pp_quant int8 crossing_ms */
-    {"cuda",   0.78,  0.050,   0.85,  0.23,    1,   0.138},
-    {"metal",  0.85,  0.155,   0.68,  0.62,    0,   0},
-    {"vulkan", 0.75,  0.080,   0.50,  0.45,    0,   0.138},   /* not calibrated: no published row */
-    {"cpu",    0.75,  0.005,   0.50,  0.50,    1,   0},
+    /* family    bw_eff layer_ms pp_f16 pp_quant int8 crossing_ms soc_mem_power */
+    {"cuda",     0.78,  0.050,   0.85,  0.23,    1,   0.138,      0.5},
+    /* Datacenter parts (A100, H100): the same kernels at 1.4-1.75 GHz instead of
+     * 2.2-2.5: the per-layer cost of the small, latency-bound kernels grows with
+     * the clock ratio (0.050 x 2.5 / 1.41). */
+    {"cuda-dc",  0.78,  0.089,   0.85,  0.23,    1,   0.138,      0.5},
+    {"metal",    0.85,  0.155,   0.68,  0.62,    0,   0,          0.5},
+    {"vulkan",   0.75,  0.080,   0.50,  0.45,    0,   0.138,      0.5},   /* not calibrated: no published row */
+    {"cpu",      0.75,  0.005,   0.50,  0.50,    1,   0,          0.5},
 };
 
 enum { HEAD_ON_DEVICE = 1 };
@@ -37,6 +41,7 @@ void sd_plan_default_opts(sd_plan_opts *o)
     o->ngl = -1;
     o->n_ubatch = 512;
     o->kv_elem_bytes = 2;
+    o->n_cpu_moe = -1;
 }
 
 /* Sustained rate (FLOP/s) for matrix products with these weights on hw. */
@@ -55,10 +60,47 @@ typedef struct {
     const sd_hw *dev, *host;   /* host NULL: everything on dev */
     const sd_eff *edev, *ehost;
     int gpu_layers, head_on_dev, kv_on_host;
+    int experts_on_host;       /* every layer on the GPU, but the routed experts of this many layers in host RAM */
 } placement;
 
+/* Decode with the routed experts of pl->experts_on_host layers in host RAM
+ * (llama.cpp --n-cpu-moe N; all layers = -ot exps=CPU): attention, norms,
+ * router, shared experts, KV, the head and the other layers' experts on the
+ * GPU; those layers' expert products on the host CPU, so the activations cross
+ * the link there and back once per such layer. */
+static double decode_experts_on_host(const placement *pl, int depth, double kv_layer, double head,
+                                     double flops_layer, double flops_head, double *t_dev, double *t_host,
+                                     int *compute_bound, double *busy)
+{
+    const sd_model_shape *s = pl->s;
+    const sd_cost *c = pl->c;
+    int L = s->n_layer;
+    double used = s->n_expert ? (double)s->n_expert_used / s->n_expert : 0;
+    double share = (double)pl->experts_on_host / L;
+    double exp_flops = 2.0 * pl->p->experts * used * share;
+    double host_read = c->expert_read_bytes * share;
+    double dev_bytes = L * (c->layer_read_bytes + kv_layer) - host_read + head;
+    double dev_flops = L * flops_layer + flops_head - exp_flops;
+    double rate_dev = matmul_rate(pl->dev, pl->edev, pl->r);
+    double mem = dev_bytes / (pl->dev->bw_gbps * 1e9 * pl->edev->bw_eff);
+    double cmp = rate_dev > 0 ? dev_flops / rate_dev : 0;
+    double td = (mem > cmp ? mem : cmp) + (L + 1) * pl->edev->layer_ms * 1e-3;
+    double rate_h = matmul_rate(pl->host, pl->ehost, pl->r);
+    double mh = host_read / (pl->host->bw_gbps * 1e9 * pl->ehost->bw_eff);
+    double ch = rate_h > 0 ? exp_flops / rate_h : 0;
+    double th = (mh > ch ? mh : ch) + pl->experts_on_host * pl->ehost->layer_ms * 1e-3;
+    double cross = 2.0 * pl->experts_on_host * pl->edev->crossing_ms * 1e-3;
+    *compute_bound = ch > mh;
+    if (busy) *busy = td > 0 ? cmp / td : 0;
+    *t_dev = td;
+    *t_host = th + cross;
+    (void)depth;
+    return td + th + cross;
+}
+
 /* One decode step at the given depth; splits its time into device and host. */
-static double decode_s(const placement *pl, int depth, double *t_dev, double *t_host, int *compute_bound)
+static double decode_s(const placement *pl, int depth, double *t_dev, double *t_host, int *compute_bound,
+                       double *busy)
 {
     const sd_model_shape *s = pl->s;
     const sd_cost *c = pl->c;
@@ -70,6 +112,8 @@ static double decode_s(const placement *pl, int depth, double *t_dev, double *t_
                        + sd_attn_flops(s, depth) / L;
     double flops_head = 2.0 * (s->tied ? pl->p->embd : pl->p->output);
     int dev_l = pl->gpu_layers, host_l = L - dev_l;
+    if (pl->experts_on_host) return decode_experts_on_host(pl, depth, kv_layer, head, flops_layer, flops_head,
+                                                           t_dev, t_host, compute_bound, busy);
 
     double dev_bytes = dev_l * (c->layer_read_bytes + (pl->kv_on_host ? 0 : kv_layer)) + (pl->head_on_dev ? head : 0);
     double host_bytes = host_l * (c->layer_read_bytes + kv_layer) + (pl->head_on_dev ? 0 : head)
@@ -80,6 +124,14 @@ static double decode_s(const placement *pl, int depth, double *t_dev, double *t_
     double rate_dev = matmul_rate(pl->dev, pl->edev, pl->r);
     double mem = dev_bytes / (pl->dev->bw_gbps * 1e9 * pl->edev->bw_eff);
     double cmp = rate_dev > 0 ? dev_flops / rate_dev : 0;
+    if (!pl->edev->quant_uses_int8 && pl->dev->tflops_f16 > 0) {
+        /* Without integer dot products the GPU unpacks every weight in its
+         * float ALUs: on parts with little compute per byte of bandwidth (M1
+         * Max: 26 FLOP/B) that, not memory, bounds k-quant decode. */
+        double dq = (dev_flops - dev_l * sd_attn_flops(s, depth) / L) / 2.0 * sd_plan_recipe_decode_ops(pl->r)
+                  / (pl->dev->tflops_f16 * 1e12);
+        if (dq > cmp) cmp = dq;
+    }
     double td = (mem > cmp ? mem : cmp) + (dev_l + (pl->head_on_dev ? 1 : 0)) * pl->edev->layer_ms * 1e-3;
     *compute_bound = cmp > mem;
     /* Several GPUs in a layer split hand the activations along once each. */
@@ -95,6 +147,7 @@ static double decode_s(const placement *pl, int depth, double *t_dev, double *t_
         if (dev_l > 0 || pl->head_on_dev) cross = 2 * pl->edev->crossing_ms * 1e-3;
         if (pl->kv_on_host) cross += 2.0 * dev_l * pl->edev->crossing_ms * 1e-3;
     }
+    if (busy) *busy = td > 0 ? (cmp > 0 ? cmp : 0) / td : 0;
     *t_dev = td;
     *t_host = th + cross;
     return td + th + cross;
@@ -121,7 +174,12 @@ static double prefill_s(const placement *pl, int n, int n_ubatch, const char **l
         double tb = (tc > tm ? tc : tm) + L * pl->edev->layer_ms * 1e-3;
         compute |= tc > tm;
         int host_l = L - pl->gpu_layers;
-        if (pl->host && pl->dev->kind == SD_HW_GPU && (host_l > 0 || !pl->head_on_dev)) {
+        if (pl->experts_on_host) {
+            /* llama.cpp copies the host-resident experts to the GPU for a big
+             * batch, as it does host layers. */
+            tb += c->expert_bytes * pl->experts_on_host / L / (pl->dev->link_gbps * 1e9 * LINK_EFF);
+            link = 1;
+        } else if (pl->host && pl->dev->kind == SD_HW_GPU && (host_l > 0 || !pl->head_on_dev)) {
             /* llama.cpp runs big batches of host-resident layers on the GPU,
              * copying their weights over the link once per micro-batch. */
             double hb = host_l * c->layer_bytes + (pl->head_on_dev ? 0 : c->read_bytes - L * c->layer_read_bytes);
@@ -212,11 +270,7 @@ int sd_plan_predict(const sd_model_ref *m, const sd_recipe *r, const sd_hw *hw, 
             snprintf(out->note, sizeof out->note, "needs %.1f GiB, %.1f GiB usable", c->total_bytes / GIB, hw->usable_gib);
     }
     out->n_gpu_layers = ngl < 0 ? 0 : ngl;
-    if (!out->runs) {
-        out->limit = out->pp_limit = "capacity";
-        out->pp_ts = out->tg_ts = out->ttft_ms = out->tokens_per_joule = NAN;
-        return 0;
-    }
+    out->tg_layer_split = out->tg_experts_on_host = NAN;
 
     placement pl = {.s = s, .c = c, .p = &m->params, .r = r, .dev = hw, .host = host, .edev = edev, .ehost = ehost,
                     .kv_on_host = discrete && o->kv_on_host};
@@ -228,23 +282,75 @@ int sd_plan_predict(const sd_model_ref *m, const sd_recipe *r, const sd_hw *hw, 
         pl.head_on_dev = HEAD_ON_DEVICE;
     }
     int depth = (o->decode_depth >= 0 ? o->decode_depth : o->n_prompt) + o->n_gen / 2;
-    double td, th;
+    double td, th, busy;
     int cb;
-    double t_tok = decode_s(&pl, depth, &td, &th, &cb);
+    if (out->runs) out->tg_layer_split = 1.0 / decode_s(&pl, depth, &td, &th, &cb, &busy);
+
+    /* A MoE that does not fit: the routed experts of the fewest layers that
+     * let everything else fit stay in host RAM (or --n-cpu-moe N of them),
+     * beside the layer split; the faster one is the plan. */
+    if (discrete && host && s->n_expert > 0 && o->n_cpu_moe != 0 && (o->n_cpu_moe > 0 || (!out->fits && o->ngl < 0))) {
+        int kvh = o->kv_on_host;
+        double rest = L * (c->layer_bytes + (kvh ? 0 : kv_layer)) + head_store + c->compute_bytes;
+        int n_moe = -1;
+        double dev_need = 0;
+        for (int k = o->n_cpu_moe > 0 ? (o->n_cpu_moe > L ? L : o->n_cpu_moe) : 1; k <= L; k++) {
+            dev_need = rest - c->expert_bytes * k / L;
+            if (dev_need <= usable || o->n_cpu_moe > 0) { n_moe = k; break; }
+        }
+        double host_need = n_moe > 0 ? c->expert_bytes * n_moe / L + c->embd_bytes + (kvh ? L * kv_layer : 0) : 0;
+        if (n_moe > 0 && dev_need <= usable && host_need <= host->usable_gib * GIB) {
+            placement pe = pl;
+            pe.gpu_layers = L;
+            pe.head_on_dev = 1;
+            pe.experts_on_host = n_moe;
+            double te, the, be;
+            int cbe;
+            out->tg_experts_on_host = 1.0 / decode_s(&pe, depth, &te, &the, &cbe, &be);
+            if (o->n_cpu_moe > 0 || !out->runs || out->tg_experts_on_host > out->tg_layer_split) {
+                pl = pe;
+                out->n_cpu_moe = n_moe;
+                out->runs = 1;
+                out->n_gpu_layers = L + 1;
+                out->device_bytes = dev_need;
+                out->host_bytes = host_need;
+                if (isnan(out->tg_layer_split))
+                    snprintf(out->note, sizeof out->note, "--n-cpu-moe %d (routed experts of %d layers in host RAM): "
+                             "%.1f GiB on the GPU, %.1f GiB in host RAM", n_moe, n_moe, dev_need / GIB, host_need / GIB);
+                else
+                    snprintf(out->note, sizeof out->note, "--n-cpu-moe %d (routed experts of %d layers in host RAM): "
+                             "%.1f t/s, vs %.1f t/s with -ngl %d", n_moe, n_moe, out->tg_experts_on_host,
+                             out->tg_layer_split, ngl);
+            } else {
+                snprintf(out->note, sizeof out->note, "-ngl %d: %.1f t/s, vs %.1f t/s with --n-cpu-moe %d", ngl,
+                         out->tg_layer_split, out->tg_experts_on_host, n_moe);
+            }
+        }
+    }
+    if (!out->runs) {
+        out->limit = out->pp_limit = "capacity";
+        out->pp_ts = out->tg_ts = out->ttft_ms = out->tokens_per_joule = NAN;
+        return 0;
+    }
+    double t_tok = decode_s(&pl, depth, &td, &th, &cb, &busy);
     out->tg_ts = 1.0 / t_tok;
     double t_pp = o->n_prompt > 0 ? prefill_s(&pl, o->n_prompt, o->n_ubatch, &out->pp_limit) : 0;
     if (!out->pp_limit) out->pp_limit = "-";
     out->pp_ts = o->n_prompt > 0 ? o->n_prompt / t_pp : NAN;
-    double td0, th0;
+    double td0, th0, b0;
     int cb0;
-    out->ttft_ms = (t_pp + decode_s(&pl, o->n_prompt, &td0, &th0, &cb0)) * 1e3;
+    out->ttft_ms = (t_pp + decode_s(&pl, o->n_prompt, &td0, &th0, &cb0, &b0)) * 1e3;
 
-    int split = discrete && (pl.gpu_layers < L || !pl.head_on_dev || pl.kv_on_host);
+    int split = discrete && (pl.gpu_layers < L || !pl.head_on_dev || pl.kv_on_host || pl.experts_on_host);
     out->limit = split ? "host link" : cb ? "compute" : "bandwidth";
 
     /* Power at the boundary hardware.tsv names: the board (+ the host package
-     * while it works) for a discrete GPU, the package/system for an SoC. */
-    double p = hw->idle_w + (hw->load_w - hw->idle_w) * (discrete ? td / t_tok : 1.0);
+     * while it works) for a discrete GPU; for an SoC the memory system's share
+     * of the dynamic power while it streams, plus the ALUs' share as far as
+     * they are busy (decode that waits on memory does not draw the package's
+     * full load power). */
+    double p = hw->idle_w + (hw->load_w - hw->idle_w) *
+               (discrete ? td / t_tok : edev->soc_mem_power + (1 - edev->soc_mem_power) * busy);
     if (discrete && host && th > 0) p += host->idle_w + (host->load_w - host->idle_w) * th / t_tok;
     out->power_w = hw->load_w > 0 ? p : NAN;
     out->tokens_per_joule = hw->load_w > 0 ? out->tg_ts / p : NAN;

@@ -20,6 +20,8 @@ static const struct { const char *text, *hw, *host; int variant; } hw_map[] = {
     {"partial offload", "rtx-3090-ti", "host-ddr4", SWEEP},
     {"KV cache on GPU vs on CPU", "rtx-3090-ti", "host-ddr4", KV_PAIR},
     {"2x NVIDIA RTX 4090", "2xrtx-4090", NULL, 0},
+    {"DGX Spark", "dgx-spark", NULL, 0},
+    {"RTX 2080", "rtx-2080", "host-hedt-ddr4", 0},
     {"RTX 5090", "rtx-5090", NULL, 0},
     {"RTX 4090", "rtx-4090", NULL, 0},
     {"RTX 3090 Ti", "rtx-3090-ti", NULL, 0},
@@ -34,6 +36,7 @@ static const struct { const char *text, *hw, *host; int variant; } hw_map[] = {
 static const struct { const char *text, *preset; } model_map[] = {
     {"LLaMA 2 7B", "llama-2-7b"}, {"LLaMA 7B", "llama-2-7b"},   /* LLaMA 1 7B has the same shape */
     {"Llama 3 8B", "llama-3-8b"}, {"Llama 3 70B", "llama-3-70b"},
+    {"gpt-oss 20B", "gpt-oss-20b"}, {"gpt-oss 120B", "gpt-oss-120b"}, {"Qwen3 30B-A3B", "qwen3-30b-a3b"},
 };
 
 /* "373.36 (ngl 10) / 2400.01 (ngl 35)" -> values and their ngl tags (-1 untagged). */
@@ -87,6 +90,7 @@ static int predict_one(const sd_hw_table *t, sd_published_row *r, int n_gen, cha
     o.decode_depth = 0;   /* tg N runs on an empty context */
     o.ngl = r->ngl;
     o.kv_on_host = r->kv_on_host;
+    if (r->n_cpu_moe > 0) o.n_cpu_moe = r->n_cpu_moe;
     sd_plan_result res;
     if (sd_plan_predict(&m, &rec, &hw, have_host ? &host : NULL, &o, &res, err)) return -1;
     r->pred_pp = res.pp_ts;
@@ -143,6 +147,11 @@ int sd_published_check(const char *tsv_path, const sd_hw_table *t, sd_published_
             snprintf(r->quant, sizeof r->quant, "%.23s", f[6]);
             for (char *c = r->quant; *c; c++) *c = (char)tolower((unsigned char)*c);
             r->ngl = -1;
+            const char *cm = strstr(f[0], "--n-cpu-moe ");
+            if (cm) {   /* the experts of this many layers ran in host RAM */
+                r->n_cpu_moe = atoi(cm + 12);
+                snprintf(r->variant, sizeof r->variant, "--n-cpu-moe %d", r->n_cpu_moe);
+            }
             r->pub_tg = tg[k];
             r->pub_pp = NAN;
             if (hw_map[hi].variant == SWEEP && k < 5) {

@@ -12,12 +12,8 @@ static json_t *str_or_null(const char *s)
 
 char *sd_api_error_json(const sd_api_error *e)
 {
-    /* The message may quote request bytes cut at SD_ERR_LEN: keep it valid UTF-8. */
-    char msg[SD_ERR_LEN];
-    size_t n = strlen(e->message);
-    memcpy(msg, e->message, n + 1);
-    while (n && !sd_utf8_valid(msg, n)) msg[--n] = 0;
-    json_t *o = json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message", json_stringn(msg, n), "type",
+    /* sd_api_fail leaves the message valid UTF-8. */
+    json_t *o = json_pack("{s:{s:o,s:s,s:o,s:o}}", "error", "message", json_stringn(e->message, strlen(e->message)), "type",
                           e->type[0] ? e->type : "invalid_request_error", "param", str_or_null(e->param), "code",
                           str_or_null(e->code));
     if (!o) return NULL;

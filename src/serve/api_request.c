@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "serve/api.h"
+#include "serve/stop_filter.h"
 
 int sd_api_fail(sd_api_error *e, int status, const char *type, const char *param, const char *code,
                 const char *fmt, ...)
@@ -18,10 +19,22 @@ int sd_api_fail(sd_api_error *e, int status, const char *type, const char *param
     snprintf(e->type, sizeof e->type, "%s", type ? type : "invalid_request_error");
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    char raw[SD_ERR_LEN], clean[3 * SD_ERR_LEN];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* One line of valid UTF-8, whatever the message quotes (jansson's error
+     * text quotes the offending token, which may hold a newline or be cut). */
+    size_t n = sd_utf8_sanitize(raw, strlen(raw), clean);
+    if (n > sizeof e->message - 1) {
+        n = sizeof e->message - 1;
+        while (n && (clean[n] & 0xc0) == 0x80) n--;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)clean[i] < 0x20 || clean[i] == 0x7f) clean[i] = ' ';
+    memcpy(e->message, clean, n);
+    e->message[n] = 0;
     return -1;
 }
 

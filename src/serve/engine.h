@@ -72,6 +72,8 @@ typedef struct {
     double queued_ms, prompt_ms, gen_ms;   /* waiting for a slot; prefill; decode after the first token */
 } sd_gen_event;
 
+/* An end-of-generation token (unless ignore_eos) ends the request with
+ * SD_FINISH_STOP without a TOKEN event: it is not part of the text. */
 /* Called on the scheduler thread for each event; DONE is the last call for
  * a request. Returns 0 to go on, 1 to finish the request now with
  * SD_FINISH_STOP (a stop string was seen). Must not block. */
@@ -95,6 +97,8 @@ typedef struct {
     int n_slots, busy_slots, queued;
     int kv_blocks, kv_blocks_used, kv_block_size;
     uint64_t prefix_hit_tokens, prompt_tokens, generated_tokens, steps;
+    uint64_t batch_tokens;      /* tokens through the forward pass (batch_tokens / steps: mean batch) */
+    int max_step_tokens;        /* the largest batch so far */
 } sd_engine_stats;
 
 void sd_engine_get_stats(sd_engine *e, sd_engine_stats *st);

@@ -241,7 +241,7 @@ static void emit_text(sd_job *j, const char *text, size_t n, int final)
 
 static void on_done(sd_job *j, const sd_gen_event *ev)
 {
-    j->finish = j->stop_hit ? SD_FINISH_STOP : ev->finish;
+    j->finish = j->stop_hit || (j->end_hit && ev->finish != SD_FINISH_ERROR) ? SD_FINISH_STOP : ev->finish;
     snprintf(j->message, sizeof j->message, "%s", ev->message);
     j->n_prompt = ev->n_prompt;
     j->n_cached = ev->n_cached;
@@ -290,7 +290,7 @@ static int on_event(const sd_gen_event *ev, void *user)
     pthread_mutex_lock(&j->mu);
     if (ev->kind == SD_EV_PROMPT) {
         if (j->echo && j->want_logprobs && lp_push(&j->prompt_lp, ev, ev->index > 0, 0, j->n_top)) j->oom = 1;
-    } else if (ev->kind == SD_EV_TOKEN && !j->stop_hit) {
+    } else if (ev->kind == SD_EV_TOKEN && !j->stop_hit && !j->end_hit) {
         double now = sd_time_ms();
         if (j->t_first <= 0) {
             j->t_first = now;
@@ -302,7 +302,11 @@ static int on_event(const sd_gen_event *ev, void *user)
         j->n_gen = ev->index + 1;
         size_t n = 0;
         const char *piece = "";
-        if (j->ignore_eos || !sd_token_is_eog(tok, ev->token)) piece = sd_token_piece(tok, ev->token, &n);
+        /* The end of the turn: its text is not part of the answer. */
+        int end = !j->ignore_eos && (j->kind == SD_API_CHAT ? sd_chat_is_end_token(s->chat, tok, ev->token)
+                                                             : sd_token_is_eog(tok, ev->token));
+        if (!end) piece = sd_token_piece(tok, ev->token, &n);
+        else if (j->kind == SD_API_CHAT) j->end_hit = 1;   /* not EOG to the engine: end it here */
         if (j->want_logprobs && lp_push(&j->lp, ev, 1, j->filt.raw_total, j->n_top)) j->oom = 1;
         const char *out;
         size_t n_out;
@@ -312,7 +316,7 @@ static int on_event(const sd_gen_event *ev, void *user)
             if (rc == 1) j->stop_hit = 1;
             emit_text(j, out, n_out, 0);
         }
-        stop = j->stop_hit || j->oom || j->http_gone;
+        stop = j->stop_hit || j->end_hit || j->oom || j->http_gone;
     } else if (ev->kind == SD_EV_DONE) {
         on_done(j, ev);
         j->done = 1;
@@ -406,7 +410,8 @@ static int prompt_tokens(sd_server *s, const sd_api_request *r, int32_t **toks, 
     int rc = sd_chat_apply(s->chat, msgs, r->n_msgs, 1, &text, err);
     free(msgs);
     if (rc) return sd_api_fail(e, 400, NULL, "messages", NULL, "%s", err);
-    rc = sd_tokenize(tok, text, strlen(text), 1, toks, n, err);
+    /* the template's control tokens (<|im_start|>...) are tokens, not text; one BOS */
+    rc = sd_chat_tokenize(tok, text, strlen(text), toks, n, err);
     free(text);
     if (rc) return sd_api_fail(e, 500, "server_error", NULL, NULL, "%s", err);
     return 0;
@@ -470,13 +475,16 @@ static enum MHD_Result send_answer(sd_job *j, struct MHD_Connection *c, int *sta
             json_decref(lp);
             lp = completion_logprobs_new();
             if (j->echo) {
-                /* The prompt's tokens: their offsets are where each piece starts. */
+                /* The prompt's tokens: where each piece starts in the echoed
+                 * text (a SentencePiece space prefix is not in the text). */
                 size_t off = 0;
                 for (int i = 0; i < j->prompt_lp.n; i++) {
                     size_t pl;
-                    sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
+                    const char *p = sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
+                    if (pl && p[0] == ' ' && off < base && j->prompt_text[off] != ' ') { p++; pl--; }
                     j->prompt_lp.v[i].raw_off = off;
-                    off += pl;
+                    if (off + pl <= base && !memcmp(j->prompt_text + off, p, pl)) off += pl;
+                    else off = off + pl < base ? off + pl : base;
                 }
                 completion_logprobs_add(lp, tok, j->prompt_lp.v, j->prompt_lp.n, 0);
             }

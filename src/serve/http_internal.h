@@ -72,7 +72,7 @@ struct sd_job {
     int lp_sent;                 /* streaming: entries of lp already sent */
     int sent_first;              /* streaming chat: the role delta went out */
 
-    int n_prompt, n_cached, n_gen, stop_hit, oom;
+    int n_prompt, n_cached, n_gen, stop_hit, end_hit, oom;
     sd_finish finish;
     char message[SD_ERR_LEN];
     double t_start, t_first, t_last, queued_ms, prompt_ms, gen_ms;

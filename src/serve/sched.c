@@ -200,6 +200,10 @@ static void step(sd_engine *e)
         if (e->slots[i].b_n > 0) n_out += e->slots[i].o_n;
     sd_batch b = {n, sc->tok, sc->pos, sc->seq, sc->out, n_out};
     sd_forward_batch(&sc->f, &b, sc->logits);
+    pthread_mutex_lock(&e->mu);
+    e->stats.batch_tokens += (uint64_t)n;
+    if (n > e->stats.max_step_tokens) e->stats.max_step_tokens = n;
+    pthread_mutex_unlock(&e->mu);
     for (int i = 0; i < e->n_slots; i++)
         if (e->slots[i].req && e->slots[i].b_n > 0) finish_slot_step(e, i);
 }

@@ -19,6 +19,7 @@
 typedef struct { const char *name; sd_chat_template t; } chat_name;
 static const chat_name names[] = {
     {"chatml", SD_CHAT_CHATML},   {"llama2", SD_CHAT_LLAMA2},   {"llama3", SD_CHAT_LLAMA3},
+    {"llama3.1", SD_CHAT_LLAMA31},
     {"mistral", SD_CHAT_MISTRAL}, {"mistral-tekken", SD_CHAT_MISTRAL_TEKKEN},
     {"gemma", SD_CHAT_GEMMA},     {"phi3", SD_CHAT_PHI3},       {"deepseek", SD_CHAT_DEEPSEEK},
     {"harmony", SD_CHAT_HARMONY},
@@ -26,7 +27,7 @@ static const chat_name names[] = {
     {"qwen", SD_CHAT_CHATML},     {"smollm", SD_CHAT_CHATML},   {"mistral-v3", SD_CHAT_MISTRAL},
     {"mistral-v3-tekken", SD_CHAT_MISTRAL_TEKKEN},              {"gpt-oss", SD_CHAT_HARMONY},
 };
-#define N_PRIMARY 9
+#define N_PRIMARY 10
 
 int sd_chat_by_name(const char *name, sd_chat_template *out)
 {
@@ -45,7 +46,7 @@ const char *sd_chat_name(sd_chat_template t)
 
 const char *sd_chat_names(void)
 {
-    return "chatml, llama2, llama3, mistral, mistral-tekken, gemma, phi3, deepseek, harmony";
+    return "chatml, llama2, llama3, llama3.1, mistral, mistral-tekken, gemma, phi3, deepseek, harmony";
 }
 
 /* ---- detection ---------------------------------------------------------- */
@@ -73,7 +74,8 @@ sd_chat_template sd_chat_detect(const char *j)
     if (has(j, "<|assistant|>") && has(j, "<|end|>")) return SD_CHAT_PHI3;
     if (has(j, "<start_of_turn>")) return SD_CHAT_GEMMA;
     if (has(j, "### Instruction:") && has(j, "<|EOT|>")) return SD_CHAT_DEEPSEEK;
-    if (has(j, "<|start_header_id|>") && has(j, "<|end_header_id|>")) return SD_CHAT_LLAMA3;
+    if (has(j, "<|start_header_id|>") && has(j, "<|end_header_id|>"))
+        return has(j, "Cutting Knowledge Date") ? SD_CHAT_LLAMA31 : SD_CHAT_LLAMA3;
     if (has(j, "<|start|>") && has(j, "<|channel|>")) return SD_CHAT_HARMONY;
     return SD_CHAT_UNKNOWN;
 }
@@ -82,7 +84,7 @@ const char *sd_chat_end_marker(sd_chat_template t)
 {
     switch (t) {
     case SD_CHAT_CHATML: return "<|im_end|>";
-    case SD_CHAT_LLAMA3: return "<|eot_id|>";
+    case SD_CHAT_LLAMA3: case SD_CHAT_LLAMA31: return "<|eot_id|>";
     case SD_CHAT_GEMMA: return "<end_of_turn>";
     case SD_CHAT_PHI3: return "<|end|>";
     case SD_CHAT_DEEPSEEK: return "<|EOT|>";
@@ -170,14 +172,31 @@ static void llama2(sbuf *b, const sd_chat_msg *m, int n, const char *sys)
     }
 }
 
-static void llama3(sbuf *b, const sd_chat_msg *m, int n, int gen)
+static void llama3_turns(sbuf *b, const sd_chat_msg *m, int n, int gen)
 {
-    put(b, "<|begin_of_text|>");
     for (int i = 0; i < n; i++) {
         put(b, "<|start_header_id|>"); put(b, m[i].role); put(b, "<|end_header_id|>\n\n");
         put_trim(b, m[i].content); put(b, "<|eot_id|>");
     }
     if (gen) put(b, "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+static void llama3(sbuf *b, const sd_chat_msg *m, int n, int gen)
+{
+    put(b, "<|begin_of_text|>");
+    llama3_turns(b, m, n, gen);
+}
+
+/* Llama 3.1/3.3 without tools: the system block always comes first, with
+ * the knowledge cutoff and the template's default date (3.2's template asks
+ * strftime_now for today instead: not rendered here). */
+static void llama31(sbuf *b, const sd_chat_msg *m, int n, const char *sys, int gen)
+{
+    put(b, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+           "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n");
+    if (sys) put_trim(b, sys);
+    put(b, "<|eot_id|>");
+    llama3_turns(b, m, n, gen);
 }
 
 /* Mistral v3 (7B v0.3, Mixtral 8x22B) and v3-tekken (Nemo): the system
@@ -274,7 +293,7 @@ static void harmony(sbuf *b, const sd_chat_msg *m, int n, const char *sys, int g
 static int check_roles(sd_chat_template t, const sd_chat_msg *m, int n, char *err)
 {
     int sys_first = t == SD_CHAT_LLAMA2 || t == SD_CHAT_MISTRAL || t == SD_CHAT_MISTRAL_TEKKEN ||
-                    t == SD_CHAT_GEMMA || t == SD_CHAT_HARMONY;
+                    t == SD_CHAT_GEMMA || t == SD_CHAT_HARMONY || t == SD_CHAT_LLAMA31;
     int turn = 0;
     for (int i = 0; i < n; i++) {
         if (!m[i].role || !m[i].content) return chat_fail(err, "chat: message %d has no role or no content", i);
@@ -291,7 +310,7 @@ static int check_roles(sd_chat_template t, const sd_chat_msg *m, int n, char *er
             if (i) return chat_fail(err, "chat: the %s template takes a system message only first", sd_chat_name(t));
             continue;
         }
-        if (t == SD_CHAT_HARMONY) continue;
+        if (t == SD_CHAT_HARMONY || t == SD_CHAT_LLAMA31) continue;
         if (is_role(&m[i], R_USER) != (turn % 2 == 0))
             return chat_fail(err, "chat: the %s template wants user and assistant turns alternating, "
                                   "starting with the user", sd_chat_name(t));
@@ -333,6 +352,7 @@ int sd_chat_apply_opts(sd_chat_template t, const sd_chat_msg *msgs, int n_msgs, 
     case SD_CHAT_CHATML: chatml(&b, m, n, gen); break;
     case SD_CHAT_LLAMA2: llama2(&b, m, n, sys); break;
     case SD_CHAT_LLAMA3: llama3(&b, m, n, gen); break;
+    case SD_CHAT_LLAMA31: llama31(&b, m, n, sys, gen); break;
     case SD_CHAT_MISTRAL: mistral(&b, m, n, sys, 0); break;
     case SD_CHAT_MISTRAL_TEKKEN: mistral(&b, m, n, sys, 1); break;
     case SD_CHAT_GEMMA: gemma(&b, m, n, sys, gen); break;

@@ -20,7 +20,8 @@ typedef enum {
     SD_CHAT_PHI3,
     SD_CHAT_DEEPSEEK,
     SD_CHAT_HARMONY,     /* gpt-oss */
-    SD_CHAT_MISTRAL_TEKKEN  /* Mistral Nemo and later: [INST] without spaces */
+    SD_CHAT_MISTRAL_TEKKEN, /* Mistral Nemo and later: [INST] without spaces */
+    SD_CHAT_LLAMA31         /* Llama 3.1-3.3: a system block with the knowledge-cutoff and date lines */
 } sd_chat_template;
 
 typedef struct {
@@ -30,7 +31,7 @@ typedef struct {
 
 /* The family a Jinja template belongs to; SD_CHAT_UNKNOWN when none matches. */
 sd_chat_template sd_chat_detect(const char *jinja);
-/* By name ("chatml", "llama2", "llama3", "mistral", "mistral-tekken",
+/* By name ("chatml", "llama2", "llama3", "llama3.1", "mistral", "mistral-tekken",
  * "gemma", "phi3", "deepseek", "harmony"; llama.cpp's names "mistral-v3",
  * "mistral-v3-tekken", "gpt-oss" and "qwen", "smollm" too); -1 for an
  * unknown name. */

@@ -1,0 +1,80 @@
+/* The GPU backend boundary. A backend (Vulkan today; CUDA can sit beside it)
+ * lists its devices, holds a model's layers on one device, and runs a range
+ * of consecutive layers (and the output head) on activations handed over
+ * from the host. It sees weights as sd_weight views and F32 vectors only:
+ * no model types, so model/offload.c is the one place that knows both. */
+#ifndef SD_GPU_BACKEND_H
+#define SD_GPU_BACKEND_H
+
+#include <stdint.h>
+
+#include "tensor/weight.h"
+
+typedef struct {
+    char name[256];          /* "llvmpipe (LLVM 15.0.6, 256 bits)" */
+    char driver[256];        /* "llvmpipe: Mesa 22.3.6 (LLVM 15.0.6)" */
+    char api[32];            /* "Vulkan 1.3.230" */
+    uint64_t mem_total;      /* bytes of the largest device-local heap */
+    uint64_t mem_free;       /* free bytes as the driver reports them (the heap size when it cannot) */
+    int software;            /* a CPU implementation (lavapipe, SwiftShader) */
+} sd_gpu_device_info;
+
+/* The hyper-parameters the layer kernels need. */
+typedef struct {
+    int n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab;
+    float norm_eps, rope_scale;
+    int rope_neox;                    /* 1: rotate halves; 0: adjacent pairs */
+    const float *rope_freq_factors;   /* head_dim/2 divisors, or NULL */
+} sd_gpu_shape;
+
+/* One transformer layer (llama/qwen2/qwen3): pre-norm attention with
+ * optional q/k/v biases and per-head q/k norms, then a SwiGLU FFN. */
+typedef struct {
+    const float *attn_norm, *ffn_norm;   /* n_embd */
+    const float *bq, *bk, *bv;           /* or NULL */
+    const float *q_norm, *k_norm;        /* head_dim, or NULL */
+    float rope_base;
+    const sd_weight *w[7];               /* q, k, v, o, gate, up, down */
+} sd_gpu_layer;
+
+/* One forward step's work on a device: layers [layer_begin, layer_end) on
+ * n_tok rows of x (n_tok x n_embd, updated in place), then, when output is
+ * set, the final norm and output head on rows [first_row, n_tok) into
+ * logits ((n_tok - first_row) x n_vocab; x is then left as it was). */
+typedef struct {
+    float *x;
+    int n_tok, pos;
+    int layer_begin, layer_end;
+    int output, first_row;
+    float *logits;
+} sd_gpu_step;
+
+typedef struct sd_gpu_model sd_gpu_model;   /* weights on one device */
+typedef struct sd_gpu_state sd_gpu_state;   /* one session's KV cache and scratch there */
+
+typedef struct {
+    const char *name;   /* "vulkan" */
+    /* Devices of this backend; 0 with a one-line reason in err when there is
+     * no loader, no driver or no device (not an error: the CPU runs). */
+    int (*list)(sd_gpu_device_info *out, int max, char *err);
+    /* Whether the backend has a matrix kernel for weight format `type`. */
+    int (*supports_type)(uint32_t type);
+    int (*model_new)(int device, const sd_gpu_shape *shape, int n_layer, sd_gpu_model **out, char *err);
+    /* Copies a layer's weights to the device (once, at load). */
+    int (*upload_layer)(sd_gpu_model *g, int il, const sd_gpu_layer *L, char *err);
+    int (*upload_output)(sd_gpu_model *g, const float *norm, const sd_weight *w, char *err);
+    void (*model_free)(sd_gpu_model *g);
+    /* KV cache (F16, or F32 when kv_f32) for the uploaded layers of an
+     * n_ctx context and scratch for n_ubatch tokens per step. */
+    int (*state_new)(sd_gpu_model *g, int n_ctx, int n_ubatch, int kv_f32, sd_gpu_state **out, char *err);
+    void (*state_free)(sd_gpu_state *st);
+    /* One command buffer for the whole step; -1 on device loss or a failed
+     * allocation (the step's results are then not to be used). */
+    int (*run)(sd_gpu_state *st, const sd_gpu_step *step, char *err);
+} sd_gpu_backend;
+
+/* The backends compiled in, NULL-terminated (the Vulkan one first). */
+extern const sd_gpu_backend *const sd_gpu_backends[];
+extern const sd_gpu_backend sd_gpu_vulkan;
+
+#endif

@@ -1,0 +1,159 @@
+#version 450
+// y[t][r] (+)= scale * dot(row r of W, x[t]) for t < n_tok. W holds the rows
+// as GGUF stores them (FMT picks the decoder, compiled once per format); one
+// workgroup per row, each thread a strided share of its values, tokens 8 at a
+// time so a weight value is decoded once per 8 tokens.
+#extension GL_EXT_control_flow_attributes : enable
+layout(local_size_x = 64) in;
+layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
+layout(std430, binding = 1) readonly buffer Xb { float X[]; };
+layout(std430, binding = 2) buffer Yb { float Y[]; };
+layout(push_constant) uniform P {
+    uint rows, cols, n_tok, row_bytes;
+    uint x_off, x_stride, y_off, y_stride;
+    float scale; uint add;
+} p;
+
+uint b8(uint o) { return (W[o >> 2] >> ((o & 3u) << 3)) & 255u; }
+uint b16(uint o) { return b8(o) | (b8(o + 1u) << 8); }
+float h16(uint o) { return unpackHalf2x16(b16(o)).x; }
+int s8(uint o) { return int(b8(o) << 24) >> 24; }
+
+#if defined(FMT_MXFP4) || defined(FMT_NVFP4)
+const float E2M1[16] = float[16](0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+#endif
+#if defined(FMT_Q4_K) || defined(FMT_Q5_K)
+// 6-bit scale and min of sub-block k (tensor/q_k.c get_sm6); s: scales offset
+void sm6(uint s, uint k, out float sc, out float mn)
+{
+    if (k < 4u) { sc = float(b8(s + k) & 63u); mn = float(b8(s + k + 4u) & 63u); }
+    else {
+        sc = float((b8(s + k + 4u) & 15u) | ((b8(s + k - 4u) >> 6) << 4));
+        mn = float((b8(s + k + 4u) >> 4) | ((b8(s + k) >> 6) << 4));
+    }
+}
+#endif
+
+// Value j of the row starting at byte rb.
+float wv(uint rb, uint j)
+{
+#if defined(FMT_F32)
+    return uintBitsToFloat(W[(rb >> 2) + j]);
+#elif defined(FMT_F16)
+    return h16(rb + 2u * j);
+#elif defined(FMT_BF16)
+    return uintBitsToFloat(b16(rb + 2u * j) << 16);
+#elif defined(FMT_Q8_0)
+    uint b = rb + (j / 32u) * 34u;
+    return h16(b) * float(s8(b + 2u + j % 32u));
+#elif defined(FMT_Q4_0) || defined(FMT_Q4_1)
+#ifdef FMT_Q4_0
+    uint b = rb + (j / 32u) * 18u, q = b + 2u;
+#else
+    uint b = rb + (j / 32u) * 20u, q = b + 4u;
+#endif
+    uint i = j % 32u, v = i < 16u ? (b8(q + i) & 15u) : (b8(q + i - 16u) >> 4);
+#ifdef FMT_Q4_0
+    return h16(b) * (float(v) - 8.0);
+#else
+    return float(v) * h16(b) + h16(b + 2u);
+#endif
+#elif defined(FMT_Q5_0) || defined(FMT_Q5_1)
+#ifdef FMT_Q5_0
+    uint b = rb + (j / 32u) * 22u, qh = b + 2u;
+#else
+    uint b = rb + (j / 32u) * 24u, qh = b + 4u;
+#endif
+    uint i = j % 32u, q = qh + 4u;
+    uint h = b8(qh) | (b8(qh + 1u) << 8) | (b8(qh + 2u) << 16) | (b8(qh + 3u) << 24);
+    uint v = (i < 16u ? (b8(q + i) & 15u) : (b8(q + i - 16u) >> 4)) | (((h >> i) & 1u) << 4);
+#ifdef FMT_Q5_0
+    return h16(b) * (float(v) - 16.0);
+#else
+    return float(v) * h16(b) + h16(b + 2u);
+#endif
+#elif defined(FMT_Q2_K)
+    // {scales[16], qs[64], d, dmin}
+    uint b = rb + (j / 256u) * 84u, i = j % 256u, k = i / 16u;
+    uint sc = b8(b + k);
+    uint L = (b8(b + 16u + 32u * (i / 128u) + i % 32u) >> (2u * ((i % 128u) / 32u))) & 3u;
+    return h16(b + 80u) * float(sc & 15u) * float(L) - h16(b + 82u) * float(sc >> 4);
+#elif defined(FMT_Q3_K)
+    // {hmask[32], qs[64], scales[12], d}
+    uint b = rb + (j / 256u) * 110u, i = j % 256u, k = i / 16u, s = b + 96u;
+    uint lo = k < 8u ? (b8(s + k) & 15u) : (b8(s + k - 8u) >> 4);
+    uint hi = (b8(s + 8u + k % 4u) >> (2u * (k / 4u))) & 3u;
+    int sc = int(lo | (hi << 4)) - 32;
+    uint low = (b8(b + 32u + 32u * (i / 128u) + i % 32u) >> (2u * ((i % 128u) / 32u))) & 3u;
+    uint high = (b8(b + i % 32u) >> (4u * (i / 128u) + (i % 128u) / 32u)) & 1u;
+    return h16(b + 108u) * float(sc) * float(int(low | (high << 2)) - 4);
+#elif defined(FMT_Q4_K)
+    // {d, dmin, scales[12], qs[128]}
+    uint b = rb + (j / 256u) * 144u, i = j % 256u;
+    float sc, mn;
+    sm6(b + 4u, i / 32u, sc, mn);
+    uint L = (b8(b + 16u + 32u * (i / 64u) + i % 32u) >> ((i % 64u) < 32u ? 0u : 4u)) & 15u;
+    return h16(b) * sc * float(L) - h16(b + 2u) * mn;
+#elif defined(FMT_Q5_K)
+    // {d, dmin, scales[12], qh[32], qs[128]}
+    uint b = rb + (j / 256u) * 176u, i = j % 256u;
+    float sc, mn;
+    sm6(b + 4u, i / 32u, sc, mn);
+    uint low = (b8(b + 48u + 32u * (i / 64u) + i % 32u) >> ((i % 64u) < 32u ? 0u : 4u)) & 15u;
+    uint high = (b8(b + 16u + i % 32u) >> (i / 32u)) & 1u;
+    return h16(b) * sc * float(low | (high << 4)) - h16(b + 2u) * mn;
+#elif defined(FMT_Q6_K)
+    // {ql[128], qh[64], scales[16] (int8), d}
+    uint b = rb + (j / 256u) * 210u, i = j % 256u;
+    uint low = (b8(b + 64u * (i / 128u) + 32u * ((i % 128u) / 32u % 2u) + i % 32u) >> ((i % 128u) < 64u ? 0u : 4u)) & 15u;
+    uint high = (b8(b + 128u + 32u * (i / 128u) + i % 32u) >> (2u * ((i % 128u) / 32u))) & 3u;
+    return h16(b + 208u) * float(s8(b + 192u + i / 16u)) * float(int(low | (high << 4)) - 32);
+#elif defined(FMT_MXFP4)
+    // {e (E8M0), qs[16]}: 2^(e-128) times the E2M1 code's doubled value
+    uint b = rb + (j / 32u) * 17u, i = j % 32u;
+    uint e = b8(b), c = i < 16u ? (b8(b + 1u + i) & 15u) : (b8(b + 1u + i - 16u) >> 4);
+    float d = e < 2u ? uintBitsToFloat(0x00200000u << e) : uintBitsToFloat((e - 1u) << 23);
+    return E2M1[c] * d;
+#elif defined(FMT_NVFP4)
+    // {d[4] (UE4M3 per 16), qs[32]}
+    uint b = rb + (j / 64u) * 36u, i = j % 64u, s = i / 16u, l = i % 16u;
+    uint db = b8(b + s), e = (db >> 3) & 15u, m = db & 7u;
+    float d = db >= 127u ? uintBitsToFloat(0x7fc00000u)
+            : 0.5 * (e == 0u ? float(m) / 512.0 : ldexp(1.0 + float(m) / 8.0, int(e) - 7));
+    uint q = b8(b + 4u + 8u * s + l % 8u), c = l < 8u ? (q & 15u) : (q >> 4);
+    return E2M1[c] * d;
+#else
+#error FMT_ not defined
+#endif
+}
+
+#define TB 8u
+shared float red[TB][64];
+
+void main()
+{
+    uint r = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x, tid = gl_LocalInvocationID.x;
+    if (r >= p.rows) return;
+    uint rb = r * p.row_bytes;
+    for (uint t0 = 0u; t0 < p.n_tok; t0 += TB) {
+        float acc[TB];
+        [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
+        uint nt = min(TB, p.n_tok - t0);
+        for (uint j = tid; j < p.cols; j += 64u) {
+            float w = wv(rb, j);
+            for (uint t = 0u; t < nt; t++) acc[t] += w * X[p.x_off + (t0 + t) * p.x_stride + j];
+        }
+        [[unroll]] for (uint t = 0u; t < TB; t++) red[t][tid] = acc[t];
+        barrier();
+        for (uint s = 32u; s > 0u; s >>= 1) {
+            if (tid < s) [[unroll]] for (uint t = 0u; t < TB; t++) red[t][tid] += red[t][tid + s];
+            barrier();
+        }
+        if (tid < nt) {
+            uint o = p.y_off + (t0 + tid) * p.y_stride + r;
+            float v = p.scale * red[tid][0];
+            Y[o] = p.add != 0u ? Y[o] + v : v;
+        }
+        barrier();
+    }
+}

@@ -1,0 +1,93 @@
+/* Internal to the Vulkan backend: the loader's entry points (libvulkan.so.1
+ * opened with dlopen, everything else through vkGetInstanceProcAddr), an
+ * instance, and a logical device with its compute queue and pipelines. */
+#ifndef SD_GPU_VK_H
+#define SD_GPU_VK_H
+
+#define VK_NO_PROTOTYPES
+#include <vulkan/vulkan.h>
+
+#include "gpu/backend.h"
+
+#define SD_VK_INSTANCE_FNS(X) \
+    X(vkDestroyInstance) X(vkEnumeratePhysicalDevices) X(vkGetPhysicalDeviceProperties) \
+    X(vkGetPhysicalDeviceProperties2) X(vkGetPhysicalDeviceMemoryProperties) X(vkGetPhysicalDeviceMemoryProperties2) \
+    X(vkGetPhysicalDeviceQueueFamilyProperties) X(vkEnumerateDeviceExtensionProperties) X(vkCreateDevice)
+
+#define SD_VK_DEVICE_FNS(X) \
+    X(vkDestroyDevice) X(vkGetDeviceQueue) X(vkCreateBuffer) X(vkDestroyBuffer) X(vkGetBufferMemoryRequirements) \
+    X(vkAllocateMemory) X(vkFreeMemory) X(vkBindBufferMemory) X(vkMapMemory) X(vkUnmapMemory) \
+    X(vkCreateShaderModule) X(vkDestroyShaderModule) X(vkCreateDescriptorSetLayout) X(vkDestroyDescriptorSetLayout) \
+    X(vkCreatePipelineLayout) X(vkDestroyPipelineLayout) X(vkCreateComputePipelines) X(vkDestroyPipeline) \
+    X(vkCreateDescriptorPool) X(vkDestroyDescriptorPool) X(vkResetDescriptorPool) X(vkAllocateDescriptorSets) \
+    X(vkUpdateDescriptorSets) X(vkCreateCommandPool) X(vkDestroyCommandPool) X(vkAllocateCommandBuffers) X(vkFreeCommandBuffers) \
+    X(vkBeginCommandBuffer) X(vkEndCommandBuffer) X(vkResetCommandBuffer) X(vkCmdBindPipeline) \
+    X(vkCmdBindDescriptorSets) X(vkCmdPushConstants) X(vkCmdDispatch) X(vkCmdPipelineBarrier) X(vkCmdCopyBuffer) \
+    X(vkQueueSubmit) X(vkCreateFence) X(vkDestroyFence) X(vkWaitForFences) X(vkResetFences) X(vkDeviceWaitIdle)
+
+typedef struct {
+    VkInstance inst;
+#define SD_VK_DECL(f) PFN_##f f;
+    SD_VK_INSTANCE_FNS(SD_VK_DECL)
+    SD_VK_DEVICE_FNS(SD_VK_DECL)
+#undef SD_VK_DECL
+} sd_vk_instance;
+
+/* Opens the loader (once per process) and creates an instance. Returns 0,
+ * or -1 with the reason (no loader, no driver) in err. */
+int sd_vk_instance_new(sd_vk_instance *vk, char *err);
+void sd_vk_instance_free(sd_vk_instance *vk);
+/* Physical devices: *n of them into devs (at most max). */
+int sd_vk_physical_devices(sd_vk_instance *vk, VkPhysicalDevice *devs, int max, int *n, char *err);
+void sd_vk_describe(sd_vk_instance *vk, VkPhysicalDevice pd, sd_gpu_device_info *info);
+const char *sd_vk_result(VkResult r);
+
+/* A buffer with its own memory; map is set for host-visible ones. */
+typedef struct {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    void *map;
+} sd_vk_buffer;
+
+enum { SD_VK_MATVEC_FIRST, SD_VK_N_FORMATS = 15,
+       SD_VK_RMSNORM = SD_VK_N_FORMATS, SD_VK_ROPE, SD_VK_KV_STORE, SD_VK_ATTENTION, SD_VK_SWIGLU, SD_VK_ADD_BIAS,
+       SD_VK_QUANT_ACT,
+       SD_VK_N_PIPES };
+
+typedef struct {
+    sd_vk_instance vk;
+    VkPhysicalDevice pd;
+    sd_gpu_device_info info;
+    VkPhysicalDeviceLimits limits;
+    VkPhysicalDeviceMemoryProperties memprops;
+    VkDevice dev;
+    VkQueue queue;
+    uint32_t queue_family;
+    VkDescriptorSetLayout dsl;
+    VkPipelineLayout layout;
+    VkPipeline pipes[SD_VK_N_PIPES];
+    VkCommandPool cpool;
+    VkFence fence;
+    int lost;   /* a submit failed: the device is not used again */
+} sd_vk_device;
+
+int sd_vk_device_open(int index, sd_vk_device *d, char *err);
+void sd_vk_device_close(sd_vk_device *d);
+/* host: host-visible and coherent (mapped); otherwise device-local. */
+int sd_vk_buffer_new(sd_vk_device *d, VkDeviceSize size, int host, sd_vk_buffer *b, char *err);
+void sd_vk_buffer_free(sd_vk_device *d, sd_vk_buffer *b);
+/* Copies bytes into a device buffer through a host staging buffer, in chunks. */
+int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
+                 char *err);
+/* Ends, submits and waits for cb; marks the device lost on failure. */
+int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err);
+/* y = w x for n_tok rows of x on device `device`, alone (the tests check
+ * each format's kernel against the CPU's with it). */
+int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err);
+/* Builds pipeline i (SD_VK_*) if it is not yet. */
+int sd_vk_pipeline(sd_vk_device *d, int i, char *err);
+/* The matvec pipeline index of a weight format, -1 if there is none. */
+int sd_vk_matvec_index(uint32_t type);
+
+#endif
