@@ -292,6 +292,13 @@ Test(ppl, cli_json_and_bad_flags, .timeout = 60)
     cr_assert_eq(pclose(pipe), 0);
     cr_assert(out[0] == '{' && strstr(out, "\"ppl\":") && strstr(out, "\"n_windows\":7"), "%s", out);
 
+    snprintf(cmd, sizeof cmd, "%s ppl -m %s -f %s -c 256 --chunks 2 -t 2 -o json 2>/dev/null", showdown_bin(), mp, tp);
+    pipe = popen(cmd, "r");
+    n = fread(out, 1, sizeof out - 1, pipe);
+    out[n] = 0;
+    cr_assert_eq(pclose(pipe), 0);
+    cr_assert(strstr(out, "\"n_windows\":2") && strstr(out, "\"n_scored\":254"), "--chunks 2: %s", out);
+
     snprintf(cmd, sizeof cmd, "%s ppl -m %s -f %s -c 1 2>&1", showdown_bin(), mp, tp);
     pipe = popen(cmd, "r");
     char line[512] = "";

@@ -323,6 +323,26 @@ Test(quantize, requantizing_keeps_the_source_scale)
     free(b);
 }
 
+/* A block of Q4_1 values (16 levels of d from m) requantized to Q5_1 lands
+ * exactly on the Q5_1 grid of d/2: requantizing a Q4_1 file loses nothing
+ * there (the reference's single factor, range/31, does lose). */
+Test(quantize, q4_1_grid_requantizes_to_q5_1_exactly)
+{
+    const sd_type_traits *q5 = sd_type_get(SD_TYPE_Q5_1), *q4 = sd_type_get(SD_TYPE_Q4_1);
+    float x[64], y[64], z[64];
+    uint8_t b4[64], b5[64];
+    unsigned r = 12345;
+    for (int i = 0; i < 64; i++) {
+        r = r * 1103515245u + 12345u;
+        x[i] = (float)((r >> 16) % 2001) / 1000.0f - 1.0f;   /* -1 .. 1 */
+    }
+    q4->from_float(x, b4, 64);
+    q4->to_float(b4, y, 64);
+    q5->from_float(y, b5, 64);
+    q5->to_float(b5, z, 64);
+    for (int i = 0; i < 64; i++) cr_assert_eq(z[i], y[i], "value %d: %.9g became %.9g", i, y[i], z[i]);
+}
+
 Test(quantize, unwritable_output_leaves_nothing)
 {
     char in[512], out[128], err[SD_ERR_LEN] = "";

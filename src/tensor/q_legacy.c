@@ -83,6 +83,26 @@ static float sym_search(const float *x, int n, int lo, int hi, int8_t *q)
     return d;
 }
 
+/* The smallest positive gap between the distinct values of x (n <= 32),
+ * 0 when they are all equal. */
+static float grid_step(const float *x, int n)
+{
+    float v[QK32];
+    memcpy(v, x, (size_t)n * sizeof *v);
+    for (int i = 1; i < n; i++) {   /* insertion sort: 32 values */
+        float t = v[i];
+        int j = i - 1;
+        while (j >= 0 && v[j] > t) { v[j + 1] = v[j]; j--; }
+        v[j + 1] = t;
+    }
+    float g = 0;
+    for (int i = 1; i < n; i++) {
+        float d = v[i] - v[i - 1];
+        if (d > 0 && (g == 0 || d < g)) g = d;
+    }
+    return g;
+}
+
 static float asym_eval(const float *x, int n, float d, float m, int nmax, uint8_t *q)
 {
     float e2[QK32], id = d != 0 ? 1.0f / d : 0;
@@ -110,6 +130,15 @@ static void asym_search(const float *x, int n, int nmax, float *dout, float *mou
     float best_d = sd_f16_round((max - min) / (float)nmax), best_m = sd_f16_round(min);
     float best = asym_eval(x, n, best_d, best_m, nmax, q);  /* the reference's choice */
     uint8_t tq[QK32];
+    /* A block decoded from a coarser format (a Q4_1 file requantized to
+     * Q5_1) sits on a grid: min + k * step, step the smallest gap between
+     * its distinct values. When that grid fits the levels it is exact. */
+    float step = grid_step(x, n);
+    if (step > 0 && (max - min) / step <= (float)nmax + 0.5f) {
+        float d = sd_f16_round(step);
+        float err = asym_eval(x, n, d, best_m, nmax, tq);
+        if (err < best) { best = err; best_d = d; memcpy(q, tq, (size_t)n); }
+    }
     /* least-squares refits of (d, m) to the current levels, re-rounded */
     float sx = sum32(x);
     for (int it = 0; it < 2 && max > min; it++) {
