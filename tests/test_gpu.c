@@ -60,7 +60,10 @@ static void check_product(uint32_t type, int rows, int cols, int n_tok)
     cr_assert_eq(sd_vk_matvec_once(0, &w, x, n_tok, got, err), 0, "%s", err);
     for (int t = 0; t < n_tok; t++) {
         double e = sd_rel_l2(got + (size_t)t * rows, want + (size_t)t * rows, rows);
-        cr_expect_leq(e, 1e-5, "%s %dx%d, token %d of %d: relative L2 %.2e", sd_type_name(type), rows, cols, t, n_tok, e);
+        /* Q4_1/Q5_1: the CPU takes the offset term from Q8_1's F16 sum (as
+         * ggml), the GPU from the exact sum: F16 rounding of that term */
+        double tol = type == SD_TYPE_Q4_1 || type == SD_TYPE_Q5_1 ? 1e-3 : 1e-5;
+        cr_expect_leq(e, tol, "%s %dx%d, token %d of %d: relative L2 %.2e", sd_type_name(type), rows, cols, t, n_tok, e);
     }
     free(src); free(x); free(want); free(got); free(data); free(scratch);
     sd_pool_free(pool);

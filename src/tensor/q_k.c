@@ -253,11 +253,8 @@ static void q8_k_from_float(const float *src, void *dst, int64_t n)
         const float *x = src + i * QKK;
         float amax = 0;
         for (int j = 0; j < QKK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        /* ggml's rule (quantize_row_q8_K): scale 1/id, not amax/127. ggml
-         * negates both scale and quants when the largest magnitude is
-         * positive; the products are the same to the bit. */
+        b[i].d = amax / 127.0f;
         float id = amax != 0 ? 127.0f / amax : 0;
-        b[i].d = amax != 0 ? 1.0f / id : 0;
         for (int j = 0; j < QKK; j++) {
             int l = sd_nearest(x[j] * id);
             b[i].qs[j] = (int8_t)(l > 127 ? 127 : l < -127 ? -127 : l);

@@ -30,8 +30,9 @@ void main()
         float amax = 0.0;
         for (uint i = 0u; i < blk; i++) amax = max(amax, abs(X[xo + b * blk + i]));
         float d, id;
-        if (p.mode == 3u) { d = f16r(amax / 127.0); id = d != 0.0 ? 1.0 / d : 0.0; }
-        else { d = amax / 127.0; id = amax != 0.0 ? 127.0 / amax : 0.0; }
+        // ggml's rounding, as the CPU encoders: quants from x * 127/amax
+        id = amax != 0.0 ? 127.0 / amax : 0.0;
+        d = p.mode == 3u ? f16r(amax / 127.0) : amax / 127.0;
         for (uint i = 0u; i < blk; i++)
             O[oo + b * blk + i] = d * clamp(roundEven(X[xo + b * blk + i] * id), -127.0, 127.0);
     }

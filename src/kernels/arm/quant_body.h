@@ -75,8 +75,8 @@ static void q8_k_quantize(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QKK; i++) {
         const float *x = src + i * QKK;
         float amax = absmax_f32(x, QKK);
+        b[i].d = amax / 127.0f;
         float id = amax != 0 ? 127.0f / amax : 0;
-        b[i].d = amax != 0 ? 1.0f / id : 0;   /* ggml's rule, as the generic Q8_K encoder */
         for (int g = 0; g < 16; g++) {
             int8x16_t q = round16(x + 16 * g, id);
             vst1q_s8(b[i].qs + 16 * g, q);

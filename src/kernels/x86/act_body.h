@@ -66,9 +66,8 @@ static void act_q8_k(const float *src, void *dst, int64_t n)
     for (int64_t i = 0; i < n / QKK; i++) {
         const float *x = src + i * QKK;
         float amax = amax_ps(absmax32(x, QKK));
-        float id = amax != 0 ? 127.0f / amax : 0;
-        b[i].d = amax != 0 ? 1.0f / id : 0;
-        __m256 vid = _mm256_set1_ps(id);
+        b[i].d = amax / 127.0f;   /* ggml: 1/(127/amax), one ulp apart at most; kept for the GPU's sake */
+        __m256 vid = _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0);
         for (int k = 0; k < QKK / 32; k++) pack32(x + 32 * k, vid, b[i].qs + 32 * k);
         for (int g = 0; g < 16; g++) {
             /* 16 bytes summed: widen to 16-bit and add pairs */
