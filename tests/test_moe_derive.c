@@ -155,9 +155,11 @@ static void rope(const deriv *d, double *v, int p)
 }
 
 /* The sequence through the model: logits rows (n x nv), experts chosen
- * ids[(t * nl + l) * k + j] and the gap between the k-th and (k+1)-th
- * selection scores (router logits) per (token, layer). */
-static void derive(deriv *d, const int32_t *tok, int n, double *logits, int32_t *ids, double *gap)
+ * ids[(t * nl + l) * k + j], the gap between the k-th and (k+1)-th
+ * selection scores (router logits) per (token, layer) and, where sgap is not
+ * NULL, the gap after each chosen one: sgap[(t * nl + l) * k + j] between the
+ * (j+1)-th and (j+2)-th (the last is gap's). */
+static void derive(deriv *d, const int32_t *tok, int n, double *logits, int32_t *ids, double *gap, double *sgap)
 {
     int e = d->e, hd = d->hd, qd = d->nh * hd, kvd = d->nkv * hd, grp = d->nh / d->nkv, ff = d->ff;
     double *x = calloc(e, sizeof *x), *h = calloc(e > qd ? e : qd, sizeof *h), *q = calloc(qd, sizeof *q);
@@ -233,6 +235,8 @@ static void derive(deriv *d, const int32_t *tok, int n, double *logits, int32_t 
                 ids[((size_t)t * d->nl + l) * d->k + j] = sel[j];
             }
             gap[(size_t)t * d->nl + l] = d->k < d->ne ? lg[sel[d->k - 1]] - lg[sel[d->k]] : INFINITY;
+            for (int j = 0; sgap && j < d->k; j++)
+                sgap[((size_t)t * d->nl + l) * d->k + j] = j + 1 < d->ne ? lg[sel[j]] - lg[sel[j + 1]] : INFINITY;
             const double *gw = W(d, "blk.%d.ffn_gate_exps.weight", l), *uw = W(d, "blk.%d.ffn_up_exps.weight", l);
             const double *dw = W(d, "blk.%d.ffn_down_exps.weight", l), *gb = W(d, "blk.%d.ffn_gate_exps.bias", l);
             const double *ub = W(d, "blk.%d.ffn_up_exps.bias", l), *db = W(d, "blk.%d.ffn_down_exps.bias", l);
@@ -276,8 +280,9 @@ static void check_tokens(const char *mp, const char *label, const int32_t *tok, 
     deriv_open(&d, mp);
     int nv = d.nv, nl = d.nl, k = d.k;
     double *want = malloc((size_t)n * nv * sizeof *want), *gap = malloc((size_t)n * nl * sizeof *gap);
+    double *sgap = malloc((size_t)n * nl * k * sizeof *sgap);
     int32_t *ids = malloc((size_t)n * nl * k * sizeof *ids), *got = malloc((size_t)n * nl * k * sizeof *got);
-    derive(&d, tok, n, want, ids, gap);
+    derive(&d, tok, n, want, ids, gap, sgap);
     double fork = 0;
     for (int i = 0; ref_logits && i < n; i++)
         fork = fmax(fork, rel_l2_d(ref_logits + (size_t)i * nv, want + (size_t)i * nv, nv));
@@ -309,8 +314,22 @@ static void check_tokens(const char *mp, const char *label, const int32_t *tok, 
     for (int i = 0; i < n * nl; i++) {
         if (gap[i] < min_gap) continue;
         checked++;
-        int ok = 1;   /* the same experts in the same order (highest weight first) */
-        for (int j = 0; j < k; j++) ok &= got[(size_t)i * k + j] == ids[(size_t)i * k + j];
+        /* The same experts in the same order (highest weight first), except
+         * within runs of chosen experts whose router logits lie closer than
+         * min_gap: there the order is noise, so each run is compared as a set
+         * (gap only clears the k-th from the (k+1)-th, not the order). */
+        int ok = 1;
+        const int32_t *gi = got + (size_t)i * k, *wi = ids + (size_t)i * k;
+        for (int j = 0; j < k;) {
+            int end = j;
+            while (end < k - 1 && sgap[(size_t)i * k + end] < min_gap) end++;
+            for (int a = j; a <= end; a++) {
+                int found = 0;
+                for (int b = j; b <= end; b++) found |= gi[a] == wi[b];
+                ok &= found;
+            }
+            j = end + 1;
+        }
         same += ok;
         cr_expect(ok, "%s token %d layer %d: experts %d,%d... vs the derivation's %d,%d... (gap %.2e)", label,
                   i / nl, i % nl, got[(size_t)i * k], got[(size_t)i * k + 1], ids[(size_t)i * k], ids[(size_t)i * k + 1],
@@ -327,7 +346,7 @@ static void check_tokens(const char *mp, const char *label, const int32_t *tok, 
                     same);
     cr_expect_leq(worst, tol, "%s: worst relative L2 vs the derivation %.3e > %.0e", label, worst, tol);
     cr_expect_geq(checked, n * nl * 3 / 4, "too few clear routing decisions to check (%d of %d)", checked, n * nl);
-    free(rows); free(want); free(gap); free(ids); free(got);
+    free(rows); free(want); free(gap); free(sgap); free(ids); free(got);
     sd_session_free(s);
     sd_model_free(m);
     deriv_close(&d);
@@ -350,7 +369,7 @@ static void check_file(const char *arch, const char *fmt, int batch, double tol,
         deriv_open(&d, mp);
         double *row0 = malloc((size_t)d.nv * sizeof *row0), gap[64];
         int32_t ids[64 * MAXK];
-        derive(&d, rf.prompt, 1, row0, ids, gap);
+        derive(&d, rf.prompt, 1, row0, ids, gap, NULL);
         sd_logits_file p0;
         snprintf(rel, sizeof rel, "reference/moe-%s-f32.pos0.ref", arch);
         cr_assert_eq(sd_logits_file_read(shared_path(rp, sizeof rp, rel), &p0, err), 0, "%s", err);
@@ -375,7 +394,11 @@ Test(moe_derive, mixtral_f32) { check_file("mixtral", "f32", 0, 1e-5, 1e-4); }
 Test(moe_derive, gptoss_f32) { check_file("gptoss", "f32", 0, 1e-5, 1e-4); }
 Test(moe_derive, gptoss_f32_batched) { check_file("gptoss", "f32", 1, 1e-5, 1e-4); }
 Test(moe_derive, qwen3moe_f32_batched) { check_file("qwen3moe", "f32", 1, 1e-5, 1e-4); }
-Test(moe_derive, qwen3moe_q8_0) { check_file("qwen3moe", "q8_0", 0, 2e-2, 5e-2); }
+/* qwen3moe Q8_0: 3e-2, from measurement. Our activations are rounded as
+ * ggml's (quants from x*127/amax, scale F16(amax/127)), which puts this file
+ * at 2.28e-2 (1.18e-2 with quants from x/F16(d)); the reference engine
+ * itself is at 2.82e-2 from the derivation. */
+Test(moe_derive, qwen3moe_q8_0) { check_file("qwen3moe", "q8_0", 0, 3e-2, 5e-2); }
 Test(moe_derive, gptoss_q8_0) { check_file("gptoss", "q8_0", 0, 2e-2, 5e-2); }
 
 /* `run --dump-experts` on the reference prompt (one prefill pass): the
@@ -396,7 +419,7 @@ Test(moe_derive, run_dump_experts_matches_derivation)
     int n = (int)rf.n_prompt, nl = d.nl, k = d.k;
     double *want = malloc((size_t)n * d.nv * sizeof *want), *gap = malloc((size_t)n * nl * sizeof *gap);
     int32_t *ids = malloc((size_t)n * nl * k * sizeof *ids);
-    derive(&d, rf.prompt, n, want, ids, gap);
+    derive(&d, rf.prompt, n, want, ids, gap, NULL);
     FILE *f = fopen(out, "r");
     cr_assert_not_null(f);
     int lines = 0, checked = 0, pos, tok, layer, e0, e1;
