@@ -201,11 +201,22 @@ static void synth_vs_cpu_n(const char *synth_args, uint32_t n_prompt)
     char placement[600] = "";
     float *cpu = all_rows(path, &rf, 0, SD_KV_F32, placement), *gpu = all_rows(path, &rf, 99, SD_KV_F32, placement);
     cr_expect(strstr(placement, "output on GPU"), "%s", placement);
+    /* Quantized files: the GPU's activations differ from the CPU's by a few
+     * ulps (other summation orders), so a value within ~1e-6 of a rounding
+     * midpoint of its 8-bit encoding lands one step apart (the encoders agree:
+     * a correctly rounded division in the shader changed no bit). Measured
+     * (qwen3 Q8_0, 11 rows): 4 encoded values that close to a midpoint, and
+     * one row off by 3.7e-3 with every other at 1.2e-7. So prompt rows may
+     * hold one such step each (1e-2) and at most one row in 8 may show one. */
+    int quantized = !strstr(synth_args, "--type F32"), stepped = 0;
     for (uint32_t i = 0; i < rf.n_prompt + rf.n_gen; i++) {
         double e = sd_rel_l2(gpu + (size_t)i * 512, cpu + (size_t)i * 512, 512);
-        double tol = i < rf.n_prompt ? 1e-4 : 3e-2;   /* decode rows: see the top of this file */
+        double tol = i < rf.n_prompt ? (quantized ? 1e-2 : 1e-4) : 3e-2;   /* decode rows: see the top of this file */
         cr_expect_leq(e, tol, "%s: row %u off by %.2e", synth_args, i, e);
+        if (i < rf.n_prompt && e > 1e-4) stepped++;
     }
+    cr_expect_leq(stepped, (int)(rf.n_prompt + 7) / 8, "%s: %d of %u prompt rows past 1e-4", synth_args, stepped,
+                  rf.n_prompt);
     free(cpu); free(gpu);
     tmp_dir_remove(dir);
 }
