@@ -441,7 +441,11 @@ Test(engine, prefix_cache_reuses_blocks, .timeout = 120)
 Test(engine, chunked_prefill_beside_decode, .timeout = 120)
 {
     /* 16 tokens per step: a 150-token prompt takes ten steps while two other
-     * requests keep decoding, and every result is still sd_session's. */
+     * requests keep decoding, and every result is still sd_session's.
+     * Request 1 decodes N1 = 120 tokens so that it is still running when the
+     * long prompt arrives even if this thread is held up (a loaded machine
+     * once let a 40-token request finish first). */
+    enum { N1 = 120 };
     sd_model *m = load("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
     sd_engine *e = start_b(m, 3, 256, 16);
@@ -449,15 +453,15 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
     make_prompt(p1, 20, 31, nv);
     make_prompt(p2, 7, 32, nv);
     make_prompt(big, 150, 33, nv);
-    int32_t w1[40], w2[40], wb[10];
-    session_greedy(m, p1, 20, 40, w1);
+    int32_t w1[N1], w2[40], wb[10];
+    session_greedy(m, p1, 20, N1, w1);
     session_greedy(m, p2, 7, 40, w2);
     session_greedy(m, big, 150, 10, wb);
     collect c1, c2, cb;
     col_init(&c1);
     col_init(&c2);
     col_init(&cb);
-    sd_gen_request r1 = greedy(p1, 20, 40), r2 = greedy(p2, 7, 40), rb = greedy(big, 150, 10);
+    sd_gen_request r1 = greedy(p1, 20, N1), r2 = greedy(p2, 7, 40), rb = greedy(big, 150, 10);
     submit(e, &r1, &c1);
     submit(e, &r2, &c2);
     while (col_tokens(&c1) < 2 || col_tokens(&c2) < 2) usleep(200);
@@ -467,19 +471,18 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
     col_wait(&c1);
     col_wait(&c2);
     col_wait(&cb);
-    for (int k = 0; k < 40; k++) {
-        cr_assert_eq(c1.tok[k], w1[k], "request 1 token %d", k);
-        cr_assert_eq(c2.tok[k], w2[k], "request 2 token %d", k);
-    }
+    for (int k = 0; k < N1; k++) cr_assert_eq(c1.tok[k], w1[k], "request 1 token %d", k);
+    for (int k = 0; k < 40; k++) cr_assert_eq(c2.tok[k], w2[k], "request 2 token %d", k);
     for (int k = 0; k < 10; k++) cr_assert_eq(cb.tok[k], wb[k], "long prompt token %d", k);
     /* The long prompt took at least 150 / (16 - 2) steps, in each of which
      * request 1 decoded a token; no step ran more than 16 tokens. */
+    cr_assert_leq(before + 10, N1, "request 1 had %d of %d tokens when the long prompt came", before, N1);
     cr_assert_geq(cb.watch_at_first, before + 10, "request 1: %d tokens before, %d at the long prompt's first",
                   before, cb.watch_at_first);
     sd_engine_stats st;
     sd_engine_get_stats(e, &st);
     cr_assert_leq(st.max_step_tokens, 16);
-    cr_assert_eq(st.batch_tokens, 20 + 7 + 150 + 39 + 39 + 9);
+    cr_assert_eq(st.batch_tokens, 20 + 7 + 150 + (N1 - 1) + 39 + 9);
     sd_engine_free(e);
     sd_model_free(m);
 }
