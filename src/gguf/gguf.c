@@ -27,7 +27,7 @@ void gguf_msg_clean(char *msg)
         if (*p < 0x20 || *p == 0x7f) *p = '?';
 }
 
-static int gguf_fail(char *err, const char *name, const char *fmt, ...)
+int gguf_fail(char *err, const char *name, const char *fmt, ...)
 {
     va_list ap;
     int n = snprintf(err, SD_ERR_LEN, "%s: ", name);

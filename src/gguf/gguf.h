@@ -79,6 +79,9 @@ const gguf_kv *gguf_get_arr(const gguf_file *f, const char *key, uint32_t arr_ty
 /* Turns control bytes (a newline or escape inside a tensor name or key the
  * file supplied) into '?', so an error message stays one harmless line. */
 void gguf_msg_clean(char *msg);
+/* Writes "name: message" into err (SD_ERR_LEN), cleaned as above; returns -1.
+ * The one formatter of file errors for the readers built on this one. */
+int gguf_fail(char *err, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Element size of a scalar value type, 0 for string/array/unknown. */
 size_t gguf_vtype_size(uint32_t t);

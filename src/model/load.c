@@ -18,18 +18,6 @@
 #include "model/arch_gemma3.h"
 #include "text/tokenizer.h"
 
-static int load_fail(char *err, const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    int n = snprintf(err, SD_ERR_LEN, "%s: ", path);
-    if (n < 0 || n >= SD_ERR_LEN) n = 0;
-    va_start(ap, fmt);
-    vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
-    va_end(ap);
-    gguf_msg_clean(err);   /* names from the file may hold newlines or escapes */
-    return -1;
-}
-
 typedef struct { const char *name; sd_arch arch; int neox; } arch_row;
 static const arch_row archs[] = {
     {"llama", SD_ARCH_LLAMA, 0},
@@ -49,8 +37,8 @@ static int hp_u32(const sd_model *m, const char *suffix, int required, uint32_t 
     snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
     int r = gguf_get_u32(m->gguf, key, &v, err);
     if (r < 0) return -1;
-    if (r == 0 && required) return load_fail(err, m->path, "missing hyper-parameter %s", key);
-    if (v > (1u << 30)) return load_fail(err, m->path, "hyper-parameter %s = %u is absurd", key, v);
+    if (r == 0 && required) return gguf_fail(err, m->path, "missing hyper-parameter %s", key);
+    if (v > (1u << 30)) return gguf_fail(err, m->path, "hyper-parameter %s = %u is absurd", key, v);
     *out = (int)v;
     return 0;
 }
@@ -61,7 +49,7 @@ static int hp_f32(const sd_model *m, const char *suffix, float def, float *out, 
     float v = def;
     snprintf(key, sizeof key, "%s.%s", m->hp.arch_name, suffix);
     if (gguf_get_f32(m->gguf, key, &v, err) < 0) return -1;
-    if (!isfinite(v)) return load_fail(err, m->path, "hyper-parameter %s is not finite", key);
+    if (!isfinite(v)) return gguf_fail(err, m->path, "hyper-parameter %s is not finite", key);
     *out = v;
     return 0;
 }
@@ -77,7 +65,7 @@ static int read_yarn(sd_model *m, char *err)
         hp_f32(m, "rope.scaling.yarn_beta_slow", 1.0f, &slow, err))
         return -1;
     if (orig < 1 || fast <= 0 || slow <= 0)
-        return load_fail(err, m->path, "nonsense YaRN parameters (original context %d, beta fast %g, slow %g)", orig,
+        return gguf_fail(err, m->path, "nonsense YaRN parameters (original context %d, beta fast %g, slow %g)", orig,
                          fast, slow);
     sd_rope_yarn_init(&m->yarn, hp->head_dim, hp->rope_base, hp->rope_scale, orig, fast, slow);
     return 0;
@@ -92,21 +80,21 @@ static int read_experts(sd_model *m, char *err)
     int moe_arch = hp->arch == SD_ARCH_QWEN3MOE || hp->arch == SD_ARCH_GPTOSS;
     if (hp_u32(m, "expert_count", moe_arch, 0, &hp->n_expert, err)) return -1;
     if (hp->n_expert == 0) {
-        if (moe_arch) return load_fail(err, m->path, "%s.expert_count is 0", hp->arch_name);
+        if (moe_arch) return gguf_fail(err, m->path, "%s.expert_count is 0", hp->arch_name);
         return 0;
     }
     if (hp->n_expert > 4096)
-        return load_fail(err, m->path, "%s.expert_count = %d is absurd", hp->arch_name, hp->n_expert);
+        return gguf_fail(err, m->path, "%s.expert_count = %d is absurd", hp->arch_name, hp->n_expert);
     if (hp_u32(m, "expert_used_count", 1, 0, &hp->n_expert_used, err) ||
         hp_u32(m, "expert_feed_forward_length", 0, (uint32_t)hp->n_ff, &hp->n_ff_exp, err))
         return -1;
     if (hp->n_expert_used > SD_MOE_MAX_USED)
-        return load_fail(err, m->path, "%s.expert_used_count = %d is more than the %d supported", hp->arch_name,
+        return gguf_fail(err, m->path, "%s.expert_used_count = %d is more than the %d supported", hp->arch_name,
                          hp->n_expert_used, SD_MOE_MAX_USED);
     if (hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert)
-        return load_fail(err, m->path, "%s.expert_used_count = %d, but there are %d experts", hp->arch_name,
+        return gguf_fail(err, m->path, "%s.expert_used_count = %d, but there are %d experts", hp->arch_name,
                          hp->n_expert_used, hp->n_expert);
-    if (hp->n_ff_exp < 1) return load_fail(err, m->path, "%s.expert_feed_forward_length is 0", hp->arch_name);
+    if (hp->n_ff_exp < 1) return gguf_fail(err, m->path, "%s.expert_feed_forward_length is 0", hp->arch_name);
     return 0;
 }
 
@@ -116,12 +104,12 @@ static int read_hparams(sd_model *m, char *err)
     gguf_str a;
     int r = gguf_get_str(m->gguf, "general.architecture", &a, err);
     if (r < 0) return -1;
-    if (r == 0) return load_fail(err, m->path, "not a model: no general.architecture (a vocabulary-only file?)");
+    if (r == 0) return gguf_fail(err, m->path, "not a model: no general.architecture (a vocabulary-only file?)");
     const arch_row *row = NULL;
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
     if (!row)
-        return load_fail(err, m->path,
+        return gguf_fail(err, m->path,
                          "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3, qwen3moe, gpt-oss are)",
                          (int)(a.len > 32 ? 32 : a.len), a.ptr);
     hp->arch = row->arch;
@@ -134,26 +122,26 @@ static int read_hparams(sd_model *m, char *err)
         hp_u32(m, "attention.head_count", 1, 0, &hp->n_head, err) ||
         hp_u32(m, "context_length", 0, 2048, &hp->n_ctx_train, err))
         return -1;
-    if (hp->n_head == 0) return load_fail(err, m->path, "zero attention heads");
+    if (hp->n_head == 0) return gguf_fail(err, m->path, "zero attention heads");
     if (hp_u32(m, "attention.head_count_kv", 0, (uint32_t)hp->n_head, &hp->n_head_kv, err)) return -1;
     if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_ff == 0 || hp->n_head_kv == 0)
-        return load_fail(err, m->path, "zero-sized hyper-parameter (embedding %d, layers %d, ffn %d, kv heads %d)",
+        return gguf_fail(err, m->path, "zero-sized hyper-parameter (embedding %d, layers %d, ffn %d, kv heads %d)",
                          hp->n_embd, hp->n_layer, hp->n_ff, hp->n_head_kv);
     if (hp->n_head % hp->n_head_kv)
-        return load_fail(err, m->path, "%d KV heads do not divide %d heads", hp->n_head_kv, hp->n_head);
-    if (hp->n_layer > SD_MAX_LAYERS) return load_fail(err, m->path, "%d layers is absurd", hp->n_layer);
+        return gguf_fail(err, m->path, "%d KV heads do not divide %d heads", hp->n_head_kv, hp->n_head);
+    if (hp->n_layer > SD_MAX_LAYERS) return gguf_fail(err, m->path, "%d layers is absurd", hp->n_layer);
     if (hp_u32(m, "attention.key_length", 0, (uint32_t)(hp->n_embd / hp->n_head), &hp->head_dim, err)) return -1;
     if (hp->head_dim == 0 || hp->head_dim % 2)
-        return load_fail(err, m->path, "head size %d must be even and non-zero", hp->head_dim);
+        return gguf_fail(err, m->path, "head size %d must be even and non-zero", hp->head_dim);
     int rope_dim = hp->head_dim;
     if (hp_u32(m, "rope.dimension_count", 0, (uint32_t)hp->head_dim, &rope_dim, err)) return -1;
     if (rope_dim != hp->head_dim)
-        return load_fail(err, m->path, "partial rotary embedding (%d of %d) is not supported", rope_dim, hp->head_dim);
+        return gguf_fail(err, m->path, "partial rotary embedding (%d of %d) is not supported", rope_dim, hp->head_dim);
     if (hp_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err) ||
         hp_f32(m, "rope.freq_base", 10000.0f, &hp->rope_base, err))
         return -1;
     if (hp->norm_eps < 0 || hp->rope_base <= 0)
-        return load_fail(err, m->path, "nonsense rms epsilon %g or rope base %g", hp->norm_eps, hp->rope_base);
+        return gguf_fail(err, m->path, "nonsense rms epsilon %g or rope base %g", hp->norm_eps, hp->rope_base);
     hp->rope_scale = 1.0f;
     char key[96];
     gguf_str st;
@@ -162,10 +150,10 @@ static int read_hparams(sd_model *m, char *err)
     if (r < 0) return -1;
     if (r == 1 && (gguf_str_eq(st, "linear") || gguf_str_eq(st, "yarn"))) {
         if (hp_f32(m, "rope.scaling.factor", 1.0f, &hp->rope_scale, err)) return -1;
-        if (hp->rope_scale <= 0) return load_fail(err, m->path, "rope scaling factor must be positive");
+        if (hp->rope_scale <= 0) return gguf_fail(err, m->path, "rope scaling factor must be positive");
         if (gguf_str_eq(st, "yarn") && read_yarn(m, err)) return -1;
     } else if (r == 1 && !gguf_str_eq(st, "none")) {
-        return load_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear, yarn are)",
+        return gguf_fail(err, m->path, "rope scaling type '%.*s' is not supported (linear, yarn are)",
                          (int)(st.len > 32 ? 32 : st.len), st.ptr);
     }
     m->embd_scale = m->q_scale = 1.0f;
@@ -177,13 +165,13 @@ static int read_hparams(sd_model *m, char *err)
 static int get_weight(sd_model *m, const char *name, int64_t cols, int64_t rows, int optional, sd_weight *w, char *err)
 {
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
-    if (!t) return optional ? 0 : load_fail(err, m->path, "missing tensor %s", name);
+    if (!t) return optional ? 0 : gguf_fail(err, m->path, "missing tensor %s", name);
     if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
-        return load_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
+        return gguf_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
                          (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
     const sd_type_traits *tr = sd_type_get(t->type);
     if (!tr || !tr->to_float || !tr->vec_dot)
-        return load_fail(err, m->path, "tensor %s: format %s cannot be computed with", name, sd_type_name(t->type));
+        return gguf_fail(err, m->path, "tensor %s: format %s cannot be computed with", name, sd_type_name(t->type));
     w->data = t->data;
     w->type = t->type;
     w->rows = rows;
@@ -198,14 +186,14 @@ static int get_vector(sd_model *m, const char *name, int64_t n, int optional, fl
 {
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     *out = NULL;
-    if (!t) return optional ? 0 : load_fail(err, m->path, "missing tensor %s", name);
+    if (!t) return optional ? 0 : gguf_fail(err, m->path, "missing tensor %s", name);
     if (t->n_elements != (uint64_t)n || t->ne[0] != n)
-        return load_fail(err, m->path, "tensor %s has %llu elements, expected %lld", name,
+        return gguf_fail(err, m->path, "tensor %s has %llu elements, expected %lld", name,
                          (unsigned long long)t->n_elements, (long long)n);
     const sd_type_traits *tr = sd_type_get(t->type);
-    if (!tr || !tr->to_float) return load_fail(err, m->path, "tensor %s: format %s unreadable", name, sd_type_name(t->type));
+    if (!tr || !tr->to_float) return gguf_fail(err, m->path, "tensor %s: format %s unreadable", name, sd_type_name(t->type));
     *out = malloc((size_t)n * sizeof **out);
-    if (!*out) return load_fail(err, m->path, "out of memory");
+    if (!*out) return gguf_fail(err, m->path, "out of memory");
     tr->to_float(t->data, *out, n);
     float s = sd_tensor_scale(m->gguf, t);
     for (int64_t i = 0; i < n; i++) (*out)[i] *= s;
@@ -280,8 +268,8 @@ static int load_tensors(sd_model *m, char *err)
 {
     const sd_hparams *hp = &m->hp;
     const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) return load_fail(err, m->path, "missing tensor token_embd.weight");
-    if (te->ne[1] > (1 << 24)) return load_fail(err, m->path, "vocabulary of %lld tokens is absurd", (long long)te->ne[1]);
+    if (!te) return gguf_fail(err, m->path, "missing tensor token_embd.weight");
+    if (te->ne[1] > (1 << 24)) return gguf_fail(err, m->path, "vocabulary of %lld tokens is absurd", (long long)te->ne[1]);
     m->hp.n_vocab = (int)te->ne[1];
     if (get_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, 0, &m->tok_embd, err)) return -1;
     if (get_vector(m, "output_norm.weight", hp->n_embd, 0, &m->output_norm, err)) return -1;
@@ -290,13 +278,13 @@ static int load_tensors(sd_model *m, char *err)
     if (get_vector(m, "rope_freqs.weight", hp->head_dim / 2, 1, &m->rope_freq_factors, err)) return -1;
     if (hp->arch == SD_ARCH_GPTOSS) {
         if (hp_u32(m, "attention.sliding_window", 1, 0, &m->swa_window, err)) return -1;
-        if (m->swa_window < 1) return load_fail(err, m->path, "%s.attention.sliding_window is 0", hp->arch_name);
+        if (m->swa_window < 1) return gguf_fail(err, m->path, "%s.attention.sliding_window is 0", hp->arch_name);
     }
     if ((uint64_t)hp->n_layer * 9 > m->gguf->n_tensors)
-        return load_fail(err, m->path, "%d layers but only %llu tensors", hp->n_layer,
+        return gguf_fail(err, m->path, "%d layers but only %llu tensors", hp->n_layer,
                          (unsigned long long)m->gguf->n_tensors);
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers) return load_fail(err, m->path, "out of memory");
+    if (!m->layers) return gguf_fail(err, m->path, "out of memory");
     for (int il = 0; il < hp->n_layer; il++)
         if (load_layer(m, il, err)) return -1;
     return 0;
@@ -342,7 +330,7 @@ static int read_chat_template(sd_model *m, char *err)
     gguf_str s;
     char scratch[SD_ERR_LEN];
     if (gguf_get_str(m->gguf, "tokenizer.chat_template", &s, scratch) != 1 || s.len == 0) return 0;
-    if (!(m->chat_template = malloc(s.len + 1))) return load_fail(err, m->path, "out of memory");
+    if (!(m->chat_template = malloc(s.len + 1))) return gguf_fail(err, m->path, "out of memory");
     memcpy(m->chat_template, s.ptr, s.len);
     m->chat_template[s.len] = 0;
     return 0;
@@ -351,7 +339,7 @@ static int read_chat_template(sd_model *m, char *err)
 int sd_model_load(const char *path, sd_model **out, char *err)
 {
     sd_model *m = calloc(1, sizeof *m);
-    if (!m) return load_fail(err, path, "out of memory");
+    if (!m) return gguf_fail(err, path, "out of memory");
     snprintf(m->path, sizeof m->path, "%s", path);
     if (gguf_open(path, &m->gguf, err) || read_hparams(m, err) || load_tensors(m, err) ||
         sd_tokenizer_from_gguf(m->gguf, &m->tok, err) || read_chat_template(m, err)) {
@@ -359,13 +347,13 @@ int sd_model_load(const char *path, sd_model **out, char *err)
         return -1;
     }
     if (sd_tokenizer_n_vocab(m->tok) != m->hp.n_vocab) {
-        load_fail(err, path, "tokenizer has %d tokens but the embedding has %d rows", sd_tokenizer_n_vocab(m->tok),
+        gguf_fail(err, path, "tokenizer has %d tokens but the embedding has %d rows", sd_tokenizer_n_vocab(m->tok),
                   m->hp.n_vocab);
         sd_model_free(m);
         return -1;
     }
     if (sd_model_pack(m) < 0) {
-        load_fail(err, path, "out of memory");
+        gguf_fail(err, path, "out of memory");
         sd_model_free(m);
         return -1;
     }

@@ -12,24 +12,12 @@
 #include "tensor/scale.h"
 #include "tensor/types.h"
 
-static int moe_fail(char *err, const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    int n = snprintf(err, SD_ERR_LEN, "%s: ", path);
-    if (n < 0 || n >= SD_ERR_LEN) n = 0;
-    va_start(ap, fmt);
-    vsnprintf(err + n, SD_ERR_LEN - (size_t)n, fmt, ap);
-    va_end(ap);
-    gguf_msg_clean(err);
-    return -1;
-}
-
 /* Checks a matrix tensor's format: computable, and with whole rows. */
 static int check_format(const sd_model *m, const gguf_tensor *t, const char *name, char *err)
 {
     const sd_type_traits *tr = sd_type_get(t->type);
     if (!tr || !tr->to_float || !tr->vec_dot)
-        return moe_fail(err, m->path, "tensor %s: format %s cannot be computed with", name, sd_type_name(t->type));
+        return gguf_fail(err, m->path, "tensor %s: format %s cannot be computed with", name, sd_type_name(t->type));
     return 0;
 }
 
@@ -53,7 +41,7 @@ static int load_experts(sd_model *m, int il, const char *kind, int64_t cols, int
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
     if (t) {
         if (t->n_dims != 3 || t->ne[0] != cols || t->ne[1] != rows || t->ne[2] != n_exp)
-            return moe_fail(err, m->path,
+            return gguf_fail(err, m->path,
                             "tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld] "
                             "(from the expert count and sizes in the header)",
                             name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)cols,
@@ -67,9 +55,9 @@ static int load_experts(sd_model *m, int il, const char *kind, int64_t cols, int
         snprintf(name, sizeof name, "blk.%d.ffn_%s.%d.weight", il, kind, e);
         t = gguf_find_tensor(m->gguf, name);
         if (!t)
-            return moe_fail(err, m->path, "missing tensor blk.%d.ffn_%s_exps.weight (or %s)", il, kind, name);
+            return gguf_fail(err, m->path, "missing tensor blk.%d.ffn_%s_exps.weight (or %s)", il, kind, name);
         if (t->n_dims > 2 || t->ne[0] != cols || t->ne[1] != rows)
-            return moe_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
+            return gguf_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %lld]", name,
                             (long long)t->ne[0], (long long)t->ne[1], (long long)cols, (long long)rows);
         if (check_format(m, t, name, err)) return -1;
         view(&out[e], t, m, cols, rows, 0);
@@ -84,13 +72,13 @@ static int load_bias(sd_model *m, const char *name, int64_t len, int n_exp, floa
     *out = NULL;
     if (!t) return 0;
     if (t->ne[0] != len || t->n_elements != (uint64_t)len * (uint64_t)n_exp)
-        return moe_fail(err, m->path, "tensor %s has %llu elements in rows of %lld, expected %d rows of %lld", name,
+        return gguf_fail(err, m->path, "tensor %s has %llu elements in rows of %lld, expected %d rows of %lld", name,
                         (unsigned long long)t->n_elements, (long long)t->ne[0], n_exp, (long long)len);
     const sd_type_traits *tr = sd_type_get(t->type);
-    if (!tr || !tr->to_float) return moe_fail(err, m->path, "tensor %s: format %s unreadable", name, sd_type_name(t->type));
+    if (!tr || !tr->to_float) return gguf_fail(err, m->path, "tensor %s: format %s unreadable", name, sd_type_name(t->type));
     size_t n = (size_t)len * (size_t)n_exp;
     *out = malloc(n * sizeof **out);
-    if (!*out) return moe_fail(err, m->path, "out of memory");
+    if (!*out) return gguf_fail(err, m->path, "out of memory");
     tr->to_float(t->data, *out, (int64_t)n);
     float s = sd_tensor_scale(m->gguf, t);
     for (size_t i = 0; i < n; i++) (*out)[i] *= s;
@@ -103,7 +91,7 @@ int sd_moe_load_layer(sd_model *m, int il, char *err)
     int ne = hp->n_expert, ff = hp->n_ff_exp;
     int64_t e = hp->n_embd;
     sd_moe *moe = calloc(1, sizeof *moe);
-    if (!moe) return moe_fail(err, m->path, "out of memory");
+    if (!moe) return gguf_fail(err, m->path, "out of memory");
     m->layers[il].moe = moe;
     moe->n_expert = ne;
     moe->n_used = hp->n_expert_used;
@@ -114,15 +102,15 @@ int sd_moe_load_layer(sd_model *m, int il, char *err)
     moe->up = calloc((size_t)ne, sizeof *moe->up);
     moe->down = calloc((size_t)ne, sizeof *moe->down);
     moe->ready = calloc((size_t)ne, sizeof *moe->ready);
-    if (!moe->gate || !moe->up || !moe->down || !moe->ready) return moe_fail(err, m->path, "out of memory");
+    if (!moe->gate || !moe->up || !moe->down || !moe->ready) return gguf_fail(err, m->path, "out of memory");
     pthread_mutex_init(&moe->mu, NULL);
 
     char name[96];
     snprintf(name, sizeof name, "blk.%d.ffn_gate_inp.weight", il);
     const gguf_tensor *r = gguf_find_tensor(m->gguf, name);
-    if (!r) return moe_fail(err, m->path, "missing tensor %s (the router of %d experts)", name, ne);
+    if (!r) return gguf_fail(err, m->path, "missing tensor %s (the router of %d experts)", name, ne);
     if (r->n_dims > 2 || r->ne[0] != e || r->ne[1] != ne)
-        return moe_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %d] (%s.expert_count = %d)",
+        return gguf_fail(err, m->path, "tensor %s has shape [%lld, %lld], expected [%lld, %d] (%s.expert_count = %d)",
                         name, (long long)r->ne[0], (long long)r->ne[1], (long long)e, ne, hp->arch_name, ne);
     if (check_format(m, r, name, err)) return -1;
     view(&moe->router, r, m, e, ne, 0);
@@ -140,7 +128,7 @@ int sd_moe_load_layer(sd_model *m, int il, char *err)
     snprintf(name, sizeof name, "blk.%d.ffn_down_exps.bias", il);
     if (load_bias(m, name, e, ne, &moe->b_down, err)) return -1;
     if (hp->arch == SD_ARCH_GPTOSS && (!moe->router_b || !moe->b_gate || !moe->b_up || !moe->b_down))
-        return moe_fail(err, m->path, "layer %d: gpt-oss needs the router and expert biases (ffn_*_exps.bias)", il);
+        return gguf_fail(err, m->path, "layer %d: gpt-oss needs the router and expert biases (ffn_*_exps.bias)", il);
     return 0;
 }
 
