@@ -17,25 +17,13 @@
 
 #include "showdown.h"
 #include "common.h"
+#include "serve_child.h"
 
-static struct { pid_t pid; char url[160], log[64]; } sv;
+static serve_child sv;
 
-static void sv_kill(void)
-{
-    if (sv.pid > 0) { kill(sv.pid, SIGKILL); waitpid(sv.pid, NULL, 0); sv.pid = 0; }
-    if (sv.log[0]) { unlink(sv.log); sv.log[0] = 0; }
-}
+static void sv_kill(void) { serve_child_kill(&sv); }
 
 TestSuite(bench_url_serve, .fini = sv_kill, .timeout = 180);
-
-static char *slurp(const char *path)
-{
-    size_t n = 0;
-    char *b = read_all(path, &n), *s = calloc(1, n + 1);
-    if (b && n) memcpy(s, b, n);
-    free(b);
-    return s;
-}
 
 static int has_serve(void)
 {
@@ -44,42 +32,18 @@ static int has_serve(void)
     return system(cmd) == 0;
 }
 
+/* The server on tiny-q8_0; sv.url becomes its API base (".../v1"). */
 static void sv_start(void)
 {
     char model[512];
     shared_path(model, sizeof model, "models/tiny-q8_0.gguf");
     const char *argv[] = {showdown_bin(), "serve", "-m", model, "--port", "0", "-t", "1", "-np", "4", "-c", "2048", "--metrics", NULL};
-    snprintf(sv.log, sizeof sv.log, "/tmp/sd_bu_serve_XXXXXX");
-    int fd = mkstemp(sv.log);
-    cr_assert(fd >= 0);
-    pid_t parent = getpid();
-    sv.pid = fork();
-    cr_assert(sv.pid >= 0);
-    if (sv.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        dup2(fd, 2);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 1);
-        dup2(nul, 0);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fd);
-    for (double until = sd_time_ms() + 60000; sd_time_ms() < until; usleep(20000)) {
-        char *t = slurp(sv.log), *u = strstr(t, "listening on http://");
-        if (u) {
-            u += strlen("listening on ");
-            int k = (int)strcspn(u, " \n");
-            while (k && u[k - 1] == '/') k--;
-            snprintf(sv.url, sizeof sv.url, "%.*s%s", k, u, k > 3 && !strncmp(u + k - 3, "/v1", 3) ? "" : "/v1");
-            free(t);
-            return;
-        }
-        free(t);
-        if (waitpid(sv.pid, NULL, WNOHANG) == sv.pid) { sv.pid = 0; cr_assert_fail("showdown serve exited before it was ready"); }
-    }
-    cr_assert_fail("showdown serve printed no URL in 60 s");
+    int r = serve_child_start(&sv, argv);
+    cr_assert_neq(r, -1, "showdown serve exited before it was ready");
+    cr_assert_eq(r, 0, "showdown serve printed no URL in 60 s");
+    size_t k = strlen(sv.url);
+    while (k && sv.url[k - 1] == '/') sv.url[--k] = 0;
+    if (!(k > 3 && !strcmp(sv.url + k - 3, "/v1"))) snprintf(sv.url + k, sizeof sv.url - k, "/v1");
 }
 
 /* A counter from /metrics (curl, to keep this independent of our client). */
@@ -91,6 +55,7 @@ static double metric(const char *name)
     cr_assert_eq(system(cmd), 0, "curl /metrics failed");
     char *t = slurp(out), key[128];
     unlink(out);
+    cr_assert(t, "cannot read %s", out);
     snprintf(key, sizeof key, "\n%s ", name);
     const char *p = strstr(t, key);
     double v = p ? atof(p + strlen(key)) : -1;
@@ -109,6 +74,7 @@ static json_t *bench(const char *flags)
     char *o = slurp(out), *e = slurp(err);
     unlink(out);
     unlink(err);
+    cr_assert(o && e, "cannot read bench --url's output");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "bench --url failed: %s", e);
     json_t *a = json_loads(o, 0, NULL);
     cr_assert(json_is_array(a), "not JSON: %s", o);

@@ -17,39 +17,17 @@
 
 #include "showdown.h"
 #include "common.h"
+#include "serve_child.h"
 
 #define MODEL "models/stories260K.gguf"
 
 /* ---- the server process ------------------------------------------------- */
 
-typedef struct {
-    pid_t pid;
-    char url[128], log[64];
-} server;
+static serve_child srv;
 
-static server srv;
-
-static void server_kill(void)
-{
-    if (srv.pid > 0) {
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        srv.pid = 0;
-    }
-    if (srv.log[0]) { unlink(srv.log); srv.log[0] = 0; }
-}
+static void server_kill(void) { serve_child_kill(&srv); }
 
 TestSuite(serve, .fini = server_kill, .timeout = 120);
-
-/* A file as a NUL-terminated string (read_all does not terminate it). */
-static char *slurp(const char *path)
-{
-    size_t n = 0;
-    char *b = read_all(path, &n), *s = b ? realloc(b, n + 1) : NULL;
-    if (!s) { free(b); return NULL; }
-    s[n] = 0;
-    return s;
-}
 
 static void dump_log(void)
 {
@@ -57,55 +35,20 @@ static void dump_log(void)
     if (t) { fprintf(stderr, "--- server log ---\n%s\n---\n", t); free(t); }
 }
 
-/* Starts `showdown serve -m model --port 0 ARGS...` and waits for its URL:
- * 0, or -1 with the log in *log_out (malloc'd) when it exited first. */
+/* Starts `showdown serve -m model --port 0 -t 1 ARGS...` and waits for its
+ * URL: 0, or -1 with the log in *log_out (malloc'd) when it exited first. */
 static int server_try_start(const char *model, const char *const *args, char **log_out)
 {
     const char *argv[32] = {showdown_bin(), "serve", "-m", model, "--port", "0", "-t", "1"};
     int n = 8;
     for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    snprintf(srv.log, sizeof srv.log, "/tmp/sd_serve_log_XXXXXX");
-    int fd = mkstemp(srv.log);
-    cr_assert(fd >= 0);
-    pid_t parent = getpid();
-    srv.pid = fork();
-    cr_assert(srv.pid >= 0);
-    if (srv.pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        dup2(fd, 2);
-        int nul = open("/dev/null", O_RDWR);
-        dup2(nul, 1);
-        dup2(nul, 0);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fd);
-    double until = sd_time_ms() + 60000;
-    while (sd_time_ms() < until) {
-        char *t = slurp(srv.log);
-        const char *u = t ? strstr(t, "listening on http://") : NULL;
-        if (u) {
-            u += strlen("listening on ");
-            size_t k = strcspn(u, " \n");
-            snprintf(srv.url, sizeof srv.url, "%.*s", (int)k, u);
-            free(t);
-            return 0;
-        }
-        free(t);
-        int st;
-        if (waitpid(srv.pid, &st, WNOHANG) == srv.pid) {
-            srv.pid = 0;
-            if (log_out) { *log_out = slurp(srv.log); return -1; }
-            dump_log();
-            cr_assert_fail("the server exited before it was ready");
-        }
-        usleep(20000);
-    }
-    dump_log();
-    cr_assert_fail("the server printed no URL in 60 s");
-    return -1;
+    int r = serve_child_start(&srv, argv);
+    if (r == -1 && log_out) { *log_out = slurp(srv.log); return -1; }
+    if (r) dump_log();
+    cr_assert_neq(r, -1, "the server exited before it was ready");
+    cr_assert_eq(r, 0, "the server printed no URL in 60 s");
+    return 0;
 }
 
 /* The same on the suite's model (../shared/models), failing the test if it does not start. */
