@@ -30,6 +30,10 @@ typedef struct collect {
     int order_ok;               /* events arrive in order, DONE last */
     struct collect *watch;      /* another request: its token count at our first token */
     int watch_at_first;
+    /* at our first token, submit this request (from the scheduler's thread: deterministic timing) */
+    sd_engine *then_engine;
+    const sd_gen_request *then_req;
+    struct collect *then_col;
 } collect;
 
 static void col_init(collect *c)
@@ -63,6 +67,12 @@ static int on_event(const sd_gen_event *ev, void *user)
         if (c->n_tok == 0 && c->watch) c->watch_at_first = c->watch->n_tok;   /* same thread: no lock needed */
         c->n_tok++;
         if (c->stop_after && c->n_tok == c->stop_after) ret = 1;
+        if (c->n_tok == 1 && c->then_req) {
+            uint64_t id;
+            int full;
+            char err[SD_ERR_LEN];
+            if (sd_engine_submit(c->then_engine, c->then_req, on_event, c->then_col, &id, &full, err)) c->order_ok = 0;
+        }
     } else {
         c->done_ev = *ev;
         c->done = 1;
@@ -679,6 +689,52 @@ Test(engine, kv_pool_exhaustion_preempts_and_recomputes, .timeout = 120)
     cr_assert_eq(st.kv_blocks_used, 0);
     cr_assert_eq(st.busy_slots + st.queued, 0);
     cr_log_info("%llu preemptions", (unsigned long long)st.preemptions);
+    sd_engine_free(e);
+    sd_model_free(m);
+}
+
+Test(engine, preempted_mid_prompt_reports_each_prompt_logprob_once, .timeout = 120)
+{
+    /* 64 positions (4 blocks), 16 tokens per step. A (15-token prompt)
+     * holds one block; at A's first token B (40 tokens, prompt
+     * log-probabilities) is submitted and takes the other three. The next
+     * step runs 15 of B's prompt beside A's decode; then A needs a second
+     * block: B, the youngest, is preempted mid-prompt, waits for A to end,
+     * and recomputes. Its prompt log-probabilities come once each, in order,
+     * equal to a run alone; its tokens too. */
+    sd_model *m = load("models/tiny-q8_0.gguf");
+    int nv = sd_model_hparams(m)->n_vocab;
+    sd_engine *e = start_b(m, 2, 64, 16);
+    int32_t pa[15], pb[40];
+    make_prompt(pa, 15, 61, nv);
+    make_prompt(pb, 40, 62, nv);
+    sd_gen_request ra = greedy(pa, 15, 30), rb = greedy(pb, 40, 8);
+    rb.prompt_logprobs = 1;
+    static collect ca, cb, solo;
+    col_init(&ca);
+    col_init(&cb);
+    col_init(&solo);
+    ca.then_engine = e;
+    ca.then_req = &rb;
+    ca.then_col = &cb;
+    submit(e, &ra, &ca);
+    col_wait(&ca);
+    col_wait(&cb);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    cr_assert_gt(st.preemptions, 0);
+    cr_assert(ca.order_ok && cb.order_ok, "events out of order or repeated");
+    cr_assert_eq(ca.n_tok, 30);
+    cr_assert_eq(cb.n_prompt_ev, 40, "%d prompt events", cb.n_prompt_ev);
+    submit(e, &rb, &solo);
+    col_wait(&solo);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(cb.prompt_tok[i], pb[i]);
+        cr_assert(fabsf(cb.prompt_lp[i] - solo.prompt_lp[i]) <= 1e-3f, "prompt token %d: %f, alone %f", i,
+                  cb.prompt_lp[i], solo.prompt_lp[i]);
+    }
+    cr_assert_eq(cb.n_tok, 8);
+    for (int k = 0; k < 8; k++) cr_assert_eq(cb.tok[k], solo.tok[k], "token %d", k);
     sd_engine_free(e);
     sd_model_free(m);
 }

@@ -73,7 +73,10 @@ static void admit(sd_engine *e)
         int rows = q->r.prompt_logprobs && q->n_prompt_ev < n_prompt;
         /* Prompt log-probabilities need every position's logits: no reuse (engine.h). */
         int cached = rows ? 0 : sd_kv_seq_reuse_prefix(kv, i, sl->tokens, n_fill);
-        if (sd_kv_seq_grow(kv, i, n_fill)) {
+        /* Room for the first decode position too: otherwise a sequence
+         * admitted into the last blocks could be preempted at once and
+         * recompute its prompt every step until blocks come back. */
+        if (sd_kv_seq_grow(kv, i, n_fill < e->n_ctx ? n_fill + 1 : n_fill)) {
             sd_kv_seq_release(kv, i);   /* wait for blocks to come back */
             break;
         }
