@@ -327,7 +327,12 @@ Test(serve, small_endpoints)
     cr_assert(strstr(pieces, "Once upon a time"), "%s", pieces);
     json_decref(o);
     free(r.data);
-    free(completion_text("{\"prompt\":\"Once upon a time\",\"max_tokens\":4}", NULL));
+    free(completion_text("{\"prompt\":\"Once upon a time\",\"max_tokens\":4,\"ignore_eos\":true}", NULL));
+    /* The counters count what was asked: 5 prompt tokens (BOS + 4), 4 generated. */
+    cr_assert_eq(metric("showdown_prompt_tokens_total"), 5);
+    cr_assert_eq(metric("showdown_generated_tokens_total"), 4);
+    cr_assert_eq(metric("showdown_busy_slots"), 0);
+    cr_assert_eq(metric("showdown_preemptions_total"), 0);
     cr_assert_eq(http("GET", "/metrics", NULL, &r), 200);
     static const char *names[] = {"showdown_requests_total{status=\"200\"}",
                                   "showdown_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
@@ -336,7 +341,10 @@ Test(serve, small_endpoints)
                                   "showdown_queue_depth",
                                   "showdown_kv_cache_usage_ratio",
                                   "showdown_prefix_cache_hit_tokens_total",
-                                  "showdown_generated_tokens_total"};
+                                  "showdown_generated_tokens_total",
+                                  "showdown_prompt_tokens_total",
+                                  "showdown_preemptions_total",
+                                  "# TYPE showdown_time_to_first_token_seconds histogram"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         cr_assert(strstr(r.data, names[i]), "no %s in:\n%s", names[i], r.data);
     free(r.data);

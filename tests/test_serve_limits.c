@@ -353,3 +353,37 @@ Test(serve_limits, penalties_and_max_completion_tokens)
     json_decref(o);
     free(r.data);
 }
+
+/* A body sent in chunks (no Content-Length) past --max-body: 413 too, with
+ * the error object, and the server goes on. */
+Test(serve_limits, chunked_body_over_max_body_is_413)
+{
+    server_start("-c", "256", "--max-body", "4K", NULL);
+    int fd = tcp_connect();
+    const char *head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    char chunk[1024 + 16];
+    int n = snprintf(chunk, sizeof chunk, "400\r\n");
+    memset(chunk + n, ' ', 1024);
+    memcpy(chunk + n + 1024, "\r\n", 2);
+    for (int i = 0; i < 6; i++) send(fd, chunk, (size_t)n + 1026, MSG_NOSIGNAL);   /* 6 KiB */
+    send(fd, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    char resp[4096];
+    size_t got = 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    while (got < sizeof resp - 1 && poll(&p, 1, 10000) == 1) {
+        ssize_t k = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (k <= 0) break;
+        got += (size_t)k;
+        resp[got] = 0;
+        if (strstr(resp, "\r\n\r\n") && strstr(resp, "}}")) break;
+    }
+    close(fd);
+    resp[got] = 0;
+    cr_assert(!strncmp(resp, "HTTP/1.1 413", 12), "%.300s", resp);
+    cr_assert(strstr(resp, "\"error\"") && strstr(resp, "--max-body"), "%.500s", resp);
+    reply r;
+    cr_assert_eq(http("POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2}", &r), 200, "%s", r.data);
+    free(r.data);
+}
