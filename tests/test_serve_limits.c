@@ -14,6 +14,15 @@
 
 TestSuite(serve_limits, .fini = server_kill, .timeout = 120);
 
+/* Ends the test's server with SIGTERM: it must exit 0 (under ASan, also
+ * without a leak or error in the server process). */
+static void stop_clean(void)
+{
+    int st = server_stop(SIGTERM, 15000, NULL);
+    if (st) dump_log();
+    cr_assert_eq(st, 0, "the server exited with %d", st);
+}
+
 /* Runs the bodies at once (curl multi) and returns their replies' texts
  * (completions, non-streaming), each asserted 200. */
 static void run_together(char bodies[][256], int n, char **texts)
@@ -85,6 +94,7 @@ Test(serve_limits, kv_exhaustion_preempts_and_answers_equal_solo)
     cr_assert_eq(http("POST", "/v1/completions", "{\"prompt\":\"Once upon a time\",\"max_tokens\":123}", &r), 200, "%s",
                  r.data);
     free(r.data);
+    stop_clean();
 }
 
 static size_t on_header(char *p, size_t sz, size_t nm, void *u)
@@ -159,6 +169,7 @@ Test(serve_limits, queue_full_is_429)
     cr_assert_eq(jint(o, "usage.completion_tokens"), 4);
     json_decref(o);
     cr_assert_eq(metric("showdown_requests_total{status=\"429\"}"), 2);
+    stop_clean();
 }
 
 /* While the model loads (a test delay: SHOWDOWN_TEST_LOAD_DELAY_MS), /health
@@ -190,6 +201,7 @@ Test(serve_limits, health_is_503_while_loading)
     cr_assert_gt(sd_time_ms() - t0, 500, "the load delay was not observed");
     cr_assert_eq(http("POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2}", &r), 200, "%s", r.data);
     free(r.data);
+    stop_clean();
 }
 
 /* The choice's logprobs of a completion, for exact comparisons. */
@@ -268,6 +280,7 @@ Test(serve_limits, echo_logprobs_streamed_and_equal_with_a_warm_cache)
     json_decref(joined);
     json_decref(cold);
     json_decref(warm);
+    stop_clean();
 }
 
 static int tcp_connect(void)
@@ -310,6 +323,7 @@ Test(serve_limits, half_open_connections_time_out)
         cr_assert_eq(n, 0, "connection %d: not closed", i);
         close(fds[i]);
     }
+    stop_clean();
 }
 
 /* Distinct tokens of a completion (logprobs' token list). */
@@ -352,6 +366,7 @@ Test(serve_limits, penalties_and_max_completion_tokens)
     cr_assert_str_eq(jstr(o, "choices.0.finish_reason"), "length");
     json_decref(o);
     free(r.data);
+    stop_clean();
 }
 
 /* A body sent in chunks (no Content-Length) past --max-body: 413 too, with
@@ -386,4 +401,5 @@ Test(serve_limits, chunked_body_over_max_body_is_413)
     reply r;
     cr_assert_eq(http("POST", "/v1/completions", "{\"prompt\":\"hi\",\"max_tokens\":2}", &r), 200, "%s", r.data);
     free(r.data);
+    stop_clean();
 }
