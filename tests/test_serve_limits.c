@@ -403,3 +403,56 @@ Test(serve_limits, chunked_body_over_max_body_is_413)
     free(r.data);
     stop_clean();
 }
+
+/* SIGTERM while a request runs: the server stops accepting, but a client
+ * on a connection it already had gets 503 "shutting down" with the error
+ * object (not a hang or a reset) during the grace period; then it exits 0. */
+Test(serve_limits, shutdown_answers_503_on_open_connections)
+{
+    server_start("-c", "4096", "-np", "1", NULL);
+    reply h;
+    memset(&h, 0, sizeof h);
+    struct curl_slist *hh;
+    CURL *keep = easy("GET", "/health", NULL, 0, NULL, &h, &hh);
+    cr_assert_eq(curl_easy_perform(keep), CURLE_OK);
+    curl_easy_getinfo(keep, CURLINFO_RESPONSE_CODE, &h.status);
+    cr_assert_eq(h.status, 200);
+    free(h.data);
+    const char *body = "{\"prompt\":\"Once upon a time\",\"max_tokens\":4000,\"ignore_eos\":true,\"stream\":true}";
+    reply s;
+    memset(&s, 0, sizeof s);
+    struct curl_slist *hs;
+    CURL *c = easy("POST", "/v1/completions", body, strlen(body), NULL, &s, &hs);
+    CURLM *m = curl_multi_init();
+    curl_multi_add_handle(m, c);
+    int running = 1;
+    double until = sd_time_ms() + 20000;
+    while (running && !s.n && sd_time_ms() < until) {
+        curl_multi_perform(m, &running);
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+    }
+    cr_assert(s.n > 0, "the stream never started");
+    kill(srv.pid, SIGTERM);
+    usleep(200000);   /* the signal is taken */
+    memset(&h, 0, sizeof h);
+    cr_assert_eq(curl_easy_perform(keep), CURLE_OK);
+    curl_easy_getinfo(keep, CURLINFO_RESPONSE_CODE, &h.status);
+    long reused = 0;
+    curl_easy_getinfo(keep, CURLINFO_NUM_CONNECTS, &reused);
+    cr_assert_eq(reused, 0, "the second request did not reuse the open connection");
+    assert_error(&h, 503, "shutting down");
+    free(h.data);
+    while (running && sd_time_ms() < until) {
+        curl_multi_perform(m, &running);
+        if (running) curl_multi_poll(m, NULL, 0, 50, NULL);
+    }
+    cr_assert_eq(running, 0, "the stream is still open");
+    cr_assert_eq(server_stop(0, 15000, NULL), 0);
+    curl_multi_remove_handle(m, c);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hs);
+    free(s.data);
+    curl_multi_cleanup(m);
+    curl_easy_cleanup(keep);
+    curl_slist_free_all(hh);
+}
