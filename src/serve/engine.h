@@ -25,7 +25,8 @@ typedef struct {
     int n_ctx;            /* KV positions shared by all slots (-c); one sequence may use them all */
     int n_threads;        /* 0: all CPUs */
     int n_batch;          /* tokens per step, decode tokens first, then prompt chunks (0: default) */
-    int max_queue;        /* requests waiting beyond the busy slots; submit refuses more (0: default) */
+    int max_queue;        /* requests waiting beyond the busy slots (preempted ones included);
+                             submit refuses more (0: default, 64) */
     sd_kv_type kv_type;
 } sd_engine_params;
 

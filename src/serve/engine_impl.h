@@ -57,7 +57,7 @@ struct sd_engine {
     int started, stopping;
     eng_req *q_head, *q_tail;
     int n_queued, busy;
-    uint64_t next_id, n_cancel, n_admitted;
+    uint64_t next_id, n_cancel;
     eng_slot *slots;
     sd_engine_stats stats;
     float *pen;                /* n_vocab: logits with penalties (scheduler thread) */
