@@ -138,3 +138,39 @@ Test(plan, qwen3next_header_gives_the_linear_attention_shape)
     cr_expect_eq(g.shape.lin_v_dim, 16);
     cr_expect_eq(g.shape.lin_conv, 4);
 }
+
+/* Qwen3-Next Q4_K_M (45 GiB) on a 24 GB card: both placements are predicted
+ * and the note names both; the plan is the faster. On a 128 GB Mac it fits
+ * whole, and a unified-memory machine gets no expert placement. */
+Test(plan, qwen3next_placements_on_a_24gb_card_and_a_mac, .init = load_table, .fini = free_table)
+{
+    char err[SD_ERR_LEN];
+    sd_model_ref m = preset("qwen3-next-80b-a3b");
+    sd_recipe r;
+    sd_hw hw, host;
+    cr_assert_eq(sd_plan_recipe_find("q4_k_m", &r, err), 0, "%s", err);
+    cr_assert_eq(sd_hw_find(&table, "rtx-4090", &hw, err), 0, "%s", err);
+    cr_assert_eq(sd_hw_find(&table, hw.host, &host, err), 0, "%s", err);
+    sd_plan_opts o;
+    sd_plan_default_opts(&o);
+    sd_plan_result res;
+    cr_assert_eq(sd_plan_predict(&m, &r, &hw, &host, &o, &res, err), 0, "%s", err);
+    cr_assert(res.runs && !res.fits, "%s", res.note);
+    cr_assert(isfinite(res.tg_layer_split) && isfinite(res.tg_experts_on_host));
+    double best = fmax(res.tg_layer_split, res.tg_experts_on_host);
+    cr_expect_float_eq(res.tg_ts, best, 1e-9 * best);
+    cr_expect(strstr(res.note, "--n-cpu-moe") && strstr(res.note, "-ngl"), "%s", res.note);
+    /* --n-cpu-moe N forces the placement; its GPU part fits the card */
+    o.n_cpu_moe = 30;
+    cr_assert_eq(sd_plan_predict(&m, &r, &hw, &host, &o, &res, err), 0, "%s", err);
+    cr_expect_eq(res.n_cpu_moe, 30);
+    cr_expect_leq(res.device_bytes, hw.usable_gib * 1073741824.0);
+    cr_expect_float_eq(res.tg_ts, res.tg_experts_on_host, 1e-9 * res.tg_ts);
+
+    cr_assert_eq(sd_hw_find(&table, "m4-max-40", &hw, err), 0, "%s", err);
+    sd_plan_default_opts(&o);
+    cr_assert_eq(sd_plan_predict(&m, &r, &hw, NULL, &o, &res, err), 0, "%s", err);
+    cr_expect(res.fits && res.runs);
+    cr_expect_eq(res.n_cpu_moe, 0);
+    cr_expect(isnan(res.tg_experts_on_host));
+}

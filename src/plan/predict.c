@@ -100,6 +100,7 @@ static double decode_experts_on_host(const placement *pl, int depth, double kv_l
     double mem = dev_bytes / (pl->dev->bw_gbps * 1e9 * pl->edev->bw_eff);
     double cmp = rate_dev > 0 ? dev_flops / rate_dev : 0;
     double td = (mem > cmp ? mem : cmp) + (L + 1) * pl->edev->layer_ms * 1e-3;
+    td = graphless_s(pl, td, L, 1);
     double rate_h = matmul_rate(pl->host, pl->ehost, pl->r);
     double mh = host_read / (pl->host->bw_gbps * 1e9 * pl->ehost->bw_eff);
     double ch = rate_h > 0 ? exp_flops / rate_h : 0;
