@@ -108,6 +108,11 @@ static int predict_one(const sd_hw_table *t, sd_published_row *r, int n_gen, int
     sd_shape_params(s, &m.params);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
+    if (s->n_ctx_train > 0 && depth + n_gen > s->n_ctx_train) {
+        snprintf(err, SD_ERR_LEN, "tg%d after %d tokens is beyond %s's context of %d", n_gen, depth, s->name,
+                 s->n_ctx_train);
+        return -1;
+    }
     o.n_ctx = 4096;
     while (o.n_ctx < depth + n_gen || o.n_ctx < 512 + n_gen) o.n_ctx *= 2;
     if (s->n_ctx_train > 0 && o.n_ctx > s->n_ctx_train) o.n_ctx = s->n_ctx_train;
