@@ -33,6 +33,8 @@ static const struct { const char *text, *hw, *host; int variant; } hw_map[] = {
     {"RTX 3070", "rtx-3070", NULL, 0},
     {"M1 8-core", "m1-8", NULL, 0},
     {"M1 Max", "m1-max-32", NULL, 0},
+    {"M2 Max 30-core", "m2-max-30", NULL, 0},
+    {"M3 Ultra 80-core", "m3-ultra-80", NULL, 0},
     {"M2 Ultra", "m2-ultra-76", NULL, 0},
     {"M4 10-core", "m4-10", NULL, 0},
 };
