@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -173,4 +174,55 @@ Test(plan, qwen3next_placements_on_a_24gb_card_and_a_mac, .init = load_table, .f
     cr_expect(res.fits && res.runs);
     cr_expect_eq(res.n_cpu_moe, 0);
     cr_expect(isnan(res.tg_experts_on_host));
+}
+
+/* The source column names the test: "tg32 @ d32768" is 32 tokens generated
+ * after 32768 in the cache, predicted exactly as sd_plan_predict does with
+ * that depth; a depth beyond the model's context is one error line. */
+Test(plan, published_rows_read_their_test_from_the_source, .init = load_table, .fini = free_table)
+{
+    char err[SD_ERR_LEN], path[64];
+    snprintf(path, sizeof path, "/tmp/sd-plan-rows-%d.tsv", (int)getpid());
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("# hardware\tmem\tbw\tengine\tmodel\tparams\tquant\tpp512\ttg128\tsource\n"
+          "NVIDIA DGX Spark (GB10)\t128\t273\tllama.cpp CUDA\tQwen3 30B-A3B\t30.53B\tQ8_0\t-\t30.80\tx (tg32 @ d32768)\n"
+          "NVIDIA RTX 4090\t24\t1008\tllama.cpp CUDA\tQwen3 30B-A3B\t30.53B\tQ4_0\t-\t205.87\tx (-ub 1, i.e. tg4096)\n",
+          f);
+    fclose(f);
+    sd_published_row *rows;
+    int n;
+    int rc = sd_published_check(path, &table, &rows, &n, err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(rows[0].variant, "tg32 @ d32768");
+    cr_expect_str_eq(rows[1].variant, "tg4096");
+
+    sd_model_ref m = preset("qwen3-30b-a3b");
+    sd_recipe r;
+    sd_hw hw;
+    cr_assert_eq(sd_plan_recipe_find("q8_0", &r, err), 0, "%s", err);
+    cr_assert_eq(sd_hw_find(&table, "dgx-spark", &hw, err), 0, "%s", err);
+    sd_plan_opts o;
+    sd_plan_default_opts(&o);
+    o.n_ctx = 40960;
+    o.n_gen = 32;
+    o.decode_depth = 32768;
+    sd_plan_result res;
+    cr_assert_eq(sd_plan_predict(&m, &r, &hw, NULL, &o, &res, err), 0, "%s", err);
+    cr_expect_float_eq(rows[0].pred_tg, res.tg_ts, 1e-9 * res.tg_ts);
+    o.decode_depth = 0;
+    sd_plan_result empty;
+    cr_assert_eq(sd_plan_predict(&m, &r, &hw, NULL, &o, &empty, err), 0, "%s", err);
+    cr_expect_lt(res.tg_ts, 0.6 * empty.tg_ts, "32k tokens of KV: %.1f vs %.1f t/s", res.tg_ts, empty.tg_ts);
+    free(rows);
+
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("Apple M2 Ultra 76-core GPU\t192\t800\tllama.cpp Metal\tLLaMA 2 7B\t6.74B\tQ4_0\t-\t50\tx (tg32 @ d32768)\n", f);
+    fclose(f);
+    rc = sd_published_check(path, &table, &rows, &n, err);
+    unlink(path);
+    cr_expect_eq(rc, -1);
+    cr_expect(strstr(err, "beyond") && strstr(err, ":1:"), "%s", err);
 }
