@@ -77,6 +77,8 @@ Test(plan, ops_launched_one_by_one_cost_time, .init = load_table, .fini = free_t
     /* Qwen3-Next: llama.cpp replays no CUDA graph for it, whatever the flag */
     sd_plan_result q = predict("qwen3-next-80b-a3b", "a100-80g", "q4_k_m", 0);
     cr_expect_float_eq(1 / q.tg_ts, 2991 * e->launch_us * 1e-6, 1e-9, "tg %.1f t/s", q.tg_ts);
+    cr_expect_str_eq(q.limit, "op launches");
+    cr_expect_str_eq(without.limit, "bandwidth");
     /* Apple's engine replays nothing either way; its per-layer cost already holds that */
     sd_plan_result a = predict("llama-2-7b", "m2-ultra-76", "q4_0", 0);
     sd_plan_result b = predict("llama-2-7b", "m2-ultra-76", "q4_0", 1);

@@ -69,12 +69,14 @@ typedef struct {
  * CUDA graphs in llama.cpp PR 6766: 7B Q4_0 on an RTX 3090, 116.3 -> 128.3
  * t/s = 0.80 ms over 675 ops), and when the ops are many and small the host's
  * launch rate (launch_us per op) sets the pace instead of the GPU. */
-static double graphless_s(const placement *pl, double t_gpu, int dev_layers, int head)
+static double graphless_s(const placement *pl, double t_gpu, int dev_layers, int head, int *launch_bound)
 {
     const sd_eff *e = pl->edev;
+    *launch_bound = 0;
     if (!pl->graphless || e->launch_us <= 0) return t_gpu;
     double nodes = pl->c->graph_nodes * (dev_layers + head) / (pl->s->n_layer + 1.0);
     double gpu = t_gpu + nodes * e->node_gap_us * 1e-6, host = nodes * e->launch_us * 1e-6;
+    *launch_bound = host > gpu;
     return gpu > host ? gpu : host;
 }
 
@@ -100,7 +102,8 @@ static double decode_experts_on_host(const placement *pl, int depth, double kv_l
     double mem = dev_bytes / (pl->dev->bw_gbps * 1e9 * pl->edev->bw_eff);
     double cmp = rate_dev > 0 ? dev_flops / rate_dev : 0;
     double td = (mem > cmp ? mem : cmp) + (L + 1) * pl->edev->layer_ms * 1e-3;
-    td = graphless_s(pl, td, L, 1);
+    int launch_bound;
+    td = graphless_s(pl, td, L, 1, &launch_bound);
     double rate_h = matmul_rate(pl->host, pl->ehost, pl->r);
     double mh = host_read / (pl->host->bw_gbps * 1e9 * pl->ehost->bw_eff);
     double ch = rate_h > 0 ? exp_flops / rate_h : 0;
@@ -149,8 +152,9 @@ static double decode_s(const placement *pl, int depth, double *t_dev, double *t_
         if (dq > cmp) cmp = dq;
     }
     double td = (mem > cmp ? mem : cmp) + (dev_l + (pl->head_on_dev ? 1 : 0)) * pl->edev->layer_ms * 1e-3;
-    td = graphless_s(pl, td, dev_l, pl->head_on_dev ? 1 : 0);
-    *compute_bound = cmp > mem;
+    int launch_bound;
+    td = graphless_s(pl, td, dev_l, pl->head_on_dev ? 1 : 0, &launch_bound);
+    *compute_bound = launch_bound ? 2 : cmp > mem;   /* 2: the host's op launches set the pace */
     /* Several GPUs in a layer split hand the activations along once each. */
     td += (pl->dev->count - 1) * pl->edev->crossing_ms * 1e-3;
     double th = 0, cross = 0;
@@ -363,7 +367,7 @@ int sd_plan_predict(const sd_model_ref *m, const sd_recipe *r, const sd_hw *hw, 
     out->ttft_ms = (t_pp + decode_s(&pl, o->n_prompt, &td0, &th0, &cb0, &b0)) * 1e3;
 
     int split = discrete && (pl.gpu_layers < L || !pl.head_on_dev || pl.kv_on_host || pl.experts_on_host);
-    out->limit = split ? "host link" : cb ? "compute" : "bandwidth";
+    out->limit = split ? "host link" : cb == 2 ? "op launches" : cb ? "compute" : "bandwidth";
 
     /* Power at the boundary hardware.tsv names: the board (+ the host package
      * while it works) for a discrete GPU; for an SoC the memory system's share
