@@ -72,6 +72,7 @@ const float *sd_session_logits(const sd_session *s);
 int sd_session_pos(const sd_session *s);
 void sd_session_reset(sd_session *s);               /* forget the context */
 int sd_session_n_ctx(const sd_session *s);
+uint64_t sd_session_kv_bytes(const sd_session *s);   /* its KV cache (sliding layers keep their window only) */
 
 /* ---- GPU offload ------------------------------------------------------ */
 

@@ -48,7 +48,7 @@ static void attend_unit(const attn_job *j, int ti, const sd_att_unit *u, float *
     int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, n = u->p1 - u->p0, kvh = u->kvh;
     uint32_t kt = (uint32_t)c->type;
     const sd_type_traits *tr = sd_type_get(kt);
-    const int *table = c->seqs[j->b->seq[u->t]].blocks;
+    const int *table = sd_kv_table(c, j->layer, j->b->seq[u->t]);
     size_t row = c->kv_head;
     float *att = f->att + (size_t)ti * group * SD_ATT_CHUNK;
     float *vbuf = f->att_tmp + (size_t)ti * SD_ATT_TMP(hd, group), *qenc = vbuf + hd + 32;
@@ -309,7 +309,7 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
             for (int h = 0; h < hp->n_head; h++) sd_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, hp->norm_eps);
             for (int h = 0; h < hp->n_head_kv; h++) sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
         }
-        int pos = b->pos[t], blk = c->seqs[b->seq[t]].blocks[pos / SD_KV_BLOCK];
+        int pos = b->pos[t], blk = sd_kv_table(c, il, b->seq[t])[pos / SD_KV_BLOCK];
         sd_rope_ext(q, hp->n_head, k, hp->n_head_kv, hd, pos, L->rope_base, L->rope_scale, hp->rope_neox,
                     m->rope_freq_factors, m->yarn.freq_scale > 0 ? &m->yarn : NULL);
         for (int h = 0; h < hp->n_head_kv; h++) {

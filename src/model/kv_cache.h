@@ -1,16 +1,26 @@
-/* The paged KV cache: one pool of fixed-size blocks of positions (each block
- * holds its positions' keys and values for every layer), lent to sequences
- * on demand through per-sequence block tables and returned when they end.
+/* The paged KV cache: pools of fixed-size blocks of positions (each block
+ * holds its positions' keys and values for the pool's layers), lent to
+ * sequences on demand through per-sequence block tables and returned when
+ * they end.
+ *
+ * Sliding-window layers (sd_layer.swa) get a pool of their own when that
+ * saves memory: position p of such a layer attends to p-window+1 .. p only,
+ * so a sequence holds those layers' blocks for the positions its next pass
+ * can still see (sd_kv_seq_window) and gives the older ones back. The pool
+ * has room for every sequence's window plus one pass's chunk, so a sequence
+ * never waits for window blocks; the other layers keep every position.
  *
  * Prefix cache: a full block whose tokens are known gets a hash chained
  * with its predecessor's (so it names the whole prefix up to its end).
  * A new sequence whose tokens begin with such a chain reuses those blocks
- * (reference-counted, read-only: a sequence only writes past them). Blocks
- * no sequence holds stay cached and are evicted least-recently-used when
- * the free ones run out.
+ * (reference-counted, read-only: a sequence only writes past them); with a
+ * window pool, a prefix is reused only as far as the window blocks its end
+ * needs are still cached too. Blocks no sequence holds stay cached and are
+ * evicted least-recently-used when the free ones run out.
  *
- * Memory layout: [layer][KV head][block][SD_KV_BLOCK][head_dim] in the
- * cache's type, so consecutive block ids are adjacent for one head: a
+ * Memory layout: per pool [layer][KV head][block][SD_KV_BLOCK][head_dim] in
+ * the cache's type (the window pool's planes after the full pool's, in the
+ * same arrays), so consecutive block ids are adjacent for one head: a
  * sequence whose blocks were handed out in order reads like one array. */
 #ifndef SD_KV_CACHE_H
 #define SD_KV_CACHE_H
@@ -27,6 +37,11 @@ typedef struct {
     int n_blocks;
     int n_hashed;        /* leading blocks already published to the prefix cache */
     uint64_t last_hash;  /* hash of block n_hashed - 1 (0 before the first) */
+    /* The window pool's table (NULL without one): position p of a sliding
+     * layer lives in win[p / SD_KV_BLOCK], held for blocks [win_lo, win_hi)
+     * only, -1 elsewhere. */
+    int *win;
+    int win_lo, win_hi;
     /* A fixed-size per-sequence state beside the KV blocks, for recurrent
      * layers (qwen3next's linear attention): state_bytes of it, owned by the
      * cache, zeroed when the sequence is released. NULL while no model needs
@@ -35,13 +50,9 @@ typedef struct {
     void *state;
 } sd_kv_seq;
 
-typedef struct sd_kv_cache {
-    int n_layer, n_head_kv, head_dim;
-    sd_kv_type type;
-    size_t kv_head;            /* bytes of one head's row at one position */
-    int n_blocks, n_seqs;
-    char *k, *v;
-    size_t plane;              /* bytes of one (layer, KV head) plane: n_blocks * SD_KV_BLOCK rows */
+/* One pool of blocks and its part of the prefix cache. */
+typedef struct {
+    int n_blocks;
     int *ref;                  /* sequences holding each block */
     uint64_t *hash, *parent;   /* 0: not in the prefix cache */
     int32_t *toks;             /* SD_KV_BLOCK tokens per hashed block, to confirm a hash match */
@@ -50,39 +61,76 @@ typedef struct sd_kv_cache {
     int *lru_prev, *lru_next;  /* cached blocks nobody holds, least recently used first */
     int lru_head, lru_tail, n_lru;
     int *free_ids, n_free;     /* blocks holding nothing */
+    uint64_t evictions;
+} sd_kv_pool;
+
+typedef struct sd_kv_cache {
+    int n_layer, n_head_kv, head_dim;
+    sd_kv_type type;
+    size_t kv_head;            /* bytes of one head's row at one position */
+    int n_blocks, n_seqs;      /* n_blocks: the full pool's (every layer's without a window pool) */
+    char *k, *v;
+    uint64_t bytes;            /* of k and v together */
+    sd_kv_pool full;           /* layers that keep every position */
+    sd_kv_pool win;            /* sliding layers' (n_blocks 0: none, they use the full pool) */
+    int window;                /* positions a sliding layer sees (the largest swa among them) */
+    int n_batch;               /* most positions one sequence writes in one pass */
+    int win_blocks;            /* window blocks one sequence may hold: its window and one pass */
+    uint64_t *chain;           /* n_blocks hashes: sd_kv_seq_reuse_prefix's scratch (window pool only) */
+    size_t *layer_at;          /* per layer: byte offset of its first plane in k and v */
+    size_t *layer_plane;       /* per layer: bytes of one of its (layer, KV head) planes */
+    unsigned char *layer_win;  /* per layer: 1 if it lives in the window pool */
     sd_kv_seq *seqs;
     size_t state_bytes;
-    uint64_t evictions;
 } sd_kv_cache;
 
-/* Bytes a cache of n_pos positions needs (keys and values, all layers). */
-uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos);
+/* Bytes (keys and values, all layers) of the cache sd_kv_cache_new would
+ * make for these arguments. */
+uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos, int n_seqs, int n_batch);
 /* A cache of n_pos positions (rounded up to whole blocks) for n_seqs
- * sequences. Refuses, naming the bytes it would need, when they cannot be
- * allocated. */
-int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, sd_kv_cache **out, char *err);
+ * sequences, none of which writes more than n_batch positions in one pass.
+ * Sliding layers get a window pool when n_seqs windows take fewer blocks
+ * than n_pos (not with SHOWDOWN_KV_WINDOW=0 in the environment: the tests'
+ * way to compare with keeping every position). Refuses, naming the bytes it
+ * would need, when they cannot be allocated. */
+int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, int n_batch, sd_kv_cache **out,
+                    char *err);
 void sd_kv_cache_free(sd_kv_cache *c);
 
-/* Makes sequence s hold blocks for positions [0, n_pos): takes free blocks,
- * then evicts cached ones. Returns 0, or -1 when the pool is exhausted
- * (nothing changed then). */
+/* Makes sequence s hold full-pool blocks for positions [0, n_pos): takes
+ * free blocks, then evicts cached ones. Returns 0, or -1 when the pool is
+ * exhausted (nothing changed then). */
 int sd_kv_seq_grow(sd_kv_cache *c, int s, int n_pos);
+/* Before a pass writes positions [p0, p1) of sequence s: makes it hold the
+ * window blocks of positions [p0 + 1 - window, p1) and gives back the rest
+ * (a no-op without a window pool). Positions of that range below p0 must
+ * have been written (p0 == 0, or the sequence moves forward). Returns -1
+ * (nothing changed) when p1 - p0 exceeds the cache's n_batch or the earlier
+ * positions are gone; with those, it cannot run out of blocks. */
+int sd_kv_seq_window(sd_kv_cache *c, int s, int p0, int p1);
 /* Returns all of sequence s's blocks (cached ones stay in the prefix cache). */
 void sd_kv_seq_release(sd_kv_cache *c, int s);
 /* For an empty sequence s: takes the longest chain of cached full blocks
- * that tokens[0..n) begins with, leaving at least one token to compute.
- * Returns the positions reused (a multiple of SD_KV_BLOCK). */
+ * that tokens[0..n) begins with (and the cached window blocks its end
+ * needs), leaving at least one token to compute. Returns the positions
+ * reused (a multiple of SD_KV_BLOCK). */
 int sd_kv_seq_reuse_prefix(sd_kv_cache *c, int s, const int32_t *tokens, int n);
 /* Publishes sequence s's full blocks among its first n positions, whose
  * keys and values are written and whose tokens are tokens[0..n). */
 void sd_kv_seq_publish(sd_kv_cache *c, int s, const int32_t *tokens, int n);
-/* Blocks a sequence could still obtain (free plus evictable). */
+/* Full-pool blocks a sequence could still obtain (free plus evictable). */
 int sd_kv_available(const sd_kv_cache *c);
 
-/* Where position p of sequence s starts in layer l, KV head h. */
+/* Where position (block, off) of layer l, KV head h starts in k and v. */
 static inline size_t sd_kv_at(const sd_kv_cache *c, int l, int h, int block, int off)
 {
-    return ((size_t)l * c->n_head_kv + (size_t)h) * c->plane + ((size_t)block * SD_KV_BLOCK + (size_t)off) * c->kv_head;
+    return c->layer_at[l] + (size_t)h * c->layer_plane[l] + ((size_t)block * SD_KV_BLOCK + (size_t)off) * c->kv_head;
+}
+
+/* The block table layer l of sequence s is read through. */
+static inline const int *sd_kv_table(const sd_kv_cache *c, int l, int s)
+{
+    return c->layer_win[l] ? c->seqs[s].win : c->seqs[s].blocks;
 }
 
 #endif

@@ -50,7 +50,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
-    if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, &s->kv, err)) {
+    if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, SD_UBATCH, &s->kv, err)) {
         free(s);
         return -1;
     }
@@ -106,6 +106,9 @@ int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_a
             return sess_fail(err, "token id %d out of range (vocabulary of %d)", (int)tokens[i], nv);
     for (int i = 0; i < n; i += SD_UBATCH) {
         int c = n - i < SD_UBATCH ? n - i : SD_UBATCH;
+        /* Sliding layers: this chunk's window blocks (a chunk fits the pool's). */
+        if (sd_kv_seq_window(s->kv, 0, s->pos, s->pos + c))
+            return sess_fail(err, "KV cache: the sliding window of positions %d..%d is not held", s->pos, s->pos + c - 1);
         sd_forward(s, tokens + i, c, logits_all ? logits_all + (size_t)i * nv : NULL);
         if (s->f.gpu_err && s->f.gpu_err[0]) return sess_fail(err, "%s", s->f.gpu_err);
     }
@@ -117,3 +120,4 @@ const float *sd_session_logits(const sd_session *s) { return s->logits; }
 int sd_session_pos(const sd_session *s) { return s->pos; }
 void sd_session_reset(sd_session *s) { s->pos = 0; }
 int sd_session_n_ctx(const sd_session *s) { return s->n_ctx; }
+uint64_t sd_session_kv_bytes(const sd_session *s) { return s->kv->bytes; }

@@ -36,8 +36,9 @@ static void update_kv_stats(sd_engine *e)
 {
     const sd_kv_cache *c = e->sc->kv;
     e->stats.kv_blocks = c->n_blocks;
-    e->stats.kv_blocks_used = c->n_blocks - c->n_free - c->n_lru;
+    e->stats.kv_blocks_used = c->n_blocks - sd_kv_available(c);
     e->stats.kv_block_size = SD_KV_BLOCK;
+    e->stats.kv_bytes = c->bytes;
 }
 
 /* Frees the slot and its blocks, then ends its request. */
@@ -176,6 +177,17 @@ static void make_room(sd_engine *e)
     }
 }
 
+/* Slot si's window blocks (sliding layers) for its next n positions; a
+ * pass of at most n_batch cannot run out of them (model/kv_cache.h), so a
+ * failure is a bug: it ends the request with an error. */
+static int hold_window(sd_engine *e, int si, int n)
+{
+    const eng_slot *sl = &e->slots[si];
+    if (!sd_kv_seq_window(e->sc->kv, si, sl->n_done, sl->n_done + n)) return 0;
+    release(e, si, SD_FINISH_ERROR, "the KV cache holds no window blocks for this sequence");
+    return -1;
+}
+
 /* The batch of this step; returns its size. */
 static int build_batch(sd_engine *e)
 {
@@ -186,7 +198,7 @@ static int build_batch(sd_engine *e)
     /* One token for every generating sequence. */
     for (int i = 0; i < e->n_slots; i++) {
         eng_slot *sl = &e->slots[i];
-        if (!sl->req || sl->n_done < sl->n_fill) continue;
+        if (!sl->req || sl->n_done < sl->n_fill || hold_window(e, i, 1)) continue;
         sl->b_first = n;
         sl->b_n = 1;
         sl->o_first = n_out;
@@ -218,6 +230,7 @@ static int build_batch(sd_engine *e)
          * sequence (after a preemption) has its next token already. */
         int last_row = sl->n_done + c == sl->n_fill && !q->n_gen;
         if (!sl->rows && last_row && n_out >= sc->max_out) { sl->b_n = -1; continue; }
+        if (hold_window(e, best, c)) continue;
         sl->b_first = n;
         sl->b_n = c;
         sl->o_first = n_out;
@@ -374,7 +387,7 @@ int sd_engine_new(sd_model *m, const sd_engine_params *p, sd_engine **out, char 
     for (int i = 0; i < e->n_slots; i++)
         if (!(e->slots[i].tokens = malloc((size_t)e->n_ctx * sizeof(int32_t)))) goto oom;
     struct eng_sched *sc = e->sc;
-    if (sd_kv_cache_new(m, p->kv_type, e->n_ctx, e->n_slots, &sc->kv, err)) {
+    if (sd_kv_cache_new(m, p->kv_type, e->n_ctx, e->n_slots, e->n_batch, &sc->kv, err)) {
         sd_engine_free(e);
         return -1;
     }
