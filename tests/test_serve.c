@@ -340,6 +340,7 @@ Test(serve, small_endpoints)
                                   "showdown_busy_slots",
                                   "showdown_queue_depth",
                                   "showdown_kv_cache_usage_ratio",
+                                  "showdown_kv_cache_bytes",
                                   "showdown_prefix_cache_hit_tokens_total",
                                   "showdown_generated_tokens_total",
                                   "showdown_prompt_tokens_total",

@@ -208,9 +208,9 @@ int cmd_run(int argc, char **argv)
     double t_gen = sd_time_ms() - t2;
     fputc('\n', stdout);
     fprintf(stderr, "\nload %.1f ms | prompt %d tokens, %.2f tokens/s | generated %d tokens, %.2f tokens/s | "
-                    "first token after %.1f ms | %s kernels\n",
+                    "first token after %.1f ms | %s kernels | KV cache %.1f MiB\n",
             t_load, n_prompt, n_prompt / (t_prompt / 1e3), n_gen, n_gen ? n_gen / (t_gen / 1e3) : 0.0, t_first,
-            sd_kernel_isa());
+            sd_kernel_isa(), sd_session_kv_bytes(s) / 1048576.0);
     if (o.logits_out && sd_logits_file_write(o.logits_out, nv, ptoks, n_prompt, gen, n_gen, rows, err)) {
         fail("%s", err);
         goto done;

@@ -209,8 +209,12 @@ int cmd_serve(int argc, char **argv)
     ep.max_queue = (int)o.queue;
     if (sd_engine_new(m, &ep, &e, err)) { fail("%s", err); goto done; }
     sd_server_set_model(srv, m, e, tmpl);
-    fprintf(stderr, "showdown serve: listening on http://%s%s%s:%d (model %s, %ld slots, context %ld, chat template %s)\n",
-            v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv), o.alias ? o.alias : o.model, o.n_slots, o.ctx, why);
+    sd_engine_stats st;
+    sd_engine_get_stats(e, &st);
+    fprintf(stderr, "showdown serve: listening on http://%s%s%s:%d (model %s, %ld slots, context %ld, KV cache %.1f MiB, "
+                    "chat template %s)\n",
+            v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv), o.alias ? o.alias : o.model, o.n_slots, o.ctx,
+            st.kv_bytes / 1048576.0, why);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "showdown serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -146,6 +146,8 @@ char *sd_metrics_render(sd_metrics *m, const sd_engine_stats *st)
         put_one(&b, "showdown_kv_cache_blocks_used", "gauge", "KV cache blocks in use", st->kv_blocks_used);
         put_one(&b, "showdown_kv_cache_usage_ratio", "gauge", "fraction of the KV cache in use",
                 st->kv_blocks ? (double)st->kv_blocks_used / st->kv_blocks : 0);
+        put_one(&b, "showdown_kv_cache_bytes", "gauge", "bytes of the KV cache (sliding-window layers: their windows only)",
+                (double)st->kv_bytes);
     }
     if (b.oom) { free(b.s); return NULL; }
     return b.s;
