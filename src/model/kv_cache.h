@@ -104,9 +104,11 @@ int sd_kv_seq_grow(sd_kv_cache *c, int s, int n_pos);
 /* Before a pass writes positions [p0, p1) of sequence s: makes it hold the
  * window blocks of positions [p0 + 1 - window, p1) and gives back the rest
  * (a no-op without a window pool). Positions of that range below p0 must
- * have been written (p0 == 0, or the sequence moves forward). Returns -1
- * (nothing changed) when p1 - p0 exceeds the cache's n_batch or the earlier
- * positions are gone; with those, it cannot run out of blocks. */
+ * have been written (p0 == 0, or the sequence moves forward). Returns -1,
+ * nothing changed, when p1 - p0 exceeds the cache's n_batch or the earlier
+ * positions are gone. Otherwise it cannot run out of blocks (each sequence
+ * holds at most win_blocks of a pool of n_seqs times that); -1 then would
+ * be a bug, checked before a block is taken. */
 int sd_kv_seq_window(sd_kv_cache *c, int s, int p0, int p1);
 /* Returns all of sequence s's blocks (cached ones stay in the prefix cache). */
 void sd_kv_seq_release(sd_kv_cache *c, int s);

@@ -12,7 +12,7 @@
 
 struct sd_session {
     sd_model *m;
-    sd_kv_cache *kv;           /* one sequence holding every block */
+    sd_kv_cache *kv;           /* one sequence holding every block (sliding layers: their window) */
     sd_fwd f;
     int n_ctx, pos;
     sd_kv_type kv_type;
