@@ -15,6 +15,7 @@
 #include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/arch_qwen3next.h"
 #include "model/moe.h"
 #include "model/offload.h"
 #include "tensor/types.h"
@@ -263,6 +264,8 @@ static void run_attention(sd_fwd *f, const sd_batch *b, int il)
     }
 }
 
+void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il) { run_attention(f, b, il); }
+
 /* ---- layers ------------------------------------------------------------- */
 
 static void add_bias(float *x, const float *b, int n_tok, int n)
@@ -286,6 +289,10 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
     const sd_layer *L = &m->layers[il];
     sd_kv_cache *c = f->kv;
     int n = b->n, e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
+    if (m->qnext) {
+        sd_qnext_forward_layer(f, b, il);   /* model/arch_qwen3next.c */
+        return;
+    }
 
     for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
     /* Each product names the one after it, for the threads to prefetch. */
@@ -432,6 +439,11 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     f->units = malloc((size_t)f->max_units * sizeof *f->units);
     f->recs = malloc((size_t)f->max_recs * group * (hp->head_dim + 2) * sizeof(float));
     f->pool = sd_pool_new(n_threads);
+    size_t qn_floats = sd_qnext_scratch_floats(m, max_tok);
+    if (qn_floats && !(f->qnext = malloc(qn_floats * sizeof(float)))) {
+        sd_fwd_free(f);
+        return fwd_fail(err, "%s: out of memory for the recurrent layers' scratch (%d tokens)", m->path, max_tok);
+    }
     size_t moe_floats = sd_moe_scratch_floats(m, max_tok);
     if (moe_floats) {
         f->moe = malloc(moe_floats * sizeof(float));
@@ -453,6 +465,7 @@ void sd_fwd_free(sd_fwd *f)
 {
     free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v); free(f->att_out); free(f->hb); free(f->hb2);
     free(f->att); free(f->att_tmp); free(f->xq); free(f->units); free(f->recs); free(f->moe); free(f->moe_ids);
+    free(f->qnext);
     sd_pool_free(f->pool);
     memset(f, 0, sizeof *f);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/arch_qwen3next.h"
 #include "model/kv_cache.h"
 #include "tensor/types.h"
 
@@ -62,6 +63,8 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     int ok = c->k && c->v && c->ref && c->hash && c->parent && c->toks && c->bucket && c->next && c->lru_prev &&
              c->lru_next && c->free_ids && c->seqs;
     for (int s = 0; ok && s < n_seqs; s++) ok = (c->seqs[s].blocks = malloc((size_t)nb * sizeof(int))) != NULL;
+    c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
+    for (int s = 0; ok && c->state_bytes && s < n_seqs; s++) ok = (c->seqs[s].state = calloc(1, c->state_bytes)) != NULL;
     if (!ok) {
         sd_kv_cache_free(c);
         return kv_fail(err, "%s: not enough memory for a KV cache of %d positions: it needs %.1f MiB (%llu bytes)",
