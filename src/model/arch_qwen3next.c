@@ -67,9 +67,13 @@ int sd_qnext_hparams(sd_model *m, char *err)
             1 << 20, &q->n_ff_shexp, err))
         return -1;
     q->rec_index = malloc((size_t)hp->n_layer * sizeof *q->rec_index);
-    if (!q->rec_index) return gguf_fail(err, m->path, "out of memory");
-    for (int il = 0; il < hp->n_layer; il++)
-        q->rec_index[il] = (il + 1) % q->interval ? q->n_recurrent++ : -1;
+    q->kv_index = malloc((size_t)hp->n_layer * sizeof *q->kv_index);
+    if (!q->rec_index || !q->kv_index) return gguf_fail(err, m->path, "out of memory");
+    for (int il = 0, n_att = 0; il < hp->n_layer; il++) {
+        int rec = (il + 1) % q->interval != 0;
+        q->rec_index[il] = rec ? q->n_recurrent++ : -1;
+        q->kv_index[il] = rec ? -1 : n_att++;
+    }
     q->layer_state = (size_t)q->conv_dim * (size_t)(q->d_conv - 1) +
                      (size_t)q->n_v_heads * (size_t)q->head_v * (size_t)q->head_k;
     return 0;
@@ -168,7 +172,7 @@ void sd_qnext_free(sd_model *m)
         free(ql);
         m->layers[il].qn = NULL;
     }
-    if (m->qnext) free(m->qnext->rec_index);
+    if (m->qnext) { free(m->qnext->rec_index); free(m->qnext->kv_index); }
     free(m->qnext);
     m->qnext = NULL;
 }
@@ -239,12 +243,12 @@ static void gated_attention_fwd(sd_fwd *f, const sd_batch *b, int il, qn_scratch
         for (int h = 0; h < hp->n_head_kv; h++) {
             sd_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, hp->norm_eps);
             sd_rope_ext(k + h * hd, 1, NULL, 0, n_rot, pos, L->rope_base, L->rope_scale, 1, NULL, NULL);
-            size_t at = sd_kv_at(c, il, h, blk, pos % SD_KV_BLOCK);
+            size_t at = sd_kv_at(c, m->qnext->kv_index[il], h, blk, pos % SD_KV_BLOCK);
             kv_enc(k + (size_t)h * hd, c->k + at, hd);
             kv_enc(f->v + (size_t)t * kvd + (size_t)h * hd, c->v + at, hd);
         }
     }
-    sd_fwd_attention(f, b, il);
+    sd_fwd_attention(f, b, il, m->qnext->kv_index[il]);
     for (size_t i = 0; i < (size_t)n * qd; i++) f->att_out[i] *= sigmoidf(sc->gate[i]);
     sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, NULL, 0);
     for (size_t i = 0; i < (size_t)n * e; i++) f->x[i] += f->xb[i];

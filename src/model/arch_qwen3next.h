@@ -43,6 +43,7 @@ struct sd_qnext {
     int key_dim, value_dim, conv_dim;
     int n_recurrent;
     int *rec_index;               /* per layer: its index among the recurrent layers, or -1 */
+    int *kv_index;                /* per layer: its index among the attention layers (KV cache planes), or -1 */
     size_t layer_state;           /* floats of state per recurrent layer and sequence */
 };
 

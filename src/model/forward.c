@@ -32,7 +32,7 @@
 typedef struct {
     sd_fwd *f;
     const sd_batch *b;
-    int layer;
+    int layer, kv_layer;   /* the model's layer; its planes in the KV cache */
     const sd_att_unit *u;
     int n_units;
     int64_t total;
@@ -58,7 +58,7 @@ static void attend_unit(const attn_job *j, int ti, const sd_att_unit *u, float *
     const float *q = f->q + ((size_t)u->t * hp->n_head + (size_t)kvh * group) * hd;
     sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
     sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
-    const char *kbase = c->k + sd_kv_at(c, j->layer, kvh, 0, 0), *vbase = c->v + sd_kv_at(c, j->layer, kvh, 0, 0);
+    const char *kbase = c->k + sd_kv_at(c, j->kv_layer, kvh, 0, 0), *vbase = c->v + sd_kv_at(c, j->kv_layer, kvh, 0, 0);
 
     /* Segments: runs of adjacent blocks. Every segment starts on a block
      * boundary or at p0 (a multiple of 8), so the kernels group positions
@@ -232,7 +232,7 @@ static int plan_units(sd_fwd *f, const sd_batch *b, int layer, int t0, int t1, i
     return n;
 }
 
-static void run_attention(sd_fwd *f, const sd_batch *b, int il)
+static void run_attention(sd_fwd *f, const sd_batch *b, int il, int kvl)
 {
     int nkv = f->m->hp.n_head_kv;
     const sd_layer *L = &f->m->layers[il];
@@ -248,7 +248,7 @@ static void run_attention(sd_fwd *f, const sd_batch *b, int il)
             recs += nr;
             t1++;
         }
-        attn_job j = {f, b, il, f->units, 0, 0};
+        attn_job j = {f, b, il, kvl, f->units, 0, 0};
         j.n_units = plan_units(f, b, il, t0, t1, &j.total);
         if (j.total <= SMALL_ATTENTION) attention(&j, 0, 1);
         else sd_pool_run(f->pool, attention, &j);
@@ -264,7 +264,7 @@ static void run_attention(sd_fwd *f, const sd_batch *b, int il)
     }
 }
 
-void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il) { run_attention(f, b, il); }
+void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il, int kvl) { run_attention(f, b, il, kvl); }
 
 /* ---- layers ------------------------------------------------------------- */
 
@@ -325,7 +325,7 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
             kv_enc(f->v + (size_t)t * kvd + (size_t)h * hd, c->v + at, hd);
         }
     }
-    run_attention(f, b, il);
+    run_attention(f, b, il, il);
     sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
     add_bias(f->xb, L->bo, n, e);
     post_norm(f, L->post_attn_norm, n);

@@ -64,8 +64,9 @@ void sd_fwd_free(sd_fwd *f);
  * before a token's own are cached or earlier in b) and writes the logits of
  * b->out's tokens, n_vocab floats each, to logits. */
 void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits);
-/* Attention of layer il for b's tokens: f->q against the cached keys and
- * values into f->att_out (for architectures with their own layer code). */
-void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il);
+/* Attention of layer il for b's tokens: f->q against the keys and values
+ * cached in the KV cache's layer kvl, into f->att_out (for architectures
+ * with their own layer code and fewer attention layers than layers). */
+void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il, int kvl);
 
 #endif

@@ -18,11 +18,18 @@ static int kv_fail(char *err, const char *fmt, ...)
     return -1;
 }
 
+/* Layers with keys and values: qwen3next's recurrent layers have none. */
+static int kv_layers(const sd_model *m)
+{
+    int n = m->hp.n_layer - (m->qnext ? m->qnext->n_recurrent : 0);
+    return n > 0 ? n : 1;
+}
+
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos)
 {
     int64_t blocks = (n_pos + SD_KV_BLOCK - 1) / SD_KV_BLOCK;
     uint64_t row = sd_row_bytes((uint32_t)type, (int64_t)m->hp.head_dim);
-    return 2 * (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
+    return 2 * (uint64_t)kv_layers(m) * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
 }
 
 int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, sd_kv_cache **out, char *err)
@@ -31,7 +38,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     uint64_t need = sd_kv_cache_bytes(m, type, n_pos);
     sd_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return kv_fail(err, "out of memory");
-    c->n_layer = m->hp.n_layer;
+    c->n_layer = kv_layers(m);
     c->n_head_kv = m->hp.n_head_kv;
     c->head_dim = m->hp.head_dim;
     c->type = type;
