@@ -52,7 +52,9 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     /* More than the machine's memory would only be promised by the kernel
      * (overcommit), then kill the process when touched. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int fits = pages <= 0 || psz <= 0 || need <= (uint64_t)pages * (uint64_t)psz;
+    c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
+    uint64_t state = (uint64_t)c->state_bytes * (uint64_t)n_seqs;
+    int fits = pages <= 0 || psz <= 0 || need + state <= (uint64_t)pages * (uint64_t)psz;
     if (fits && need / 2 == (size_t)(need / 2)) {
         c->k = malloc((size_t)(need / 2));
         c->v = malloc((size_t)(need / 2));
@@ -70,12 +72,12 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     int ok = c->k && c->v && c->ref && c->hash && c->parent && c->toks && c->bucket && c->next && c->lru_prev &&
              c->lru_next && c->free_ids && c->seqs;
     for (int s = 0; ok && s < n_seqs; s++) ok = (c->seqs[s].blocks = malloc((size_t)nb * sizeof(int))) != NULL;
-    c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
     for (int s = 0; ok && c->state_bytes && s < n_seqs; s++) ok = (c->seqs[s].state = calloc(1, c->state_bytes)) != NULL;
     if (!ok) {
         sd_kv_cache_free(c);
-        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions: it needs %.1f MiB (%llu bytes)",
-                       m->path, n_pos, (double)need / (1 << 20), (unsigned long long)need);
+        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions%s: it needs %.1f MiB (%llu bytes)",
+                       m->path, n_pos, state ? " and the recurrent state" : "", (double)(need + state) / (1 << 20),
+                       (unsigned long long)(need + state));
     }
     for (int i = 0; i < c->n_bucket; i++) c->bucket[i] = -1;
     /* Free blocks are taken from the end of the stack: lowest ids first, so a
