@@ -11,6 +11,7 @@
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/session.h"
+#include "model/synth.h"
 #include "qwen3next_derive.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
@@ -125,6 +126,32 @@ Test(qwen3next, interleaved_sequences_in_one_batch)
     free(rows); free(want);
     sd_fwd_free(&f);
     sd_kv_cache_free(kv);
+    sd_model_free(m);
+    unlink(path);
+}
+
+/* The preset is Qwen3-Next-80B-A3B's published config, and the parameter
+ * count the shape predicts is the one a written file holds. */
+Test(qwen3next, preset_shape_and_parameter_count)
+{
+    const sd_synth_shape *s = sd_synth_preset("qwen3-next-80b-a3b");
+    cr_assert_not_null(s);
+    cr_expect(s->n_embd == 2048 && s->n_layer == 48 && s->n_head == 16 && s->n_head_kv == 2 && s->head_dim == 256);
+    cr_expect(s->n_expert == 512 && s->n_expert_used == 10 && s->n_ff_exp == 512 && s->n_ff_shexp == 512);
+    cr_expect(s->ssm_conv == 4 && s->ssm_state == 128 && s->ssm_groups == 16 && s->ssm_heads == 32);
+    cr_expect(s->n_rot == 64 && s->attn_interval == 4 && s->n_vocab == 151936 && !s->tied);
+    double b = (double)sd_synth_n_params(s) / 1e9;
+    cr_expect(b > 79.3 && b < 80.0, "%.2fB parameters", b);
+
+    char path[128], err[SD_ERR_LEN];
+    qnext_synth(path, sizeof path, "f32");
+    sd_model *m;
+    cr_assert_eq(sd_model_load(path, &m, err), 0, "%s", err);
+    sd_synth_shape sh = *s;
+    sh.n_layer = 4; sh.n_embd = 128; sh.n_head = 2; sh.n_head_kv = 1; sh.head_dim = 64; sh.n_rot = 16;
+    sh.n_vocab = 400; sh.n_expert = 8; sh.n_expert_used = 2; sh.n_ff_exp = 64; sh.n_ff_shexp = 64;
+    sh.ssm_state = 32; sh.ssm_groups = 2; sh.ssm_heads = 4;
+    cr_expect_eq(sd_synth_n_params(&sh), sd_model_n_params(m));
     sd_model_free(m);
     unlink(path);
 }
