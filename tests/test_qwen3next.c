@@ -12,6 +12,7 @@
 #include "model/kv_cache.h"
 #include "model/session.h"
 #include "model/synth.h"
+#include "gguf/gguf_write.h"
 #include "qwen3next_derive.h"
 
 /* ---- fixtures ----------------------------------------------------------- */
@@ -153,5 +154,111 @@ Test(qwen3next, preset_shape_and_parameter_count)
     sh.ssm_state = 32; sh.ssm_groups = 2; sh.ssm_heads = 4;
     cr_expect_eq(sd_synth_n_params(&sh), sd_model_n_params(m));
     sd_model_free(m);
+    unlink(path);
+}
+
+/* The first converters' fused layout: attn_qkv and attn_gate as one ssm_in
+ * whose rows run, per key head g, q_g, k_g, then v and z of g's value heads.
+ * A copy of the F32 file in that layout gives the same logits. */
+static void write_fused(const char *src, const char *dst)
+{
+    char err[SD_ERR_LEN];
+    gguf_file *g;
+    cr_assert_eq(gguf_open(src, &g, err), 0, "%s", err);
+    uint32_t dk = 0, hk = 0, hv = 0, inner = 0;
+    cr_assert_eq(gguf_get_u32(g, "qwen3next.ssm.state_size", &dk, err), 1);
+    cr_assert_eq(gguf_get_u32(g, "qwen3next.ssm.group_count", &hk, err), 1);
+    cr_assert_eq(gguf_get_u32(g, "qwen3next.ssm.time_step_rank", &hv, err), 1);
+    cr_assert_eq(gguf_get_u32(g, "qwen3next.ssm.inner_size", &inner, err), 1);
+    size_t kd = (size_t)dk * hk, gv = inner / hk;
+    gguf_writer *w = gguf_writer_new();
+    for (uint64_t i = 0; i < g->n_kv; i++) cr_assert_eq(gguf_writer_copy_kv(w, &g->kv[i]), 0);
+    void **data = calloc(g->n_tensors, sizeof *data);
+    size_t *bytes = calloc(g->n_tensors, sizeof *bytes);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
+        char name[96];
+        int layer;
+        snprintf(name, sizeof name, "%.*s", (int)t->name.len, t->name.ptr);
+        if (strstr(name, ".attn_gate.weight")) continue;
+        data[i] = (void *)t->data;
+        bytes[i] = t->n_bytes;
+        int end = -1;
+        if (sscanf(name, "blk.%d.attn_qkv.weight%n", &layer, &end) != 1 || end != (int)strlen(name)) {
+            cr_assert_eq(gguf_writer_add_tensor(w, name, t->type, (int)t->n_dims, t->ne, err), 0, "%s", err);
+            continue;
+        }
+        cr_assert_eq(t->type, SD_TYPE_F32);
+        char gname[96];
+        snprintf(gname, sizeof gname, "blk.%d.attn_gate.weight", layer);
+        const gguf_tensor *z = gguf_find_tensor(g, gname);
+        cr_assert_not_null(z);
+        size_t row = (size_t)t->ne[0] * sizeof(float);
+        const char *qkv = t->data, *zr = z->data;
+        char *o = malloc((t->n_bytes + z->n_bytes));
+        data[i] = o;
+        bytes[i] = t->n_bytes + z->n_bytes;
+        for (size_t h = 0; h < hk; h++) {
+            memcpy(o, qkv + h * dk * row, dk * row), o += dk * row;
+            memcpy(o, qkv + (kd + h * dk) * row, dk * row), o += dk * row;
+            memcpy(o, qkv + (2 * kd + h * gv) * row, gv * row), o += gv * row;
+            memcpy(o, zr + h * gv * row, gv * row), o += gv * row;
+        }
+        snprintf(name, sizeof name, "blk.%d.ssm_in.weight", layer);
+        int64_t ne[2] = {t->ne[0], t->ne[1] + z->ne[1]};
+        cr_assert_eq(gguf_writer_add_tensor(w, name, t->type, 2, ne, err), 0, "%s", err);
+    }
+    cr_assert_eq(gguf_writer_begin(w, dst, err), 0, "%s", err);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        if (!data[i]) continue;
+        cr_assert_eq(gguf_writer_write(w, data[i], bytes[i], err), 0, "%s", err);
+        if (data[i] != g->tensors[i].data) free(data[i]);
+    }
+    cr_assert_eq(gguf_writer_finish(w, err), 0, "%s", err);
+    gguf_writer_free(w);
+    free(data);
+    free(bytes);
+    gguf_close(g);
+}
+
+static float *rows_of(const char *path, int *nv)
+{
+    char err[SD_ERR_LEN];
+    sd_model *m;
+    cr_assert_eq(sd_model_load(path, &m, err), 0, "%s", err);
+    *nv = sd_model_hparams(m)->n_vocab;
+    sd_session_params p = {64, 2, SD_KV_F32};
+    sd_session *s;
+    cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
+    float *rows = malloc((size_t)NT * *nv * sizeof *rows);
+    cr_assert_eq(sd_session_eval(s, toks, NT, rows, err), 0, "%s", err);
+    sd_session_free(s);
+    sd_model_free(m);
+    return rows;
+}
+
+Test(qwen3next, fused_ssm_in_layout_computes_the_same)
+{
+    char path[128], fused[160];
+    qnext_synth(path, sizeof path, "f32");
+    snprintf(fused, sizeof fused, "%s.fused.gguf", path);
+    write_fused(path, fused);
+    int nv, nv2;
+    float *a = rows_of(path, &nv), *b = rows_of(fused, &nv2);
+    cr_assert_eq(nv, nv2);
+    double worst = 0;
+    for (int i = 0; i < NT; i++) {
+        double num = 0, den = 0;
+        for (int j = 0; j < nv; j++) {
+            double d = (double)a[(size_t)i * nv + j] - b[(size_t)i * nv + j];
+            num += d * d;
+            den += (double)a[(size_t)i * nv + j] * a[(size_t)i * nv + j];
+        }
+        worst = fmax(worst, sqrt(num / den));
+    }
+    cr_log_info("qwen3next fused ssm_in vs attn_qkv + attn_gate: worst relative L2 %.2e", worst);
+    cr_expect_leq(worst, 1e-6, "fused layout differs: %.3e", worst);
+    free(a); free(b);
+    unlink(fused);
     unlink(path);
 }

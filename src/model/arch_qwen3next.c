@@ -103,12 +103,14 @@ static int linear_attention(sd_model *m, int il, struct sd_qnext_layer *ql, char
     int64_t e = m->hp.n_embd;
     char n[64];
 #define NAME(sfx) (snprintf(n, sizeof n, "blk.%d." sfx, il), n)
-    if (!gguf_find_tensor(m->gguf, NAME("attn_qkv.weight")) && gguf_find_tensor(m->gguf, NAME("ssm_in.weight")))
-        return gguf_fail(err, m->path, "layer %d: the fused blk.%d.ssm_in.weight is not supported (attn_qkv and "
-                         "attn_gate are)", il, il);
-    if (sd_load_matrix(m, NAME("attn_qkv.weight"), e, q->conv_dim, 0, &L->wq, err) ||
-        sd_load_matrix(m, NAME("attn_gate.weight"), e, q->value_dim, 0, &L->wk, err) ||
-        sd_load_matrix(m, NAME("ssm_ba.weight"), e, 2 * q->n_v_heads, 0, &L->wv, err) ||
+    /* The fused layout (the first converters'): one ssm_in of, per key head,
+     * [q | k | its value heads' v | their z]; or attn_qkv and attn_gate. */
+    ql->fused = !gguf_find_tensor(m->gguf, NAME("attn_qkv.weight")) && gguf_find_tensor(m->gguf, NAME("ssm_in.weight"));
+    if (ql->fused ? sd_load_matrix(m, NAME("ssm_in.weight"), e, q->conv_dim + q->value_dim, 0, &L->wq, err)
+                  : sd_load_matrix(m, NAME("attn_qkv.weight"), e, q->conv_dim, 0, &L->wq, err) ||
+                        sd_load_matrix(m, NAME("attn_gate.weight"), e, q->value_dim, 0, &L->wk, err))
+        return -1;
+    if (sd_load_matrix(m, NAME("ssm_ba.weight"), e, 2 * q->n_v_heads, 0, &L->wv, err) ||
         sd_load_matrix(m, NAME("ssm_out.weight"), q->value_dim, e, 0, &L->wo, err) ||
         sd_load_vector(m, NAME("ssm_dt.bias"), q->n_v_heads, 0, &ql->dt_bias, err) ||
         sd_load_vector(m, NAME("ssm_a"), q->n_v_heads, 0, &ql->a, err) ||
@@ -187,6 +189,7 @@ size_t sd_qnext_state_bytes(const sd_model *m)
 typedef struct {
     float *qg, *gate;            /* attention: [query | gate] per head; the gates */
     float *mix, *z, *bd, *o;     /* recurrent: conv input/output, z, beta and decay, delta output */
+    float *qkvz;                 /* recurrent, fused ssm_in: its output before the split */
     float *sh_g, *sh_u, *sh_y, *sh_w;   /* shared expert */
 } qn_scratch;
 
@@ -198,6 +201,7 @@ static size_t layout(const sd_model *m, int max_tok, float *base, qn_scratch *sc
     TAKE(qg, B * 2 * qd);
     TAKE(gate, B * qd);
     TAKE(mix, B * q->conv_dim);
+    TAKE(qkvz, B * (q->conv_dim + q->value_dim));
     TAKE(z, B * q->value_dim);
     TAKE(bd, B * 2 * q->n_v_heads);
     TAKE(o, B * q->value_dim);
@@ -306,6 +310,24 @@ static void delta_part(void *ctx, int ti, int nt)
     }
 }
 
+/* ssm_in's rows per key head g, [q_g | k_g | v of its r value heads | z of
+ * them], into mix = [q | k | v] (all heads each) and z. */
+static void unfuse(const struct sd_qnext *q, qn_scratch *sc, int n)
+{
+    int dk = q->head_k, r = q->n_v_heads / q->n_k_heads, gv = r * q->head_v;
+    size_t w = (size_t)q->conv_dim + q->value_dim, fk = sizeof(float) * dk, fv = sizeof(float) * gv;
+    for (int t = 0; t < n; t++) {
+        const float *in = sc->qkvz + (size_t)t * w;
+        float *mix = sc->mix + (size_t)t * q->conv_dim, *z = sc->z + (size_t)t * q->value_dim;
+        for (int g = 0; g < q->n_k_heads; g++, in += 2 * dk + 2 * gv) {
+            memcpy(mix + (size_t)g * dk, in, fk);
+            memcpy(mix + q->key_dim + (size_t)g * dk, in + dk, fk);
+            memcpy(mix + 2 * q->key_dim + (size_t)g * gv, in + 2 * dk, fv);
+            memcpy(z + (size_t)g * gv, in + 2 * dk + gv, fv);
+        }
+    }
+}
+
 static void linear_attention_fwd(sd_fwd *f, const sd_batch *b, int il, qn_scratch *sc)
 {
     const sd_model *m = f->m;
@@ -314,8 +336,15 @@ static void linear_attention_fwd(sd_fwd *f, const sd_batch *b, int il, qn_scratc
     const sd_layer *L = &m->layers[il];
     int n = b->n, e = m->hp.n_embd, H = q->n_v_heads, r = H / q->n_k_heads, dk = q->head_k, dv = q->head_v;
     const sd_weight *in[3] = {&L->wq, &L->wk, &L->wv}, *wo = &L->wo;
-    float *const out[3] = {sc->mix, sc->z, sc->bd};
-    sd_matmul_multi(f->pool, in, 3, f->xb, n, out, f->xq, &wo, 1);
+    if (ql->fused) {
+        const sd_weight *in2[2] = {&L->wq, &L->wv};
+        float *const out2[2] = {sc->qkvz, sc->bd};
+        sd_matmul_multi(f->pool, in2, 2, f->xb, n, out2, f->xq, &wo, 1);
+        unfuse(q, sc, n);
+    } else {
+        float *const out[3] = {sc->mix, sc->z, sc->bd};
+        sd_matmul_multi(f->pool, in, 3, f->xb, n, out, f->xq, &wo, 1);
+    }
     /* beta and decay per value head, in place: [beta (H) | decay (H)] per token */
     for (int t = 0; t < n; t++) {
         float *bd = sc->bd + (size_t)t * 2 * H, tmp[2 * 4096];

@@ -22,13 +22,15 @@
  * (key heads), ssm.time_step_rank (value heads), ssm.inner_size (value
  * heads x value head size), full_attention_interval (default 4),
  * expert_shared_feed_forward_length. The fork's delta kernel needs value
- * heads as large as key heads; files where they differ are refused.
+ * heads as large as key heads; files where they differ are refused. The
+ * first converters' fused ssm_in (per key head: q, k, v, z) loads too.
  *
  * A recurrent layer keeps, per sequence, its convolution's last inputs and
  * each value head's state matrix: the KV cache's per-sequence state slot
  * (model/kv_cache.h), zeroed when the sequence is released or when a token
  * at position 0 arrives. Its matrices sit in the layer's ordinary slots:
- * wq = attn_qkv, wk = attn_gate, wv = ssm_ba, wo = ssm_out; in MoE layers
+ * wq = attn_qkv, wk = attn_gate (or wq = the fused ssm_in, wk empty),
+ * wv = ssm_ba, wo = ssm_out; in MoE layers
  * w_gate/w_up/w_down hold the shared expert. */
 #ifndef SD_MODEL_ARCH_QWEN3NEXT_H
 #define SD_MODEL_ARCH_QWEN3NEXT_H
@@ -52,6 +54,7 @@ struct sd_qnext_layer {
     float *dt_bias, *a;           /* per value head */
     float *ssm_norm;              /* head_v */
     float *shexp_gate;            /* n_embd, or NULL */
+    int fused;                    /* wq is the fused ssm_in (q, k, v, z per key head), wk empty */
 };
 
 /* Reads the qwen3next keys after the common ones; refuses inconsistent ones
