@@ -149,6 +149,8 @@ typedef struct {
     double *S;       /* [layer][value head][dv][dk] */
     double *kc, *vc; /* [layer][position][kv] */
     int n;           /* positions done */
+    int32_t *ids;    /* or NULL: the experts chosen, [position][layer][k] */
+    double *gap;     /* with ids: router logit of the k-th chosen minus the best unchosen, [position][layer] */
 } qseq;
 
 static inline void seq_init(const qderiv *d, qseq *s, int max_pos)
@@ -159,6 +161,8 @@ static inline void seq_init(const qderiv *d, qseq *s, int max_pos)
     s->kc = calloc((size_t)d->nl * max_pos * kvd, sizeof(double));
     s->vc = calloc((size_t)d->nl * max_pos * kvd, sizeof(double));
     s->n = 0;
+    s->ids = NULL;
+    s->gap = NULL;
 }
 
 static inline void seq_free(qseq *s) { free(s->conv); free(s->S); free(s->kc); free(s->vc); }
@@ -265,6 +269,16 @@ static inline void step(qderiv *d, qseq *s, int tok, int max_pos, double *logits
             }
             sel[j] = best;
         }
+        if (s->ids) {
+            double next = -INFINITY;
+            for (int i = 0; i < d->ne; i++) {
+                int taken = 0;
+                for (int q = 0; q < d->k; q++) taken |= sel[q] == i;
+                if (!taken) next = fmax(next, lg[i]);
+            }
+            memcpy(s->ids + ((size_t)t * d->nl + l) * d->k, sel, (size_t)d->k * sizeof *sel);
+            s->gap[(size_t)t * d->nl + l] = lg[sel[d->k - 1]] - next;
+        }
         double wsum = 0, wsel[MAXK];
         for (int j = 0; j < d->k; j++) wsum += wsel[j] = exp(lg[sel[j]] - lg[sel[0]]);
         const double *gw = need(d, "blk.%d.ffn_gate_exps.weight", l), *uw = need(d, "blk.%d.ffn_up_exps.weight", l);
@@ -312,19 +326,27 @@ static inline void qnext_synth(char *path, size_t n, const char *type)
     cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
-/* The derivation's rows for tokens tok[0..n) (nv each, malloc'd). */
-static inline double *qnext_derive_rows(const char *path, const int32_t *tok, int n, int *nv)
+/* The derivation's rows for tokens tok[0..n) (nv each, malloc'd); ids and
+ * gap (or NULL): room for the routing (qseq's) of n positions. */
+static inline double *qnext_derive_routed(const char *path, const int32_t *tok, int n, int *nv, int32_t *ids, double *gap)
 {
     qderiv d;
     qd_open(&d, path);
     qseq s;
     seq_init(&d, &s, n);
+    s.ids = ids;
+    s.gap = gap;
     double *rows = malloc((size_t)n * d.nv * sizeof *rows);
     for (int t = 0; t < n; t++) step(&d, &s, tok[t], n, rows + (size_t)t * d.nv);
     *nv = d.nv;
     seq_free(&s);
     qd_close(&d);
     return rows;
+}
+
+static inline double *qnext_derive_rows(const char *path, const int32_t *tok, int n, int *nv)
+{
+    return qnext_derive_routed(path, tok, n, nv, NULL, NULL);
 }
 
 static inline double qnext_rel_l2(const float *a, const double *b, int n)

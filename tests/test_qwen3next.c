@@ -11,6 +11,7 @@
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/session.h"
+#include "model/moe.h"
 #include "model/synth.h"
 #include "gguf/gguf_write.h"
 #include "qwen3next_derive.h"
@@ -25,7 +26,7 @@ static double rel_l2(const float *a, const double *b, int n) { return qnext_rel_
 static double *derive_rows(const char *path, int n, int *nv) { return qnext_derive_rows(path, toks, n, nv); }
 
 /* Our session, one token at a time or one batch, against the derivation. */
-static void check_session(const char *type, int batch, sd_kv_type kv, double tol)
+static void check_session(const char *type, int batch, sd_kv_type kv, double tol, double route_gap)
 {
     char path[128], err[SD_ERR_LEN];
     qnext_synth(path, sizeof path, type);
@@ -37,9 +38,40 @@ static void check_session(const char *type, int batch, sd_kv_type kv, double tol
     sd_session *s;
     cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
     float *rows = malloc((size_t)NT * nv * sizeof *rows);
-    if (batch) cr_assert_eq(sd_session_eval(s, toks, NT, rows, err), 0, "%s", err);
-    else
-        for (int t = 0; t < NT; t++) cr_assert_eq(sd_session_eval(s, &toks[t], 1, rows + (size_t)t * nv, err), 0, "%s", err);
+    const sd_hparams *hp = sd_model_hparams(m);
+    int nl = hp->n_layer, k = hp->n_expert_used;
+    int32_t *got = malloc((size_t)NT * nl * k * sizeof *got);
+    if (batch) {
+        cr_assert_eq(sd_session_eval(s, toks, NT, rows, err), 0, "%s", err);
+        int nt;
+        const int32_t *r = sd_moe_ids(&s->f, &nt);
+        cr_assert_eq(nt, NT);
+        memcpy(got, r, (size_t)NT * nl * k * sizeof *got);
+    } else {
+        for (int t = 0; t < NT; t++) {
+            cr_assert_eq(sd_session_eval(s, &toks[t], 1, rows + (size_t)t * nv, err), 0, "%s", err);
+            memcpy(got + (size_t)t * nl * k, sd_moe_ids(&s->f, NULL), (size_t)nl * k * sizeof *got);
+        }
+    }
+    /* The same experts as the derivation's wherever its choice is clear of the next best (as sets). */
+    int32_t *ids = malloc((size_t)NT * nl * k * sizeof *ids);
+    double *gap = malloc((size_t)NT * nl * sizeof *gap);
+    free(qnext_derive_routed(path, toks, NT, &nv, ids, gap));
+    int checked = 0;
+    for (int i = 0; i < NT * nl; i++) {
+        if (gap[i] < route_gap) continue;
+        checked++;
+        for (int a = 0; a < k; a++) {
+            int found = 0;
+            for (int b2 = 0; b2 < k; b2++) found |= got[(size_t)i * k + a] == ids[(size_t)i * k + b2];
+            cr_expect(found, "%s token %d layer %d: expert %d not among the derivation's (gap %.2e)", type, i / nl,
+                      i % nl, got[(size_t)i * k + a], gap[i]);
+        }
+    }
+    cr_log_info("qwen3next %s%s: routing of %d of %d (token, layer) pairs checked (gap >= %g)", type,
+                batch ? " batched" : "", checked, NT * nl, route_gap);
+    cr_expect_geq(checked, NT * nl * 3 / 4, "too few clear routing choices: %d of %d", checked, NT * nl);
+    free(ids); free(gap); free(got);
     double worst = 0, first = rel_l2(rows, want, nv);
     for (int t = 0; t < NT; t++) worst = fmax(worst, rel_l2(rows + (size_t)t * nv, want + (size_t)t * nv, nv));
     cr_log_info("qwen3next %s%s: row 0 %.2e, worst of %d rows %.2e (limit %.0e)", type, batch ? " batched" : "", first,
@@ -58,11 +90,13 @@ static void check_session(const char *type, int batch, sd_kv_type kv, double tol
     unlink(path);
 }
 
-Test(qwen3next, f32_one_token_at_a_time) { check_session("f32", 0, SD_KV_F32, 1e-5); }
-Test(qwen3next, f32_one_batch) { check_session("f32", 1, SD_KV_F32, 1e-5); }
+/* Routing: every choice whose router-logit gap is 1e-4 or more (F32), 0.05
+ * or more (8-bit activations) must be the derivation's. */
+Test(qwen3next, f32_one_token_at_a_time) { check_session("f32", 0, SD_KV_F32, 1e-5, 1e-4); }
+Test(qwen3next, f32_one_batch) { check_session("f32", 1, SD_KV_F32, 1e-5, 1e-4); }
 /* Q8_0: the derivation on the dequantized weights, ours with 8-bit activations. */
-Test(qwen3next, q8_0_one_batch) { check_session("q8_0", 1, SD_KV_F32, 3e-2); }
-Test(qwen3next, q4_0_f16_kv) { check_session("q4_0", 0, SD_KV_F16, 5e-2); }
+Test(qwen3next, q8_0_one_batch) { check_session("q8_0", 1, SD_KV_F32, 3e-2, 5e-2); }
+Test(qwen3next, q4_0_f16_kv) { check_session("q4_0", 0, SD_KV_F16, 5e-2, 5e-2); }
 
 /* The server's pass: three sequences' tokens interleaved in each batch
  * (positions out of step), each sequence against its own derivation;
