@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/arch_qwen3next.h"
 #include "model/kv_cache.h"
 #include "tensor/types.h"
 
@@ -25,13 +26,21 @@ typedef struct {
     int window, n_win_layers;          /* layers with swa > 0 live in the window pool */
 } kv_shape;
 
-static int layer_swa(const sd_model *m, int l) { return m->layers ? m->layers[l].swa : 0; }
+/* Layers with keys and values: qwen3next's recurrent layers have none. */
+static int kv_layers(const sd_model *m)
+{
+    int n = m->hp.n_layer - (m->qnext ? m->qnext->n_recurrent : 0);
+    return n > 0 ? n : 1;
+}
+
+/* The window of KV layer l (0: none; qwen3next's attention layers have none). */
+static int layer_swa(const sd_model *m, int l) { return m->layers && !m->qnext ? m->layers[l].swa : 0; }
 
 static kv_shape shape_of(const sd_model *m, int64_t n_pos, int n_seqs, int n_batch)
 {
     kv_shape s = {(n_pos + SD_KV_BLOCK - 1) / SD_KV_BLOCK, 0, 0, 0, 0};
     int n_win = 0, window = 0;
-    for (int l = 0; l < m->hp.n_layer; l++) {
+    for (int l = 0; l < kv_layers(m) && l < m->hp.n_layer; l++) {
         int w = layer_swa(m, l);
         if (w > 0) n_win++;
         if (w > window) window = w;
@@ -52,7 +61,7 @@ static kv_shape shape_of(const sd_model *m, int64_t n_pos, int n_seqs, int n_bat
 static uint64_t shape_bytes(const sd_model *m, sd_kv_type type, const kv_shape *s)
 {
     uint64_t row = sd_row_bytes((uint32_t)type, (int64_t)m->hp.head_dim);
-    uint64_t rows = (uint64_t)(m->hp.n_layer - s->n_win_layers) * (uint64_t)s->full_blocks +
+    uint64_t rows = (uint64_t)(kv_layers(m) - s->n_win_layers) * (uint64_t)s->full_blocks +
                     (uint64_t)s->n_win_layers * (uint64_t)s->win_blocks;
     return 2 * rows * (uint64_t)m->hp.n_head_kv * SD_KV_BLOCK * row;
 }
@@ -105,7 +114,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
     uint64_t need = shape_bytes(m, type, &sh);
     sd_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return kv_fail(err, "out of memory");
-    c->n_layer = m->hp.n_layer;
+    c->n_layer = kv_layers(m);
     c->n_head_kv = m->hp.n_head_kv;
     c->head_dim = m->hp.head_dim;
     c->type = type;
@@ -120,7 +129,9 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
     /* More than the machine's memory would only be promised by the kernel
      * (overcommit), then kill the process when touched. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int fits = pages <= 0 || psz <= 0 || need <= (uint64_t)pages * (uint64_t)psz;
+    c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
+    uint64_t state = (uint64_t)c->state_bytes * (uint64_t)n_seqs;
+    int fits = pages <= 0 || psz <= 0 || need + state <= (uint64_t)pages * (uint64_t)psz;
     if (fits && need / 2 == (size_t)(need / 2)) {
         c->k = malloc((size_t)(need / 2));
         c->v = malloc((size_t)(need / 2));
@@ -137,10 +148,12 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
         if (ok && sh.win_blocks && (ok = (c->seqs[s].win = malloc((size_t)nb * sizeof(int))) != NULL))
             for (int i = 0; i < nb; i++) c->seqs[s].win[i] = -1;
     }
+    for (int s = 0; ok && c->state_bytes && s < n_seqs; s++) ok = (c->seqs[s].state = calloc(1, c->state_bytes)) != NULL;
     if (!ok) {
         sd_kv_cache_free(c);
-        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions: it needs %.1f MiB (%llu bytes)",
-                       m->path, n_pos, (double)need / (1 << 20), (unsigned long long)need);
+        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions%s: it needs %.1f MiB (%llu bytes)",
+                       m->path, n_pos, state ? " and the recurrent state" : "", (double)(need + state) / (1 << 20),
+                       (unsigned long long)(need + state));
     }
     /* The full pool's layers first, then the window pool's. */
     size_t at = 0, full_plane = (size_t)nb * SD_KV_BLOCK * c->kv_head;
