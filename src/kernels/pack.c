@@ -1,4 +1,4 @@
-/* The 16-row packed layout of Q4_0, Q8_0, NVFP4 and Q4_K weights (see pack.h). */
+/* The 16-row packed layout of Q4_0, Q4_1, Q8_0, NVFP4 and Q4_K weights (see pack.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -30,6 +30,7 @@ typedef struct {
 static const pack_format pack_formats[] = {
     {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs)},
     {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs)},
+    {SD_TYPE_Q4_1, 32, 2, 2, sizeof(((blk_q4_1 *)0)->qs)},   /* d, then m */
     {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs)},
     /* d, dmin, then the 12 scale bytes as 6 pairs */
     {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs)},
