@@ -47,7 +47,8 @@ static void emit(FILE *f, sd_bench_format fmt, const char *model, const sd_model
         if (index == 0)
             fprintf(f, "| model | threads | type_k | n_parallel | n_prompt | n_gen | pp t/s | step ms | tg t/s | speedup |\n"
                        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-        fprintf(f, "| %s | %d | %s | %d | %d | %d | %.2f | %.2f ± %.2f | %.2f ± %.2f | ", type, r->n_threads, kv,
+        fprintf(f, "| %s (%s) | %d | %s | %d | %d | %d | %.2f | %.2f ± %.2f | %.2f ± %.2f | ", base_name(model), type,
+                r->n_threads, kv,
                 r->n_parallel, r->n_prompt, r->n_gen, r->avg_pp_ts, r->avg_step_ms, r->stddev_step_ms, r->avg_ts,
                 r->stddev_ts);
         if (speedup > 0) fprintf(f, "%.2fx |\n", speedup);
@@ -80,7 +81,7 @@ static void emit(FILE *f, sd_bench_format fmt, const char *model, const sd_model
     if (speedup > 0) fprintf(f, "%.4f", speedup);
     else fputs("null", f);
     fputs(", \"samples_tg_ms\": [", f);
-    for (int i = 0; i < r->n_reps; i++) fprintf(f, "%s%.3f", i ? ", " : "", r->tg_ms[i]);
+    for (int i = 0; i < r->n_reps; i++) fprintf(f, "%s%.6f", i ? ", " : "", r->tg_ms[i]);
     fputs("]}", f);
     if (fmt == SD_OUT_JSONL) fputc('\n', f);
 }
