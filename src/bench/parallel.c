@@ -53,8 +53,10 @@ static void state_free(par_state *s)
 }
 
 /* Prefills every sequence with its own prompt (PAR_UBATCH tokens a pass,
- * sequences after one another) and samples each one's first token. */
-static void prefill(par_state *s, const sd_par_row *r, uint64_t *rng)
+ * sequences after one another) and samples each one's first token. -1 if
+ * the KV cache cannot hold a sliding layer's window (not with passes of
+ * PAR_UBATCH: model/kv_cache.h). */
+static int prefill(par_state *s, const sd_par_row *r, uint64_t *rng)
 {
     int nv = s->f.m->hp.n_vocab;
     for (int q = 0; q < r->n_parallel; q++)
@@ -66,13 +68,16 @@ static void prefill(par_state *s, const sd_par_row *r, uint64_t *rng)
                 s->seq[i] = q;
             }
             s->out[0] = n - 1;
+            if (sd_kv_seq_window(s->kv, q, p0, p0 + n)) return -1;
             sd_batch b = {n, s->tok, s->pos, s->seq, s->out, 1};
             sd_forward_batch(&s->f, &b, s->logits);
             if (p0 + n == r->n_prompt) s->last[q] = argmax(s->logits, nv);
         }
+    return 0;
 }
 
-/* n_gen steps of one token per sequence; returns the decode time in ms. */
+/* n_gen steps of one token per sequence; returns the decode time in ms (-1
+ * as prefill's). */
 static double decode(par_state *s, const sd_par_row *r)
 {
     int B = r->n_parallel, nv = s->f.m->hp.n_vocab;
@@ -83,6 +88,7 @@ static double decode(par_state *s, const sd_par_row *r)
             s->pos[q] = r->n_prompt + g;
             s->seq[q] = q;
             s->out[q] = q;
+            if (sd_kv_seq_window(s->kv, q, r->n_prompt + g, r->n_prompt + g + 1)) return -1;
         }
         sd_batch b = {B, s->tok, s->pos, s->seq, s->out, B};
         sd_forward_batch(&s->f, &b, s->logits);
@@ -111,7 +117,7 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
     int n_pos = r->n_prompt + r->n_gen, max_tok = B > PAR_UBATCH ? B : PAR_UBATCH;
     par_state s = {0};
     int per_seq = (n_pos + SD_KV_BLOCK - 1) / SD_KV_BLOCK * SD_KV_BLOCK;
-    if (sd_kv_cache_new(m, r->kv, per_seq * B, B, &s.kv, err)) return -1;
+    if (sd_kv_cache_new(m, r->kv, per_seq * B, B, PAR_UBATCH, &s.kv, err)) return -1;
     s.tok = malloc((size_t)max_tok * sizeof *s.tok);
     s.last = malloc((size_t)B * sizeof *s.last);
     s.pos = malloc((size_t)max_tok * sizeof *s.pos);
@@ -137,8 +143,12 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
             }
         }
         double t0 = sd_time_ms();
-        prefill(&s, r, &rng);
-        double pp = sd_time_ms() - t0, tg = decode(&s, r);
+        int held = prefill(&s, r, &rng);
+        double pp = sd_time_ms() - t0, tg = held ? -1 : decode(&s, r);
+        if (tg < 0) {
+            state_free(&s);
+            return par_fail(err, "parallel bench: the KV cache cannot hold a sliding layer's window");
+        }
         if (rep < 0) continue;
         r->pp_ms[rep] = pp;
         r->tg_ms[rep] = tg;

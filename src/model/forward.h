@@ -60,8 +60,9 @@ typedef struct {
 /* Scratch for batches of up to max_tok tokens over the cache kv. */
 int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_threads, char *err);
 void sd_fwd_free(sd_fwd *f);
-/* Runs b (b->n <= max_tok; every position's block allocated; positions
- * before a token's own are cached or earlier in b) and writes the logits of
+/* Runs b (b->n <= max_tok; every position's block allocated, sliding
+ * layers' windows held: sd_kv_seq_window; positions before a token's own
+ * are cached or earlier in b) and writes the logits of
  * b->out's tokens, n_vocab floats each, to logits. */
 void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits);
 /* Attention of layer il for b's tokens: f->q against the keys and values
