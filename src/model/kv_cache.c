@@ -17,11 +17,16 @@ static int kv_fail(char *err, const char *fmt, ...)
     return -1;
 }
 
+/* Layers whose keys and values live in this pool: a layer placed on a GPU
+ * keeps its cache on the device (model/offload.c). GPU layers are the last
+ * ones, so the CPU layers [0, n) index the pool as before. */
+static int cpu_layers(const sd_model *m) { return m->hp.n_layer - sd_model_gpu_layers(m); }
+
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos)
 {
     int64_t blocks = (n_pos + SD_KV_BLOCK - 1) / SD_KV_BLOCK;
     uint64_t row = sd_row_bytes((uint32_t)type, (int64_t)m->hp.head_dim);
-    return 2 * (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
+    return 2 * (uint64_t)cpu_layers(m) * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
 }
 
 int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, sd_kv_cache **out, char *err)
@@ -30,7 +35,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     uint64_t need = sd_kv_cache_bytes(m, type, n_pos);
     sd_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return kv_fail(err, "out of memory");
-    c->n_layer = m->hp.n_layer;
+    c->n_layer = cpu_layers(m);
     c->n_head_kv = m->hp.n_head_kv;
     c->head_dim = m->hp.head_dim;
     c->type = type;
@@ -45,9 +50,9 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
      * (overcommit), then kill the process when touched. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     int fits = pages <= 0 || psz <= 0 || need <= (uint64_t)pages * (uint64_t)psz;
-    if (fits && need / 2 == (size_t)(need / 2)) {
-        c->k = malloc((size_t)(need / 2));
-        c->v = malloc((size_t)(need / 2));
+    if (fits && need / 2 == (size_t)(need / 2)) {   /* every layer on a GPU: nothing here (1 byte) */
+        c->k = malloc(need ? (size_t)(need / 2) : 1);
+        c->v = malloc(need ? (size_t)(need / 2) : 1);
     }
     c->ref = calloc((size_t)nb, sizeof *c->ref);
     c->hash = calloc((size_t)nb, sizeof *c->hash);

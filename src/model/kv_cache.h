@@ -55,7 +55,8 @@ typedef struct sd_kv_cache {
     uint64_t evictions;
 } sd_kv_cache;
 
-/* Bytes a cache of n_pos positions needs (keys and values, all layers). */
+/* Bytes a cache of n_pos positions needs (keys and values of the layers
+ * that run on the CPU: a GPU layer's cache lives on its device). */
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos);
 /* A cache of n_pos positions (rounded up to whole blocks) for n_seqs
  * sequences. Refuses, naming the bytes it would need, when they cannot be
