@@ -155,7 +155,7 @@ if [ -f "$tmp/sweep.gguf" ]; then
   bench "$tmp/sweep.gguf" 0,8,16,24,32,99 sweep -p 0 -n "$tg" -r 1 --warmup 1
   if [ -n "$hw" ]; then
     say ""
-    say "plan's prediction ($hw, host as in $hwfile), beside the measured tg:"
+    say "plan's prediction (profile $hw; the CPU layers on its host profile), beside the measured tg:"
     say ""
     say "| ngl | plan tg t/s | measured tg t/s | measured / plan |"
     say "| ---: | ---: | ---: | ---: |"
@@ -166,8 +166,10 @@ if [ -f "$tmp/sweep.gguf" ]; then
           2>>"$out/plan.log" | tee -a "$out/plan-sweep.csv" | awk -F, 'NR==1{for(i=1;i<=NF;i++) if($i=="tg_ts") c=i} NR==2{print $c}')
       # bench writes one row per -ngl value, in the list's order
       m=$(sed -n "${i}p" "$out/bench-sweep.jsonl" | grep -o '"avg_ts": [0-9.e+-]*' | cut -d' ' -f2)
-      r=$(awk -v a="${m:-0}" -v b="${p:-0}" 'BEGIN{ if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }')
-      say "| $n | ${p:--} | ${m:--} | $r |"
+      say "$(awk -v n="$n" -v a="${m:-0}" -v b="${p:-0}" 'BEGIN{
+        pb = b > 0 ? sprintf("%.1f", b) : "-"; ma = a > 0 ? sprintf("%.2f", a) : "-"
+        r = (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-"
+        printf "| %s | %s | %s | %s |", n, pb, ma, r }')"
     done
   else
     say "(no plan profile for this card: prediction skipped)"
