@@ -46,8 +46,10 @@ void main()
                 if (r0 + i >= p.rows) continue;
                 float v[32], mo;
                 unit32((r0 + i) * p.row_bytes, u, v, mo);
-                [[unroll]] for (uint t = 0u; t < TB; t++) {
-                    if (t >= nt) continue;
+                // a constant trip count the driver may unroll (forcing it
+                // here multiplies the code, which lavapipe compiles slowly)
+                for (uint t = 0u; t < TB; t++) {
+                    if (t >= nt) break;
                     uint xo = p.x_off + (t0 + t) * p.x_stride + 32u * u;
                     float s = 0.0;
 #if defined(FMT_F32) || defined(FMT_F16) || defined(FMT_BF16)
@@ -64,8 +66,8 @@ void main()
                 }
             }
         }
-        [[unroll]] for (uint i = 0u; i < NR; i++) [[unroll]] for (uint t = 0u; t < TB; t++) {
-            float s = subgroupAdd(acc[i][t]);
+        [[unroll]] for (uint i = 0u; i < NR; i++) for (uint t = 0u; t < nt; t++) {
+            float s = subgroupAdd(acc[i][t]);   // nt is uniform: decode reduces NR sums
             if (subgroupElect()) red[gl_SubgroupID][i * TB + t] = s;
         }
         barrier();
