@@ -36,7 +36,8 @@ typedef struct {
 } sd_kv_seq;
 
 typedef struct sd_kv_cache {
-    int n_layer, n_head_kv, head_dim;
+    int n_layer,   /* layers with keys and values (qwen3next: its attention layers) */
+        n_head_kv, head_dim;
     sd_kv_type type;
     size_t kv_head;            /* bytes of one head's row at one position */
     int n_blocks, n_seqs;
@@ -56,7 +57,8 @@ typedef struct sd_kv_cache {
 } sd_kv_cache;
 
 /* Bytes a cache of n_pos positions needs (keys and values of the layers
- * that run on the CPU: a GPU layer's cache lives on its device). */
+ * with attention that run on the CPU: a GPU layer's cache lives on its
+ * device). */
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos);
 /* A cache of n_pos positions (rounded up to whole blocks) for n_seqs
  * sequences. Refuses, naming the bytes it would need, when they cannot be
