@@ -4,7 +4,8 @@
 # declares), so the binary carries its shaders. matvec.comp and matmul.comp
 # are compiled once per weight format (-DFMT_<name>; both include
 # dequant.glsl). Without glslc the table is empty and the
-# Vulkan backend reports that it was built without shaders.
+# Vulkan backend reports that it was built without shaders. Target Vulkan 1.1
+# (SPIR-V 1.3): matvec.comp reduces with subgroup operations.
 # Usage: embed-shaders.sh OUT.c TMPDIR
 set -euo pipefail
 out=$1 tmp=$2
@@ -25,14 +26,14 @@ emit() {   # emit NAME SPV
 if command -v glslc >/dev/null 2>&1; then
   for k in matvec matmul; do
     for f in $formats; do
-      glslc -fshader-stage=compute -O -I"$dir" -DFMT_"$f" "$dir/$k.comp" -o "$tmp/${k}_$f.spv"
+      glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" -DFMT_"$f" "$dir/$k.comp" -o "$tmp/${k}_$f.spv"
       emit "${k}_$f" "$tmp/${k}_$f.spv"
     done
   done
   for s in "$dir"/*.comp; do
     n=$(basename "$s" .comp)
     case $n in matvec | matmul) continue ;; esac
-    glslc -fshader-stage=compute -O -I"$dir" "$s" -o "$tmp/$n.spv"
+    glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" "$s" -o "$tmp/$n.spv"
     emit "$n" "$tmp/$n.spv"
   done
 else

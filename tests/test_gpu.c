@@ -60,11 +60,9 @@ static void check_product(uint32_t type, int rows, int cols, int n_tok)
     cr_assert_eq(sd_vk_matvec_once(0, &w, x, n_tok, got, err), 0, "%s", err);
     for (int t = 0; t < n_tok; t++) {
         double e = sd_rel_l2(got + (size_t)t * rows, want + (size_t)t * rows, rows);
-        /* Q4_1/Q5_1: the CPU takes the offset term from Q8_1's F16 sum (as
-         * ggml), the GPU from the exact sum: F16 rounding of that term, which
-         * cancellation between blocks magnifies (measured up to 1.3e-3 at 67
-         * tokens); the GPU kernel taking s as the CPU does would remove it */
-        double tol = type == SD_TYPE_Q4_1 || type == SD_TYPE_Q5_1 ? 4e-3 : 1e-5;
+        /* Q4_1/Q5_1 too: the GPU takes the offset term from Q8_1's F16 sum s
+         * as the CPU does (with the exact sum they were 1.3e-3 apart) */
+        double tol = 1e-5;
         cr_expect_leq(e, tol, "%s %dx%d, token %d of %d: relative L2 %.2e", sd_type_name(type), rows, cols, t, n_tok, e);
     }
     free(src); free(x); free(want); free(got); free(data); free(scratch);
@@ -148,14 +146,29 @@ static void gpu_vs_cpu(const char *model_rel, const char *ref_rel, int ngl, sd_k
     cr_expect(strstr(placement, want_placement), "placement '%s', expected '%s'", placement, want_placement);
     int nv = (int)rf.n_vocab, n = (int)(rf.n_prompt + rf.n_gen);
     double worst = 0, worst_prompt = 0;
+    int stepped = 0;
     for (int i = 0; i < n; i++) {
         double e = sd_rel_l2(gpu + (size_t)i * nv, cpu + (size_t)i * nv, nv);
         cr_assert(isfinite(e), "row %d", i);
-        if (i < (int)rf.n_prompt) worst_prompt = e > worst_prompt ? e : worst_prompt;
+        if (i < (int)rf.n_prompt && e > prompt_tol) {
+            /* One 8-bit activation step apart (see synth_vs_cpu_n): a value
+             * within an ulp of a rounding midpoint of its 8-bit encoding
+             * goes one way or the other with the summation order. Seen on
+             * tiny-q6_k row 3 (1.5e-3): the avx2/avx512 CPU and the GPU's
+             * one-row matvec rounded it one way, the generic CPU (exact
+             * double Q6_K dot, generic attention) and the two-row matvec
+             * the other; either is as far from the reference engine. */
+            double er = sd_rel_l2(gpu + (size_t)i * nv, rf.logits + (size_t)i * nv, nv);
+            stepped++;
+            cr_expect_leq(e, 1e-2, "%s -ngl %d: prompt row %d off by %.2e", model_rel, ngl, i, e);
+            cr_expect_leq(er, 1e-2, "%s -ngl %d: prompt row %d off by %.2e from the reference", model_rel, ngl, i, er);
+        } else if (i < (int)rf.n_prompt) worst_prompt = e > worst_prompt ? e : worst_prompt;
         worst = e > worst ? e : worst;
     }
-    cr_log_info("%s -ngl %d: prompt rows %.2e, all rows %.2e", model_rel, ngl, worst_prompt, worst);
-    cr_expect_leq(worst_prompt, prompt_tol, "%s -ngl %d: prompt rows off by %.2e", model_rel, ngl, worst_prompt);
+    cr_log_info("%s -ngl %d: prompt rows %.2e (%d a step apart), all rows %.2e", model_rel, ngl, worst_prompt, stepped,
+                worst);
+    cr_expect_leq(stepped, ((int)rf.n_prompt + 7) / 8, "%s -ngl %d: %d prompt rows past %.0e", model_rel, ngl, stepped,
+                  prompt_tol);
     cr_expect_leq(worst, 3e-2, "%s -ngl %d: rows off by %.2e", model_rel, ngl, worst);
     free(cpu); free(gpu);
     sd_logits_file_free(&rf);

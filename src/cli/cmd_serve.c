@@ -33,7 +33,10 @@ static void serve_usage(FILE *out)
             "  --chat-template NAME   conversation format, overriding the file's (%s)\n"
             "  --max-body SIZE        largest request body (default 1M; K, M, G suffixes)\n"
             "  --timeout S            idle connection timeout in seconds (default 600)\n"
-            "  --metrics              serve Prometheus metrics at GET /metrics\n\n"
+            "  --metrics              serve Prometheus metrics at GET /metrics\n"
+            "  -ngl, --n-gpu-layers N accepted for llama-server's command lines; the server runs\n"
+            "                         on the CPU for now and says so (run, bench, ppl use the GPU)\n"
+            "  --device N             likewise\n\n"
             "Endpoints: POST /v1/completions, /v1/chat/completions (also without /v1),\n"
             "GET /v1/models, /health, /metrics; POST /tokenize, /detokenize.\n",
             sd_chat_names());
@@ -41,7 +44,8 @@ static void serve_usage(FILE *out)
 
 typedef struct {
     const char *model, *host, *api_key, *api_key_file, *alias, *chat_template;
-    long port, n_slots, ctx, threads, timeout, queue;
+    long port, n_slots, ctx, threads, timeout, queue, device;
+    int ngl;
     size_t max_body;
     int metrics;
 } serve_opts;
@@ -78,7 +82,7 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o)
         if (FLAG("--metrics", "--metrics")) { o->metrics = 1; continue; }
         static const char *valued[] = {"-m", "--model", "--host", "--port", "-np", "--parallel", "-c", "--ctx-size",
                                        "-t", "--threads", "--api-key", "--api-key-file", "--alias", "--chat-template",
-                                       "--max-body", "--timeout", "--queue"};
+                                       "--max-body", "--timeout", "--queue", "-ngl", "--n-gpu-layers", "--device"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown serve --help)", a);
@@ -97,6 +101,8 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o)
         else if (FLAG("--api-key-file", "--api-key-file")) o->api_key_file = v;
         else if (FLAG("--alias", "--alias")) o->alias = v;
         else if (FLAG("--chat-template", "--chat-template")) o->chat_template = v;
+        else if (FLAG("-ngl", "--n-gpu-layers")) { if (parse_ngl(a, v, &o->ngl)) return 1; }
+        else if (FLAG("--device", "--device")) { if (parse_int(a, v, 0, 15, &o->device)) return 1; }
 #undef FLAG
     }
     if (!o->model) return fail("serve: -m MODEL is required (showdown serve --help)");
@@ -199,6 +205,11 @@ int cmd_serve(int argc, char **argv)
             v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv));
     load_delay_for_tests();
     if (sd_model_load(o.model, &m, err)) { fail("%s", err); goto done; }
+    /* The GPU layers run one sequence at a time (model/offload.c); the
+     * server's batches mix sequences over the paged cache. */
+    if (o.ngl || o.device)
+        fprintf(stderr, "serve: the server runs on the CPU for now, -ngl/--device are not used (GPU layers run one "
+                        "sequence at a time; run, bench and ppl take -ngl)\n");
     sd_chat_template tmpl;
     char why[160];
     if (pick_template(&o, m, &tmpl, why, sizeof why)) goto done;

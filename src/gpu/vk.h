@@ -71,6 +71,7 @@ typedef struct {
     VkCommandPool cpool;
     VkFence fence;
     int lost;   /* a submit failed: the device is not used again */
+    char lost_why[48];   /* how (sd_vk_result) */
 } sd_vk_device;
 
 int sd_vk_device_open(int index, sd_vk_device *d, char *err);
@@ -81,8 +82,13 @@ void sd_vk_buffer_free(sd_vk_device *d, sd_vk_buffer *b);
 /* Copies bytes into a device buffer through a host staging buffer, in chunks. */
 int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
                  char *err);
-/* Ends, submits and waits for cb; marks the device lost on failure. */
-int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err);
+/* Ends, submits and waits for cb; marks the device lost on failure.
+ * step: a forward step's (counted by SHOWDOWN_VK_FAIL=submit:N). */
+int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err);
+/* Test-only fault injection (SHOWDOWN_VK_FAIL, vk_core.c): 1 when this
+ * allocation or step submission is the one to fail. */
+enum { SD_VK_FAULT_ALLOC = 1, SD_VK_FAULT_SUBMIT = 2 };
+int sd_vk_fault(int kind);
 /* y = w x for n_tok rows of x on device `device`, alone (the tests check
  * each format's kernel against the CPU's with it). */
 int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err);

@@ -2,6 +2,7 @@
  * without Vulkan runs every CPU command), instances, devices, buffers, the
  * embedded shaders' pipelines, submission. */
 #include <dlfcn.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,35 @@ static void open_loader(void)
     }
     vk_gipa = (PFN_vkGetInstanceProcAddr)dlsym(vk_lib, "vkGetInstanceProcAddr");
     if (!vk_gipa) snprintf(vk_lib_err, sizeof vk_lib_err, "libvulkan.so.1 has no vkGetInstanceProcAddr");
+}
+
+/* Test-only fault injection: SHOWDOWN_VK_FAIL=alloc:N makes the Nth device
+ * memory allocation of the process fail as out of device memory,
+ * SHOWDOWN_VK_FAIL=submit:N the Nth forward step's submission as a lost
+ * device (1-based; uploads are not counted). The tests check that either
+ * becomes one error line, never a crash or wrong output. */
+static struct { int kind; long at; long seen[3]; } vk_fault;
+static pthread_once_t vk_fault_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t vk_fault_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void read_fault(void)
+{
+    const char *e = getenv("SHOWDOWN_VK_FAIL");
+    long n;
+    char kind[16];
+    if (!e || sscanf(e, "%15[a-z]:%ld", kind, &n) != 2 || n < 1) return;
+    vk_fault.kind = !strcmp(kind, "alloc") ? SD_VK_FAULT_ALLOC : !strcmp(kind, "submit") ? SD_VK_FAULT_SUBMIT : 0;
+    vk_fault.at = n;
+}
+
+int sd_vk_fault(int kind)
+{
+    pthread_once(&vk_fault_once, read_fault);
+    if (!vk_fault.kind || kind != vk_fault.kind) return 0;
+    pthread_mutex_lock(&vk_fault_mu);
+    int hit = ++vk_fault.seen[kind] == vk_fault.at;
+    pthread_mutex_unlock(&vk_fault_mu);
+    return hit;
 }
 
 const char *sd_vk_result(VkResult r)
@@ -244,6 +274,17 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
     vk->vkGetPhysicalDeviceProperties(d->pd, &props);
     d->limits = props.limits;
     vk->vkGetPhysicalDeviceMemoryProperties(d->pd, &d->memprops);
+    /* matvec.comp reduces with subgroupAdd: every Vulkan 1.1 GPU driver
+     * (and lavapipe) has it in compute shaders, but it is optional. */
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &sg};
+    vk->vkGetPhysicalDeviceProperties2(d->pd, &p2);
+    VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    if (props.apiVersion < VK_API_VERSION_1_1 || !(sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ||
+        (sg.supportedOperations & need) != need) {
+        snprintf(err, SD_ERR_LEN, "vulkan: %s lacks Vulkan 1.1 subgroup arithmetic in compute shaders", d->info.name);
+        goto fail;
+    }
     VkQueueFamilyProperties qf[32];
     uint32_t nq = 32;
     vk->vkGetPhysicalDeviceQueueFamilyProperties(d->pd, &nq, qf);
@@ -338,7 +379,8 @@ int sd_vk_buffer_new(sd_vk_device *d, VkDeviceSize size, int host, sd_vk_buffer 
     VkMemoryAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, .allocationSize = req.size,
                                .memoryTypeIndex = (uint32_t)mt};
     VkDeviceMemory mem = VK_NULL_HANDLE;
-    r = mt < 0 ? VK_ERROR_OUT_OF_DEVICE_MEMORY : vk->vkAllocateMemory(d->dev, &ai, NULL, &mem);
+    r = mt < 0 || (!host && sd_vk_fault(SD_VK_FAULT_ALLOC)) ? VK_ERROR_OUT_OF_DEVICE_MEMORY
+                                                            : vk->vkAllocateMemory(d->dev, &ai, NULL, &mem);
     if (r == VK_SUCCESS) b->mem = mem;
     if (r == VK_SUCCESS) r = vk->vkBindBufferMemory(d->dev, b->buf, b->mem, 0);
     if (r == VK_SUCCESS && host) r = vk->vkMapMemory(d->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map);
@@ -360,10 +402,11 @@ void sd_vk_buffer_free(sd_vk_device *d, sd_vk_buffer *b)
     memset(b, 0, sizeof *b);
 }
 
-int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err)
+int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err)
 {
     sd_vk_instance *vk = &d->vk;
     VkResult r = vk->vkEndCommandBuffer(cb);
+    if (r == VK_SUCCESS && step && sd_vk_fault(SD_VK_FAULT_SUBMIT)) r = VK_ERROR_DEVICE_LOST;
     VkSubmitInfo si = {.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO, .commandBufferCount = 1, .pCommandBuffers = &cb};
     if (r == VK_SUCCESS) r = vk->vkResetFences(d->dev, 1, &d->fence);
     if (r == VK_SUCCESS) r = vk->vkQueueSubmit(d->queue, 1, &si, d->fence);
@@ -374,6 +417,7 @@ int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, char *err)
     if (r == VK_SUCCESS) r = vk->vkWaitForFences(d->dev, 1, &d->fence, VK_TRUE, limit_s * 1000000000ull);
     if (r != VK_SUCCESS) {
         d->lost = 1;
+        snprintf(d->lost_why, sizeof d->lost_why, "%s", sd_vk_result(r));
         snprintf(err, SD_ERR_LEN, "vulkan: %s: %s", d->info.name, sd_vk_result(r));
         return -1;
     }
@@ -403,7 +447,7 @@ int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSi
         vk->vkBeginCommandBuffer(cb, &bi);
         VkBufferCopy c = {0, at, n};
         vk->vkCmdCopyBuffer(cb, stage->buf, dst->buf, 1, &c);
-        rc = sd_vk_submit_wait(d, cb, err);
+        rc = sd_vk_submit_wait(d, cb, 0, err);
     }
     vk->vkFreeCommandBuffers(d->dev, d->cpool, 1, &cb);
     return rc;

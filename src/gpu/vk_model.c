@@ -159,6 +159,13 @@ static void vk_model_free(sd_gpu_model *g)
     free(g);
 }
 
+/* Encoded activations of n_tok rows of up to `cols` values, with Q8_1's
+ * block sums after them (quant_act.comp). */
+static VkDeviceSize xq_bytes(int n_tok, VkDeviceSize cols)
+{
+    return (VkDeviceSize)n_tok * (cols + cols / 32 + 1) * 4;
+}
+
 static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu_state **out, char *err)
 {
     sd_vk_device *d = &g->d;
@@ -186,7 +193,7 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
         sd_vk_buffer_new(d, B * kvd, 0, &st->v, err) || sd_vk_buffer_new(d, B * qd, 0, &st->att, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb2, err) ||
-        sd_vk_buffer_new(d, B * widest, 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
+        sd_vk_buffer_new(d, xq_bytes(n_ub, widest), 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
         goto fail;
     /* At most 19 dispatches per layer, 7 activation conversions, 3 for the head. */
     st->pool_sets = 26u * (uint32_t)g->n_layer + 8u;
@@ -302,13 +309,15 @@ static void elementwise(rec *R, int pipe, sd_vk_buffer *b0, sd_vk_buffer *b1, co
 }
 
 /* How the CPU encodes the activations for a format's dot product
- * (quant_act.comp's modes): 0 as they are, 1 F16, 2 BF16, 3 Q8_0, 4 Q8_K. */
+ * (quant_act.comp's modes): 0 as they are, 1 F16, 2 BF16, 3 Q8_0, 4 Q8_K,
+ * 5 Q8_1 (Q8_0's values plus each block's F16 sum after the rows). */
 static int act_mode(uint32_t type)
 {
     switch (sd_type_get(type)->vec_dot_type) {
     case SD_TYPE_F16: return 1;
     case SD_TYPE_BF16: return 2;
-    case SD_TYPE_Q8_0: case SD_TYPE_Q8_1: return 3;
+    case SD_TYPE_Q8_0: return 3;
+    case SD_TYPE_Q8_1: return 5;
     case SD_TYPE_Q8_K: return 4;
     default: return 0;
     }
@@ -318,6 +327,7 @@ static int act_mode(uint32_t type)
  * value decoded once per 32 tokens); decode and short batches the matvec,
  * whose one-row workgroups keep a single token's product spread wide. */
 #define MATMUL_MIN_TOK 16
+#define MATVEC_ROWS 2   /* matvec.comp's NR */
 
 static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x, uint32_t x_off, sd_vk_buffer *y,
                    uint32_t y_off, int n_tok, int add)
@@ -331,16 +341,16 @@ static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x,
         R->qsrc = x; R->qoff = x_off; R->qmode = mode; R->qn = n_tok;
     }
     if (mode) { x = &R->st->xq; x_off = 0; }
-    struct { uint32_t rows, cols, n_tok, row_bytes, x_off, x_stride, y_off, y_stride; float scale; uint32_t add; } pc = {
+    struct { uint32_t rows, cols, n_tok, row_bytes, x_off, x_stride, y_off, y_stride; float scale; uint32_t add, s_off; } pc = {
         (uint32_t)m->rows, (uint32_t)m->cols, (uint32_t)n_tok, (uint32_t)m->row_bytes, x_off, (uint32_t)m->cols, y_off,
-        (uint32_t)m->rows, m->scale, (uint32_t)add};
+        (uint32_t)m->rows, m->scale, (uint32_t)add, (uint32_t)((uint64_t)n_tok * m->cols)};
     uint32_t gx, gy;
     if (n_tok > MATMUL_MIN_TOK) {
         /* matmul.comp: 32 x 32 tiles of rows x tokens */
         dispatch(R, SD_VK_MATMUL_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc,
                  (uint32_t)((m->rows + 31) / 32), (uint32_t)((n_tok + 31) / 32));
     } else {
-        grid((uint64_t)m->rows, &gx, &gy);
+        grid(((uint64_t)m->rows + MATVEC_ROWS - 1) / MATVEC_ROWS, &gx, &gy);
         dispatch(R, SD_VK_MATVEC_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc, gx, gy);
     }
     if (y == R->qsrc) R->qsrc = NULL;
@@ -417,7 +427,10 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     sd_vk_device *d = &g->d;
     const sd_gpu_shape *s = &g->shape;
     int n = step->n_tok, e = s->n_embd;
-    if (d->lost) { snprintf(err, SD_ERR_LEN, "vulkan: %s was lost earlier in this run", d->info.name); return -1; }
+    if (d->lost) {
+        snprintf(err, SD_ERR_LEN, "vulkan: %s failed earlier in this run (%s)", d->info.name, d->lost_why);
+        return -1;
+    }
     if (n < 1 || n > st->n_ub || step->pos + n > st->n_ctx || (step->output && !g->has_output)) {
         snprintf(err, SD_ERR_LEN, "vulkan: bad step (%d tokens at %d)", n, step->pos);
         return -1;
@@ -450,7 +463,7 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     d->vk.vkCmdPipelineBarrier(st->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                                VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &hb, 0, NULL, 0, NULL);
     if (R.failed) { d->vk.vkEndCommandBuffer(st->cb); return -1; }
-    if (sd_vk_submit_wait(d, st->cb, err)) return -1;
+    if (sd_vk_submit_wait(d, st->cb, 1, err)) return -1;
     memcpy(step->x, st->io.map, xb);
     if (step->output)
         memcpy(step->logits, (const float *)st->io.map + st->io_logits, (size_t)rows * s->n_vocab * sizeof(float));
@@ -481,7 +494,7 @@ int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok,
     sd_weight meta;
     if (sd_vk_buffer_new(d, 16, 0, &g->dummy, err) || sd_vk_buffer_new(d, STAGE_BYTES, 1, &g->stage, err) ||
         upload_weight(g, w, &wb, &meta, err) || sd_vk_buffer_new(d, xbytes, 1, &xb, err) ||
-        sd_vk_buffer_new(d, ybytes, 1, &yb, err) || sd_vk_buffer_new(d, xbytes, 0, &st->xq, err))
+        sd_vk_buffer_new(d, ybytes, 1, &yb, err) || sd_vk_buffer_new(d, xq_bytes(n_tok, (VkDeviceSize)w->cols), 0, &st->xq, err))
         goto out;
     memcpy(xb.map, x, xbytes);
     VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 16};
@@ -500,7 +513,7 @@ int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok,
                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT};
     d->vk.vkCmdPipelineBarrier(st->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &hb, 0,
                                NULL, 0, NULL);
-    if (R.failed || sd_vk_submit_wait(d, st->cb, err)) goto out;
+    if (R.failed || sd_vk_submit_wait(d, st->cb, 0, err)) goto out;
     memcpy(y, yb.map, ybytes);
     rc = 0;
     goto out;

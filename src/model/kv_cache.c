@@ -26,9 +26,14 @@ typedef struct {
     int window, n_win_layers;          /* layers with swa > 0 live in the window pool */
 } kv_shape;
 
-/* Layers with keys and values: qwen3next's recurrent layers have none. */
+/* Layers with keys and values in this pool: qwen3next's recurrent layers
+ * have none, and a layer placed on a GPU keeps its cache on the device
+ * (model/offload.c; GPU layers are the last ones, so the CPU layers [0, n)
+ * index the pool as before; qwen3next never runs on a GPU). */
 static int kv_layers(const sd_model *m)
 {
+    int gpu = sd_model_gpu_layers(m);
+    if (gpu) return m->hp.n_layer - gpu;   /* 0 when every layer is on the GPU */
     int n = m->hp.n_layer - (m->qnext ? m->qnext->n_recurrent : 0);
     return n > 0 ? n : 1;
 }
@@ -132,9 +137,9 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
     c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
     uint64_t state = (uint64_t)c->state_bytes * (uint64_t)n_seqs;
     int fits = pages <= 0 || psz <= 0 || need + state <= (uint64_t)pages * (uint64_t)psz;
-    if (fits && need / 2 == (size_t)(need / 2)) {
-        c->k = malloc((size_t)(need / 2));
-        c->v = malloc((size_t)(need / 2));
+    if (fits && need / 2 == (size_t)(need / 2)) {   /* every layer on a GPU: nothing here (1 byte) */
+        c->k = malloc(need ? (size_t)(need / 2) : 1);
+        c->v = malloc(need ? (size_t)(need / 2) : 1);
     }
     c->seqs = calloc((size_t)n_seqs, sizeof *c->seqs);
     c->layer_at = malloc((size_t)nl * sizeof *c->layer_at);

@@ -85,8 +85,9 @@ typedef struct sd_kv_cache {
     size_t state_bytes;
 } sd_kv_cache;
 
-/* Bytes (keys and values, all layers) of the cache sd_kv_cache_new would
- * make for these arguments. */
+/* Bytes of the cache sd_kv_cache_new would make for these arguments (keys
+ * and values of the layers with attention that run on the CPU: a GPU
+ * layer's cache lives on its device). */
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos, int n_seqs, int n_batch);
 /* A cache of n_pos positions (rounded up to whole blocks) for n_seqs
  * sequences, none of which writes more than n_batch positions in one pass.

@@ -50,7 +50,12 @@ static uint64_t scratch_bytes(const sd_model *m)
 {
     const sd_hparams *hp = &m->hp;
     uint64_t e = (uint64_t)hp->n_embd, qd = (uint64_t)hp->n_head * hp->head_dim, kvd = (uint64_t)hp->n_head_kv * hp->head_dim;
-    return 4ull * SD_UBATCH * (e + (qd > e ? qd : e) + 2 * qd + 2 * kvd + 2ull * hp->n_ff);
+    uint64_t ff = (uint64_t)hp->n_ff, widest = ff > qd ? ff : qd;
+    widest = widest > e ? widest : e;
+    /* x, xb, q, att, k, v, two FFN rows, encoded activations (with Q8_1's
+     * sums), the host-visible in/out buffer with a logits row per token */
+    return 4ull * SD_UBATCH * (e + (qd > e ? qd : e) + 2 * qd + 2 * kvd + 2 * ff + widest + widest / 32 + 1 +
+                               e + (uint64_t)hp->n_vocab);
 }
 
 /* Why a model's layers cannot run on the GPU (why: room for the reason), or NULL. */

@@ -43,6 +43,8 @@ float wv(uint rb, uint j)
     uint i = j % 32u, v = i < 16u ? (b8(q + i) & 15u) : (b8(q + i - 16u) >> 4);
 #ifdef FMT_Q4_0
     return h16(b) * (float(v) - 8.0);
+#elif defined(SPLIT_MIN)
+    return float(v) * h16(b);   // the includer adds m times the activation sum
 #else
     return float(v) * h16(b) + h16(b + 2u);
 #endif
@@ -57,6 +59,8 @@ float wv(uint rb, uint j)
     uint v = (i < 16u ? (b8(q + i) & 15u) : (b8(q + i - 16u) >> 4)) | (((h >> i) & 1u) << 4);
 #ifdef FMT_Q5_0
     return h16(b) * (float(v) - 16.0);
+#elif defined(SPLIT_MIN)
+    return float(v) * h16(b);
 #else
     return float(v) * h16(b) + h16(b + 2u);
 #endif

@@ -6,6 +6,9 @@
 // stages the activation tile beside it, and each thread then accumulates a
 // 4 x 4 block of outputs from shared memory. A weight value is thus decoded
 // once per 32 tokens, not once per 8 as in matvec.
+// Q4_1/Q5_1: a 32-column step is one block, so its offset term is added per
+// step as m (Ms) times the activation block's F16 sum (Ss, left by
+// quant_act.comp at X[s_off + t*blocks + block]), as the CPU forms it.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_EXT_control_flow_attributes : enable
 layout(local_size_x = 64) in;
@@ -15,9 +18,12 @@ layout(std430, binding = 2) buffer Yb { float Y[]; };
 layout(push_constant) uniform P {
     uint rows, cols, n_tok, row_bytes;
     uint x_off, x_stride, y_off, y_stride;
-    float scale; uint add;
+    float scale; uint add; uint s_off;
 } p;
 
+#if defined(FMT_Q4_1) || defined(FMT_Q5_1)
+#define SPLIT_MIN
+#endif
 #include "dequant.glsl"
 
 #define BM 32u
@@ -27,6 +33,14 @@ layout(push_constant) uniform P {
 // across threads), so a 33-word row stride keeps them in distinct banks.
 shared float Ws[BK][BM + 1u];
 shared float Xs[BK][BN + 1u];
+#ifdef SPLIT_MIN
+shared float Ms[BM], Ss[BN];
+#ifdef FMT_Q4_1
+#define BLOCK_BYTES 20u
+#else
+#define BLOCK_BYTES 24u
+#endif
+#endif
 
 void main()
 {
@@ -45,6 +59,11 @@ void main()
             uint t = e / BK, k = e % BK, tok = t0 + t, col = k0 + k;
             Xs[k][t] = tok < p.n_tok && col < p.cols ? X[p.x_off + tok * p.x_stride + col] : 0.0;
         }
+#ifdef SPLIT_MIN
+        if (tid < BM) Ms[tid] = r0 + tid < p.rows ? h16((r0 + tid) * p.row_bytes + (k0 / 32u) * BLOCK_BYTES + 2u) : 0.0;
+        else if (tid < BM + BN)
+            Ss[tid - BM] = t0 + tid - BM < p.n_tok ? X[p.s_off + (t0 + tid - BM) * (p.cols / 32u) + k0 / 32u] : 0.0;
+#endif
         barrier();
         [[unroll]] for (uint k = 0u; k < BK; k++) {
             float w[4], x[4];
@@ -52,6 +71,10 @@ void main()
             [[unroll]] for (uint j = 0u; j < 4u; j++) x[j] = Xs[k][tc + 8u * j];
             [[unroll]] for (uint i = 0u; i < 4u; i++) [[unroll]] for (uint j = 0u; j < 4u; j++) acc[i][j] += w[i] * x[j];
         }
+#ifdef SPLIT_MIN
+        [[unroll]] for (uint i = 0u; i < 4u; i++) [[unroll]] for (uint j = 0u; j < 4u; j++)
+            acc[i][j] += Ms[tr + 8u * i] * Ss[tc + 8u * j];
+#endif
         barrier();
     }
     [[unroll]] for (uint i = 0u; i < 4u; i++) [[unroll]] for (uint j = 0u; j < 4u; j++) {

@@ -1,10 +1,19 @@
 #version 450
-// y[t][r] (+)= scale * dot(row r of W, x[t]) for t < n_tok. W holds the rows
-// as GGUF stores them (FMT picks the decoder, compiled once per format); one
-// workgroup per row, each thread a strided share of its values, tokens 8 at a
-// time so a weight value is decoded once per 8 tokens.
+// y[t][r] (+)= scale * dot(row r of W, x[t]) for t < n_tok (decode and short
+// batches). W holds the rows as GGUF stores them; FMT picks the decoder
+// (units.glsl), compiled once per format. A workgroup takes NR rows: each
+// thread decodes whole 32-value units of them (a block, or a K-quant
+// sub-block: every scale read once, the quants a word at a time) and
+// multiplies each decoded unit with TB tokens at once, so a weight is read
+// once per TB tokens. Partial sums are reduced within a subgroup
+// (subgroupAdd), then across the workgroup's subgroups in shared memory.
+// Q4_1/Q5_1 (activations in Q8_1): the offset term is m times the block's
+// activation sum s, which quant_act.comp leaves at X[s_off + t*units + u]
+// rounded to F16 as the CPU's Q8_1 encoder stores it.
 #extension GL_GOOGLE_include_directive : enable
 #extension GL_EXT_control_flow_attributes : enable
+#extension GL_KHR_shader_subgroup_basic : enable
+#extension GL_KHR_shader_subgroup_arithmetic : enable
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
 layout(std430, binding = 1) readonly buffer Xb { float X[]; };
@@ -12,100 +21,65 @@ layout(std430, binding = 2) buffer Yb { float Y[]; };
 layout(push_constant) uniform P {
     uint rows, cols, n_tok, row_bytes;
     uint x_off, x_stride, y_off, y_stride;
-    float scale; uint add;
+    float scale; uint add; uint s_off;
 } p;
 
 #include "dequant.glsl"
+#include "units.glsl"
 
-#define TB 8u
-shared float red[TB][64];
+#define NR 2u   // rows per workgroup (vk_model.c dispatches rows / NR groups)
+#define TB 8u   // tokens per pass
+// One slot per subgroup: 64 of them covers a subgroup size down to 1.
+shared float red[64][NR * TB];
 
 void main()
 {
-    uint r = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x, tid = gl_LocalInvocationID.x;
-    if (r >= p.rows) return;
-    uint rb = r * p.row_bytes;
+    uint r0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * NR, tid = gl_LocalInvocationID.x;
+    if (r0 >= p.rows) return;   // uniform across the workgroup
+    uint nu = (p.cols + 31u) / 32u;
     for (uint t0 = 0u; t0 < p.n_tok; t0 += TB) {
-        float acc[TB];
-        [[unroll]] for (uint t = 0u; t < TB; t++) acc[t] = 0.0;
         uint nt = min(TB, p.n_tok - t0);
-#if defined(FMT_Q4_0) || defined(FMT_Q8_0)
-        // A thread takes whole blocks: the scale read once, each byte once.
-        for (uint bi = tid; bi < p.cols / 32u; bi += 64u) {
-            float v[32];
-#ifdef FMT_Q4_0
-            uint bb = rb + bi * 18u;
-            float d = h16(bb);
-            [[unroll]] for (uint i = 0u; i < 16u; i++) {
-                uint q = b8(bb + 2u + i);
-                v[i] = d * (float(q & 15u) - 8.0);
-                v[i + 16u] = d * (float(q >> 4) - 8.0);
-            }
+        float acc[NR][TB];
+        [[unroll]] for (uint i = 0u; i < NR; i++) [[unroll]] for (uint t = 0u; t < TB; t++) acc[i][t] = 0.0;
+        for (uint u = tid; u < nu; u += 64u) {
+            [[unroll]] for (uint i = 0u; i < NR; i++) {
+                if (r0 + i >= p.rows) continue;
+                float v[32], mo;
+                unit32((r0 + i) * p.row_bytes, u, v, mo);
+                // a constant trip count the driver may unroll (forcing it
+                // here multiplies the code, which lavapipe compiles slowly)
+                for (uint t = 0u; t < TB; t++) {
+                    if (t >= nt) break;
+                    uint xo = p.x_off + (t0 + t) * p.x_stride + 32u * u;
+                    float s = 0.0;
+#if defined(FMT_F32) || defined(FMT_F16) || defined(FMT_BF16)
+                    // rows of any length: the last unit may be partial
+                    [[unroll]] for (uint j = 0u; j < 32u; j++)
+                        if (32u * u + j < p.cols) s += v[j] * X[xo + j];
 #else
-            uint bb = rb + bi * 34u;
-            float d = h16(bb);
-            [[unroll]] for (uint i = 0u; i < 32u; i++) v[i] = d * float(s8(bb + 2u + i));
+                    [[unroll]] for (uint j = 0u; j < 32u; j++) s += v[j] * X[xo + j];
 #endif
-            for (uint t = 0u; t < nt; t++) {
-                uint xo = p.x_off + (t0 + t) * p.x_stride + bi * 32u;
-                float sum = 0.0;
-                [[unroll]] for (uint i = 0u; i < 32u; i++) sum += v[i] * X[xo + i];
-                acc[t] += sum;
-            }
-        }
-#elif defined(FMT_Q4_K)
-        // A thread takes whole sub-blocks of 32: 144-byte super-blocks keep
-        // rows word-aligned, so the 32 nibbles come in 8 word reads.
-        for (uint k = tid; k < p.cols / 32u; k += 64u) {
-            uint bb = rb + (k / 8u) * 144u, sub = k % 8u, q0 = (bb + 16u + 32u * (sub / 2u)) >> 2;
-            float sc, mn;
-            sm6(bb + 4u, sub, sc, mn);
-            float d = h16(bb) * sc, m = h16(bb + 2u) * mn;
-            uint sh = (sub & 1u) * 4u;
-            float v[32];
-            [[unroll]] for (uint w = 0u; w < 8u; w++) {
-                uint word = W[q0 + w] >> sh;
-                [[unroll]] for (uint i = 0u; i < 4u; i++) v[4u * w + i] = d * float((word >> (8u * i)) & 15u) - m;
-            }
-            for (uint t = 0u; t < nt; t++) {
-                uint xo = p.x_off + (t0 + t) * p.x_stride + k * 32u;
-                float sum = 0.0;
-                [[unroll]] for (uint i = 0u; i < 32u; i++) sum += v[i] * X[xo + i];
-                acc[t] += sum;
-            }
-        }
-#elif defined(FMT_F16)
-        if ((p.row_bytes & 3u) == 0u && (p.cols & 1u) == 0u) {
-            // Two halves per word read.
-            for (uint j2 = tid; j2 < p.cols / 2u; j2 += 64u) {
-                vec2 w = unpackHalf2x16(W[(rb >> 2) + j2]);
-                for (uint t = 0u; t < nt; t++) {
-                    uint xo = p.x_off + (t0 + t) * p.x_stride + 2u * j2;
-                    acc[t] += w.x * X[xo] + w.y * X[xo + 1u];
+#if defined(FMT_Q4_1) || defined(FMT_Q5_1)
+                    s += mo * X[p.s_off + (t0 + t) * nu + u];
+#endif
+                    acc[i][t] += s;
                 }
             }
-        } else {
-            for (uint j = tid; j < p.cols; j += 64u) {
-                float w = wv(rb, j);
-                for (uint t = 0u; t < nt; t++) acc[t] += w * X[p.x_off + (t0 + t) * p.x_stride + j];
-            }
         }
-#else
-        for (uint j = tid; j < p.cols; j += 64u) {
-            float w = wv(rb, j);
-            for (uint t = 0u; t < nt; t++) acc[t] += w * X[p.x_off + (t0 + t) * p.x_stride + j];
+        [[unroll]] for (uint i = 0u; i < NR; i++) for (uint t = 0u; t < nt; t++) {
+            float s = subgroupAdd(acc[i][t]);   // nt is uniform: decode reduces NR sums
+            if (subgroupElect()) red[gl_SubgroupID][i * TB + t] = s;
         }
-#endif
-        [[unroll]] for (uint t = 0u; t < TB; t++) red[t][tid] = acc[t];
         barrier();
-        for (uint s = 32u; s > 0u; s >>= 1) {
-            if (tid < s) [[unroll]] for (uint t = 0u; t < TB; t++) red[t][tid] += red[t][tid + s];
-            barrier();
-        }
-        if (tid < nt) {
-            uint o = p.y_off + (t0 + tid) * p.y_stride + r;
-            float v = p.scale * red[tid][0];
-            Y[o] = p.add != 0u ? Y[o] + v : v;
+        if (tid < NR * TB) {
+            uint i = tid / TB, t = tid % TB;
+            float s = 0.0;
+            for (uint g = 0u; g < gl_NumSubgroups; g++) s += red[g][tid];
+            if (r0 + i < p.rows && t < nt) {
+                uint o = p.y_off + (t0 + t) * p.y_stride + r0 + i;
+                float v = p.scale * s;
+                Y[o] = p.add != 0u ? Y[o] + v : v;
+            }
         }
         barrier();
     }

@@ -3,12 +3,28 @@
 // BF16, or quantized to 8-bit blocks (Q8_0: 32 values, F16 scale; Q8_K: 256
 // values, F32 scale) and widened back, as tensor/q_legacy.c and q_k.c encode
 // them. The matrix kernel then multiplies the same numbers the CPU does.
+// Q8_1 (mode 5) is Q8_0 plus each block's sum s = F16(d * sum of quants)
+// with d unrounded, as the CPU's encoder stores it: rows * n/32 of them
+// follow the rows' values in O.
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Xb { float X[]; };
 layout(std430, binding = 1) writeonly buffer Ob { float O[]; };
-layout(push_constant) uniform P { uint n, rows, x_off, mode; } p;   // mode: 1 f16, 2 bf16, 3 q8_0, 4 q8_k
+layout(push_constant) uniform P { uint n, rows, x_off, mode; } p;   // mode: 1 f16, 2 bf16, 3 q8_0, 4 q8_k, 5 q8_1
 
-float f16r(float x) { return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x; }
+// x rounded to the nearest F16 value, ties to even, as the CPU's
+// sd_f32_to_f16 (packHalf2x16 leaves the rounding to the implementation).
+float f16r(float x)
+{
+    float a = abs(x), r;
+    if (isnan(x)) return x;
+    if (a >= 65520.0) r = uintBitsToFloat(0x7f800000u);
+    else if (a < 6.103515625e-05) r = roundEven(a * 16777216.0) / 16777216.0;   // subnormal: steps of 2^-24
+    else {
+        uint m = floatBitsToUint(a);
+        r = uintBitsToFloat((m + 0xfffu + ((m >> 13) & 1u)) & 0xffffe000u);
+    }
+    return x < 0.0 ? -r : r;
+}
 
 void main()
 {
@@ -25,15 +41,20 @@ void main()
         }
         return;
     }
-    uint blk = p.mode == 3u ? 32u : 256u;
+    uint blk = p.mode == 4u ? 256u : 32u;
     for (uint b = tid; b < p.n / blk; b += 64u) {
         float amax = 0.0;
         for (uint i = 0u; i < blk; i++) amax = max(amax, abs(X[xo + b * blk + i]));
         float d, id;
         // ggml's rounding, as the CPU encoders: quants from x * 127/amax
         id = amax != 0.0 ? 127.0 / amax : 0.0;
-        d = p.mode == 3u ? f16r(amax / 127.0) : amax / 127.0;
-        for (uint i = 0u; i < blk; i++)
-            O[oo + b * blk + i] = d * clamp(roundEven(X[xo + b * blk + i] * id), -127.0, 127.0);
+        d = p.mode != 4u ? f16r(amax / 127.0) : amax / 127.0;
+        float sum = 0.0;   // exact: at most 256 * 127
+        for (uint i = 0u; i < blk; i++) {
+            float q = clamp(roundEven(X[xo + b * blk + i] * id), -127.0, 127.0);
+            sum += q;
+            O[oo + b * blk + i] = d * q;
+        }
+        if (p.mode == 5u) O[p.rows * p.n + r * (p.n / 32u) + b] = f16r(amax / 127.0 * sum);
     }
 }
