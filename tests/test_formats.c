@@ -26,7 +26,10 @@ static void qv_load(const char *file, qv *v)
     char rel[128], path[512];
     snprintf(rel, sizeof rel, "reference/quant/%s", file);
     size_t len = 0;
-    v->buf = read_all(shared_path(path, sizeof path, rel), &len);
+    /* formats the shared folder lacks are in the repo (tests/data/quant/README.md) */
+    if (!strcmp(file, "iq4_nl.qv")) snprintf(path, sizeof path, "tests/data/quant/%s", file);
+    else shared_path(path, sizeof path, rel);
+    v->buf = read_all(path, &len);
     cr_assert(v->buf, "cannot read %s", path);
     const uint8_t *b = v->buf;
     cr_assert(len >= 20 && memcmp(b, "SDQV", 4) == 0, "%s: not a format vector file", path);
@@ -41,7 +44,7 @@ static void qv_load(const char *file, qv *v)
 
 static const char *const qv_files[] = {
     "f16.qv", "bf16.qv", "q8_0.qv", "q4_0.qv", "q4_1.qv", "q5_0.qv", "q5_1.qv",
-    "q2_k.qv", "q3_k.qv", "q4_k.qv", "q5_k.qv", "q6_k.qv", "mxfp4.qv", "nvfp4.qv",
+    "q2_k.qv", "q3_k.qv", "q4_k.qv", "q5_k.qv", "q6_k.qv", "mxfp4.qv", "nvfp4.qv", "iq4_nl.qv",
 };
 #define N_QV (sizeof qv_files / sizeof qv_files[0])
 
@@ -99,6 +102,24 @@ Test(formats, encoders_no_worse_than_reference_on_every_row)
         cr_log_info("%s", line);
         free(enc); free(out); free(v.buf);
     }
+}
+
+/* IQ4_NL's encoder is the reference's own search (it is what llama-quantize
+ * writes for the K-quant mixes' rows of 576 or 640), so its bytes must be
+ * the reference's, block for block. */
+Test(formats, iq4_nl_encoder_writes_the_reference_bytes)
+{
+    qv v;
+    qv_load("iq4_nl.qv", &v);
+    cr_assert_eq(v.type, SD_TYPE_IQ4_NL);
+    const sd_type_traits *tr = sd_type_get(v.type);
+    uint8_t *enc = malloc(v.bpr);
+    for (uint32_t r = 0; r < v.nr; r++) {
+        tr->from_float(v.src + (size_t)r * v.npr, enc, v.npr);
+        for (uint32_t b = 0; b < v.bpr / 18; b++)
+            cr_assert_arr_eq(enc + 18 * b, v.enc + (size_t)r * v.bpr + 18 * b, 18, "row %u block %u differs", r, b);
+    }
+    free(enc); free(v.buf);
 }
 
 /* Each row quantized as its own tensor, with NVIDIA's per-tensor scale:
@@ -268,7 +289,7 @@ Test(formats, names_ids_and_sizes)
         { SD_TYPE_Q2_K, 256, 84, 2.625 }, { SD_TYPE_Q3_K, 256, 110, 3.4375 },
         { SD_TYPE_Q4_K, 256, 144, 4.5 }, { SD_TYPE_Q5_K, 256, 176, 5.5 },
         { SD_TYPE_Q6_K, 256, 210, 6.5625 }, { SD_TYPE_Q8_K, 256, 292, 9.125 },
-        { SD_TYPE_MXFP4, 32, 17, 4.25 }, { SD_TYPE_NVFP4, 64, 36, 4.5 },
+        { SD_TYPE_MXFP4, 32, 17, 4.25 }, { SD_TYPE_NVFP4, 64, 36, 4.5 }, { SD_TYPE_IQ4_NL, 32, 18, 4.5 },
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         const sd_type_traits *tr = sd_type_get((uint32_t)sizes[i].type);
@@ -323,8 +344,9 @@ Test(formats, fallback_for_rows_that_do_not_fit)
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q4_K, 320), SD_TYPE_Q5_0);
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q5_K, 320), SD_TYPE_Q5_1);
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q6_K, 96), SD_TYPE_Q8_0);
-    cr_assert_eq(sd_type_fallback(SD_TYPE_Q2_K, 96), SD_TYPE_Q4_0);
-    cr_assert_eq(sd_type_fallback(SD_TYPE_Q3_K, 96), SD_TYPE_Q4_0);
+    cr_assert_eq(sd_type_fallback(SD_TYPE_Q2_K, 96), SD_TYPE_IQ4_NL);   /* llama.cpp's choice */
+    cr_assert_eq(sd_type_fallback(SD_TYPE_Q3_K, 96), SD_TYPE_IQ4_NL);
+    cr_assert_eq(sd_type_fallback(SD_TYPE_Q3_K, 100), SD_TYPE_F16);
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q4_K, 100), SD_TYPE_F16);
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q4_0, 100), SD_TYPE_F16);
     cr_assert_eq(sd_type_fallback(SD_TYPE_Q8_0, 48), SD_TYPE_F16);

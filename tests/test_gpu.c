@@ -102,6 +102,7 @@ PRODUCT_TEST(q5_k, SD_TYPE_Q5_K)
 PRODUCT_TEST(q6_k, SD_TYPE_Q6_K)
 PRODUCT_TEST(mxfp4, SD_TYPE_MXFP4)
 PRODUCT_TEST(nvfp4, SD_TYPE_NVFP4)
+PRODUCT_TEST(iq4_nl, SD_TYPE_IQ4_NL)
 
 /* ---- whole forward pass ------------------------------------------------- */
 

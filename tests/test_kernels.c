@@ -54,7 +54,8 @@ static void fill(float *x, int64_t n, float big)
 
 static const uint32_t types[] = {SD_TYPE_F16, SD_TYPE_BF16, SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_Q4_1,
                                  SD_TYPE_Q5_0, SD_TYPE_Q5_1, SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K,
-                                 SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4};
+                                 SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
+                                 SD_TYPE_IQ4_NL};
 
 /* Element counts: one block, odd block counts, and for the plain formats
  * lengths that leave a tail after every vector width. */

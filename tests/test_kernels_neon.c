@@ -88,7 +88,7 @@ static void check_quantize(const sd_kernel_table *t, int type)
 }
 
 static const int dot_types[] = {
-    SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
+    SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_MXFP4, SD_TYPE_NVFP4, SD_TYPE_IQ4_NL,
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K,
 };
 

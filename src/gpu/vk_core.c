@@ -180,7 +180,8 @@ void sd_vk_describe(sd_vk_instance *vk, VkPhysicalDevice pd, sd_gpu_device_info 
  * formats in the same order as the matvec ones. */
 static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_F32, SD_TYPE_F16, SD_TYPE_BF16, SD_TYPE_Q8_0, SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q5_0, SD_TYPE_Q5_1,
-    SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4};
+    SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
+    SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
     "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
 

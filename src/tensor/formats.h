@@ -34,6 +34,9 @@ typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } blk_q8_k;
 typedef struct { uint8_t e; uint8_t qs[16]; } blk_mxfp4;     /* E8M0 scale per 32 */
 typedef struct { uint8_t d[4]; uint8_t qs[32]; } blk_nvfp4;  /* UE4M3 scale per 16 */
 
+/* IQ4_NL: 4-bit indices into a fixed int8 table, FP16 factor per 32. */
+typedef struct { uint16_t d; uint8_t qs[16]; } blk_iq4_nl;
+
 /* Round to nearest, ties to even, for |x| < 2^22 (what the encoders need):
  * adding 1.5*2^23 leaves the rounded integer in the low mantissa bits. */
 static inline int sd_nearest(float x)
@@ -51,6 +54,6 @@ extern const sd_type_traits sd_traits_q8_0, sd_traits_q8_1, sd_traits_q4_0, sd_t
                             sd_traits_q5_0, sd_traits_q5_1;
 extern const sd_type_traits sd_traits_q2_k, sd_traits_q3_k, sd_traits_q4_k, sd_traits_q5_k,
                             sd_traits_q6_k, sd_traits_q8_k;
-extern const sd_type_traits sd_traits_mxfp4, sd_traits_nvfp4;
+extern const sd_type_traits sd_traits_mxfp4, sd_traits_nvfp4, sd_traits_iq4_nl;
 
 #endif

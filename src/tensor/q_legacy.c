@@ -6,7 +6,8 @@
  * stored, so for the reference encoder's own factor we are never worse. On
  * top of that a few other factors (least-squares refits, the largest value
  * on the other end of the range) compete by squared error after the FP16
- * rounding; a handful of vectorised passes, not a sweep. */
+ * rounding; a handful of vectorised passes, not a sweep. Q5_0 keeps the
+ * reference's factor (see q5_0_from_float). */
 #include "tensor/formats.h"
 
 /* ---- encoder searches shared by the 4- and 5-bit formats ----
@@ -69,8 +70,9 @@ static float sym_refit(const float *x, int n, const int8_t *q)
     return sqq > 0 ? sum32(xq) / sqq : 0;
 }
 
-/* x ~ d*q with q in lo..hi (lo = -hi-1). Returns the FP16 factor, levels in q. */
-static float sym_search(const float *x, int n, int lo, int hi, int8_t *q)
+/* x ~ d*q with q in lo..hi (lo = -hi-1). Returns the FP16 factor, levels in q;
+ * search 0: the reference's factor only (the largest magnitude exact). */
+static float sym_search(const float *x, int n, int lo, int hi, int search, int8_t *q)
 {
     float amax = 0, max = 0;
     for (int i = 0; i < n; i++)
@@ -78,6 +80,7 @@ static float sym_search(const float *x, int n, int lo, int hi, int8_t *q)
     if (amax == 0) { memset(q, 0, (size_t)n); return 0; }
     float d = sd_f16_round(max / (float)lo);              /* the reference's choice */
     float best = sym_eval(x, n, d, lo, hi, q);
+    if (!search) return d;
     sym_try(x, n, max / (float)hi, lo, hi, &best, &d, q);  /* the largest on the top level */
     sym_try(x, n, sym_refit(x, n, q), lo, hi, &best, &d, q);
     return d;
@@ -281,7 +284,7 @@ static void q4_0_from_float(const float *src, void *dst, int64_t n)
     blk_q4_0 *b = dst;
     for (int64_t i = 0; i < n / QK32; i++) {
         int8_t q[QK32];
-        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -8, 7, q));
+        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -8, 7, 1, q));
         for (int j = 0; j < 16; j++)
             b[i].qs[j] = (uint8_t)((q[j] + 8) | ((q[j + 16] + 8) << 4));
     }
@@ -384,13 +387,19 @@ static void q5_0_to_float(const void *src, float *dst, int64_t n)
     }
 }
 
+/* The reference's factor, no search: with 32 levels, trading the largest
+ * magnitude's exactness for less squared error cost KL divergence on real
+ * models. SmolLM2's Q3_K_M (60 Q5_0 matrices requantized from Q4_1) went
+ * from 0.0845 to 0.0773 mean KLD (tinystories) and 0.327 to 0.310 (Genesis),
+ * where the search's files were worse than llama-quantize's (0.0822, 0.326);
+ * docs/BENCHMARKS.md "Our quantizer against llama-quantize". */
 static void q5_0_from_float(const float *src, void *dst, int64_t n)
 {
     blk_q5_0 *b = dst;
     for (int64_t i = 0; i < n / QK32; i++) {
         int8_t q[QK32];
         int u[QK32];
-        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -16, 15, q));
+        b[i].d = sd_f32_to_f16(sym_search(src + i * QK32, QK32, -16, 15, 0, q));
         for (int j = 0; j < QK32; j++) u[j] = q[j] + 16;
         q5_pack(u, b[i].qs, b[i].qh);
     }

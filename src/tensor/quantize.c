@@ -63,10 +63,9 @@ float sd_quantize_tensor(uint32_t type, const float *src, void *dst, int64_t nro
 }
 
 /* Next format to try when a row does not fit; 0 (F32) means "F16". The
- * K-quant steps are llama.cpp's (which sends Q2_K/Q3_K to IQ4_NL, a format
- * we do not have; Q4_0 is the nearest of ours in size). */
+ * K-quant steps are llama.cpp's (llama_tensor_get_type). */
 static const uint8_t fallback_next[SD_TYPE_COUNT] = {
-    [SD_TYPE_Q2_K] = SD_TYPE_Q4_0, [SD_TYPE_Q3_K] = SD_TYPE_Q4_0,
+    [SD_TYPE_Q2_K] = SD_TYPE_IQ4_NL, [SD_TYPE_Q3_K] = SD_TYPE_IQ4_NL,
     [SD_TYPE_Q4_K] = SD_TYPE_Q5_0, [SD_TYPE_Q5_K] = SD_TYPE_Q5_1,
     [SD_TYPE_Q6_K] = SD_TYPE_Q8_0, [SD_TYPE_Q8_K] = SD_TYPE_Q8_0,
     [SD_TYPE_NVFP4] = SD_TYPE_MXFP4,

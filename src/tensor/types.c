@@ -1,5 +1,5 @@
 /* The traits table: one row per GGUF type id, filled from the family files
- * (half.c, q_legacy.c, q_k.c, fp4.c). Lookups by id and by name. */
+ * (half.c, q_legacy.c, q_k.c, fp4.c, iq4_nl.c). Lookups by id and by name. */
 #include <stdio.h>
 #include <strings.h>
 
@@ -12,6 +12,7 @@ _Static_assert(sizeof(blk_q2_k) == 84 && sizeof(blk_q3_k) == 110, "K-quant block
 _Static_assert(sizeof(blk_q4_k) == 144 && sizeof(blk_q5_k) == 176, "K-quant blocks");
 _Static_assert(sizeof(blk_q6_k) == 210 && sizeof(blk_q8_k) == 292, "K-quant blocks");
 _Static_assert(sizeof(blk_mxfp4) == 17 && sizeof(blk_nvfp4) == 36, "FP4 blocks");
+_Static_assert(sizeof(blk_iq4_nl) == 18, "IQ4_NL block");
 
 static const sd_type_traits *const table[SD_TYPE_COUNT] = {
     [SD_TYPE_F32] = &sd_traits_f32,   [SD_TYPE_F16] = &sd_traits_f16,
@@ -23,6 +24,7 @@ static const sd_type_traits *const table[SD_TYPE_COUNT] = {
     [SD_TYPE_Q4_K] = &sd_traits_q4_k, [SD_TYPE_Q5_K] = &sd_traits_q5_k,
     [SD_TYPE_Q6_K] = &sd_traits_q6_k, [SD_TYPE_Q8_K] = &sd_traits_q8_k,
     [SD_TYPE_MXFP4] = &sd_traits_mxfp4, [SD_TYPE_NVFP4] = &sd_traits_nvfp4,
+    [SD_TYPE_IQ4_NL] = &sd_traits_iq4_nl,
 };
 
 const sd_type_traits *sd_type_get(uint32_t type)

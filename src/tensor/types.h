@@ -10,7 +10,7 @@ enum sd_type {
     SD_TYPE_F32 = 0, SD_TYPE_F16 = 1, SD_TYPE_Q4_0 = 2, SD_TYPE_Q4_1 = 3,
     SD_TYPE_Q5_0 = 6, SD_TYPE_Q5_1 = 7, SD_TYPE_Q8_0 = 8, SD_TYPE_Q8_1 = 9,
     SD_TYPE_Q2_K = 10, SD_TYPE_Q3_K = 11, SD_TYPE_Q4_K = 12, SD_TYPE_Q5_K = 13,
-    SD_TYPE_Q6_K = 14, SD_TYPE_Q8_K = 15, SD_TYPE_BF16 = 30,
+    SD_TYPE_Q6_K = 14, SD_TYPE_Q8_K = 15, SD_TYPE_IQ4_NL = 20, SD_TYPE_BF16 = 30,
     SD_TYPE_MXFP4 = 39, SD_TYPE_NVFP4 = 40,
     SD_TYPE_COUNT = 41
 };
@@ -71,8 +71,8 @@ float sd_quantize_tensor(uint32_t type, const float *src, void *dst, int64_t nro
 void sd_quantize_nvfp4_scaled(const float *src, void *dst, int64_t n, float scale);
 
 /* The format to store a tensor in when its rows (n_per_row) cannot be cut
- * into blocks of `type`: K-quants (256) fall back to a legacy format of 32
- * (Q2_K, Q3_K -> Q4_0 ... as llama.cpp does, see docs/FORMATS.md), 32-blocks
+ * into blocks of `type`: K-quants (256) fall back to a format of 32
+ * (Q2_K, Q3_K -> IQ4_NL ... as llama.cpp does, see docs/FORMATS.md), 32-blocks
  * to F16 (Q8_0 to F16 too), NVFP4 (64) to MXFP4 or F16. Returns type itself
  * when it fits, -1 for an unknown type. */
 int sd_type_fallback(int type, int64_t n_per_row);

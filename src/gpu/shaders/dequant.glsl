@@ -10,6 +10,9 @@ int s8(uint o) { return int(b8(o) << 24) >> 24; }
 #if defined(FMT_MXFP4) || defined(FMT_NVFP4)
 const float E2M1[16] = float[16](0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 #endif
+#ifdef FMT_IQ4_NL
+const float IQ4NL[16] = float[16](-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+#endif
 #if defined(FMT_Q4_K) || defined(FMT_Q5_K)
 // 6-bit scale and min of sub-block k (tensor/q_k.c get_sm6); s: scales offset
 void sm6(uint s, uint k, out float sc, out float mn)
@@ -114,6 +117,11 @@ float wv(uint rb, uint j)
             : 0.5 * (e == 0u ? float(m) / 512.0 : ldexp(1.0 + float(m) / 8.0, int(e) - 7));
     uint q = b8(b + 4u + 8u * s + l % 8u), c = l < 8u ? (q & 15u) : (q >> 4);
     return E2M1[c] * d;
+#elif defined(FMT_IQ4_NL)
+    // {d (F16), qs[16]}: d times the table level of the 4-bit index
+    uint b = rb + (j / 32u) * 18u, i = j % 32u;
+    uint c = i < 16u ? (b8(b + 2u + i) & 15u) : (b8(b + 2u + i - 16u) >> 4);
+    return h16(b) * IQ4NL[c];
 #else
 #error FMT_ not defined
 #endif

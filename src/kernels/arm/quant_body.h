@@ -147,6 +147,27 @@ static float mxfp4_vdot(int64_t n, const void *w, const void *x)
     return vaddvq_f32(acc);
 }
 
+/* IQ4_NL: the 16 int8 levels of tensor/iq4_nl.c looked up by index. */
+static const int8_t iq4nl_tbl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static float iq4_nl_vdot(int64_t n, const void *w, const void *x)
+{
+    const blk_iq4_nl *a = w;
+    const blk_q8_0 *b = x;
+    const int8x16_t tbl = vld1q_s8(iq4nl_tbl);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    float32x4_t acc = vdupq_n_f32(0);
+    for (int64_t i = 0; i < n / QK32; i++) {
+        uint8x16_t q = vld1q_u8(a[i].qs);
+        int8x16_t lo = vqtbl1q_s8(tbl, vandq_u8(q, m4));
+        int8x16_t hi = vqtbl1q_s8(tbl, vshrq_n_u8(q, 4));
+        int32x4_t p = dot_s8(vdupq_n_s32(0), lo, vld1q_s8(b[i].qs));
+        p = dot_s8(p, hi, vld1q_s8(b[i].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(a[i].d) * h2f(b[i].d));
+    }
+    return vaddvq_f32(acc);
+}
+
 /* Half of an unsigned E4M3 scale (bias 7, subnormals, 0x7f and up NaN),
  * built from its bits: normal codes are (1 + m/8) * 2^(e-7). */
 static inline float ue4m3_half_f(uint8_t c)
@@ -198,5 +219,6 @@ static void fill_quant(sd_kernel_table *t)
     t->vec_dot[SD_TYPE_Q8_0] = q8_0_vdot;
     t->vec_dot[SD_TYPE_Q4_0] = q4_0_vdot;
     t->vec_dot[SD_TYPE_MXFP4] = mxfp4_vdot;
+    t->vec_dot[SD_TYPE_IQ4_NL] = iq4_nl_vdot;
     t->vec_dot[SD_TYPE_NVFP4] = nvfp4_vdot;
 }

@@ -84,6 +84,17 @@ LEGACY_DOT(dot_mxfp4, blk_mxfp4, blk_q8_0,
     __m256i v = _mm256_shuffle_epi8(e2m1_lut(), nibbles32(a->qs));
     acc = fmadd_i(dot_ss(_mm256_setzero_si256(), v, load256(b->qs)), e8m0_half(a->e) * f16(b->d), acc))
 
+/* IQ4_NL: the 16 int8 levels of tensor/iq4_nl.c looked up by index. */
+static inline __m256i iq4nl_lut(void)
+{
+    return _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                            -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+}
+
+LEGACY_DOT(dot_iq4_nl, blk_iq4_nl, blk_q8_0,
+    __m256i v = _mm256_shuffle_epi8(iq4nl_lut(), nibbles32(a->qs));
+    acc = fmadd_i(dot_ss(_mm256_setzero_si256(), v, load256(b->qs)), f16(a->d) * f16(b->d), acc))
+
 /* Unsigned E4M3, halved; 0x7f and above are NaN. Filled at registration. */
 static float ue4m3_half_tab[256];
 
@@ -183,6 +194,7 @@ static void register_dot_legacy(sd_kernel_table *t)
     t->vec_dot[SD_TYPE_Q5_1] = dot_q5_1;
     t->vec_dot[SD_TYPE_MXFP4] = dot_mxfp4;
     t->vec_dot[SD_TYPE_NVFP4] = dot_nvfp4;
+    t->vec_dot[SD_TYPE_IQ4_NL] = dot_iq4_nl;
 #if SD_VNNI && defined(__AVX512F__)
     t->vec_dot[SD_TYPE_NVFP4] = dot_nvfp4_zmm;
 #endif

@@ -57,6 +57,14 @@ static inline __m256i grp_mxfp4(const char *row, int g, float *sc, float *off)
     return _mm256_add_epi8(_mm256_shuffle_epi8(e2m1_lut(), nibbles32(b->qs)), _mm256_set1_epi8(12));
 }
 
+/* IQ4_NL levels + 127: 0..240, too large for maddubs pairs (VNNI only). */
+static inline __m256i grp_iq4_nl(const char *row, int g, float *sc, float *off)
+{
+    const blk_iq4_nl *b = (const blk_iq4_nl *)row + g;
+    *sc = f16(b->d); *off = -127.0f * *sc;
+    return _mm256_add_epi8(_mm256_shuffle_epi8(iq4nl_lut(), nibbles32(b->qs)), _mm256_set1_epi8(127));
+}
+
 /* Q4_K: group g is sub-block g % 8 of super-block g / 8. */
 static inline __m256i grp_q4_k(const char *row, int g, float *sc, float *off)
 {
@@ -276,6 +284,7 @@ GEMM_FN(gemm_q4_k, grp_q4_k, xg_q8_k)
 GEMM_FN(gemm_q5_k, grp_q5_k, xg_q8_k)
 #if SD_VNNI
 GEMM_FN(gemm_q8_0, grp_q8_0, xg_q8_0)   /* levels up to 255: needs vpdpbusd, not maddubs */
+GEMM_FN(gemm_iq4_nl, grp_iq4_nl, xg_q8_0)
 #endif
 
 /* The 16-value family (Q2_K, Q3_K, Q6_K, NVFP4): the same panel with a
@@ -573,6 +582,7 @@ ZSCALES_FROM_GRP(zsc_q4_0, grp_q4_0, 1, 0)
 ZSCALES_FROM_GRP(zsc_q5_0, grp_q5_0, 1, 0)
 ZSCALES_FROM_GRP(zsc_q8_0, grp_q8_0, 1, 0)
 ZSCALES_FROM_GRP(zsc_mxfp4, grp_mxfp4, 1, 0)
+ZSCALES_FROM_GRP(zsc_iq4_nl, grp_iq4_nl, 1, 0)
 ZSCALES_FROM_GRP(zsc_q4_1, grp_q4_1, 1, 1)
 ZSCALES_FROM_GRP(zsc_q5_1, grp_q5_1, 1, 1)
 ZSCALES_FROM_GRP(zsc_nvfp4, grp16_nvfp4, 2, 0)
@@ -725,6 +735,7 @@ ZGEMM_FN(gemm_q4_0, grp_q4_0, zsc_q4_0, zx_q8_0, 1, 8, 0)
 ZGEMM_FN(gemm_q5_0, grp_q5_0, zsc_q5_0, zx_q8_0, 1, 16, 0)
 ZGEMM_FN(gemm_q8_0, grp_q8_0, zsc_q8_0, zx_q8_0, 1, 128, 0)
 ZGEMM_FN(gemm_mxfp4, grp_mxfp4, zsc_mxfp4, zx_q8_0, 1, 12, 0)
+ZGEMM_FN(gemm_iq4_nl, grp_iq4_nl, zsc_iq4_nl, zx_q8_0, 1, 127, 0)
 ZGEMM_FN(gemm_q4_1, grp_q4_1, zsc_q4_1, zx_q8_1, 1, 0, 0)
 ZGEMM_FN(gemm_q5_1, grp_q5_1, zsc_q5_1, zx_q8_1, 1, 0, 0)
 ZGEMM_FN(gemm_q4_k, grp_q4_k, zsc_q4_k, zx_q8_k, 1, 0, 1)
@@ -750,5 +761,6 @@ static void register_gemm(sd_kernel_table *t)
     t->gemm[SD_TYPE_Q6_K] = gemm_q6_k;
 #if SD_VNNI
     t->gemm[SD_TYPE_Q8_0] = gemm_q8_0;
+    t->gemm[SD_TYPE_IQ4_NL] = gemm_iq4_nl;
 #endif
 }
