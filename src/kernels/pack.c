@@ -31,6 +31,7 @@ static const pack_format pack_formats[] = {
     {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs)},
     {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs)},
     {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs)},
+    {SD_TYPE_MXFP4, QK32, 1, 1, sizeof(((blk_mxfp4 *)0)->qs)},   /* E8M0 scale byte, then 16 */
     /* d, dmin, then the 12 scale bytes as 6 pairs */
     {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs)},
 };

@@ -313,6 +313,7 @@ PK_NVFP4_GROUP_FN(4)
 PK_NVFP4_GROUP_FN(8)
 PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV, 2 * sizeof(blk_q8_0), 1)
 PK_FNS(packed_q4_k, PK_Q4_K_TILE, QKK, sizeof(blk_q8_k), 0)
+#include "kernels/x86/packed_mxfp4_zmm.h"
 
 static void register_packed(sd_kernel_table *t)
 {
@@ -320,4 +321,5 @@ static void register_packed(sd_kernel_table *t)
     t->packed[SD_TYPE_Q8_0] = packed_q8_0;
     t->packed[SD_TYPE_NVFP4] = packed_nvfp4;
     t->packed[SD_TYPE_Q4_K] = packed_q4_k;
+    t->packed[SD_TYPE_MXFP4] = packed_mxfp4;
 }
