@@ -56,7 +56,7 @@ struct sd_model {
 };
 
 /* At load: plans repacking the layers' and the output's matrices for this
- * CPU's kernels (kernels/pack.h) when the copies fit in half the free
+ * CPU's kernels (kernels/pack.h) when the copies fit in half the available
  * memory; the copying waits for sd_model_prepare (model/model_pack.c).
  * Returns 0, or -1 when out of memory. */
 int sd_model_pack(sd_model *m);
