@@ -33,9 +33,10 @@ static inline char *slurp(const char *path)
 }
 
 /* Runs argv (argv[0] the binary) with stderr into a fresh log and waits up to
- * 60 s for "listening on URL". 0 when ready; -1 when it exited first (pid
- * reaped), -2 on a timeout or a failure to start it. */
-static inline int serve_child_start(serve_child *c, const char *const *argv)
+ * 60 s for a log line holding marker, then takes the URL (http://...) from
+ * that line, up to a space, a newline or "/health". 0 when seen; -1 when it
+ * exited first (pid reaped), -2 on a timeout or a failure to start it. */
+static inline int serve_child_start_until(serve_child *c, const char *const *argv, const char *marker)
 {
     snprintf(c->log, sizeof c->log, "/tmp/sd_serve_log_XXXXXX");
     int fd = mkstemp(c->log);
@@ -56,10 +57,13 @@ static inline int serve_child_start(serve_child *c, const char *const *argv)
     close(fd);
     for (double until = sd_time_ms() + 60000; sd_time_ms() < until; usleep(20000)) {
         char *t = slurp(c->log);
-        const char *u = t ? strstr(t, "listening on http://") : NULL;
-        if (u) {
-            u += strlen("listening on ");
-            snprintf(c->url, sizeof c->url, "%.*s", (int)strcspn(u, " \n"), u);
+        const char *m = t ? strstr(t, marker) : NULL;
+        const char *u = m ? strstr(m, "http://") : NULL;
+        if (u && strchr(m, '\n')) {   /* the whole line is in */
+            size_t n = strcspn(u, " \n");
+            const char *h = strstr(u, "/health");
+            if (h && (size_t)(h - u) < n) n = (size_t)(h - u);
+            snprintf(c->url, sizeof c->url, "%.*s", (int)n, u);
             free(t);
             return 0;
         }
@@ -67,6 +71,12 @@ static inline int serve_child_start(serve_child *c, const char *const *argv)
         if (waitpid(c->pid, NULL, WNOHANG) == c->pid) { c->pid = 0; return -1; }
     }
     return -2;
+}
+
+/* The same, waiting for the ready line ("listening on URL"). */
+static inline int serve_child_start(serve_child *c, const char *const *argv)
+{
+    return serve_child_start_until(c, argv, "listening on ");
 }
 
 /* Kills the child (if any) and removes its log. */

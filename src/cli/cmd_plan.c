@@ -32,6 +32,8 @@ static const char usage_text[] =
     "  -n N                  generated tokens tg averages over (default 128)\n"
     "  -ngl N                layers on the GPU (llama.cpp meaning; default: the most that fit)\n"
     "  -nkvo                 keep the KV cache in host memory (llama.cpp --no-kv-offload)\n"
+    "  --no-cuda-graphs      an engine that launches every op from the host each token (llama.cpp before\n"
+    "                        May 2024, GGML_CUDA_DISABLE_GRAPHS=1)\n"
     "  --n-cpu-moe N         MoE: keep the routed experts of N layers in host RAM (llama.cpp\n"
     "                        --n-cpu-moe; n_layer = -ot exps=CPU); 0 = plain layer split. Default:\n"
     "                        when the model does not fit, the fewest that let the rest fit, if\n"
@@ -53,7 +55,7 @@ static const char usage_text[] =
 typedef struct {
     const char *model, *hw, *quant, *host, *out, *svg, *compare, *published, *hw_file, *ctk;
     long c, p, n, ngl, t, n_cpu_moe;
-    int nkvo, list;
+    int nkvo, list, no_graphs;
 } args;
 
 static int split_list(char *s, char **items, int max)
@@ -83,6 +85,7 @@ static int parse_args(int argc, char **argv, args *a)
                   : !strcmp(f, "-ngl") ? &a->ngl : !strcmp(f, "-t") ? &a->t
                   : !strcmp(f, "--n-cpu-moe") ? &a->n_cpu_moe : NULL;
         if (!strcmp(f, "-nkvo")) { a->nkvo = 1; continue; }
+        if (!strcmp(f, "--no-cuda-graphs")) { a->no_graphs = 1; continue; }
         if (!strcmp(f, "--list")) { a->list = 1; continue; }
         if (!str && !num) return fail("plan: unknown option '%s' (showdown plan --help)", f);
         if (i + 1 >= argc) return fail("plan: %s needs a value", f);
@@ -381,6 +384,7 @@ static int plan_main(const args *a, const sd_hw_table *t)
                     o.n_ctx);
     o.ngl = (int)a->ngl;
     o.kv_on_host = a->nkvo;
+    o.no_graph_replay = a->no_graphs;
     o.n_cpu_moe = (int)a->n_cpu_moe;
     o.kv_elem_bytes = kv;
 

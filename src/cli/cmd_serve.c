@@ -2,6 +2,7 @@
  * model. The HTTP server starts first (so /health says "loading"), then the
  * model and the engine; SIGINT/SIGTERM stop it cleanly. */
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@ static void serve_usage(FILE *out)
             "  --port N               TCP port (default 8080; 0 = any free port, printed when ready)\n"
             "  -np, --parallel N      sequences generated at once (default 4)\n"
             "  -c, --ctx-size N       KV cache positions shared by all of them (default 8192)\n"
+            "  --queue N              requests that may wait for a slot; more get 429 (default 64)\n"
             "  -t, --threads N        threads for the model (default: all CPUs)\n"
             "  --api-key KEY          require 'Authorization: Bearer KEY'\n"
             "  --api-key-file F       the same, the key read from the file's first line\n"
@@ -39,7 +41,7 @@ static void serve_usage(FILE *out)
 
 typedef struct {
     const char *model, *host, *api_key, *api_key_file, *alias, *chat_template;
-    long port, n_slots, ctx, threads, timeout;
+    long port, n_slots, ctx, threads, timeout, queue;
     size_t max_body;
     int metrics;
 } serve_opts;
@@ -67,6 +69,7 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o)
     o->n_slots = 4;
     o->ctx = 8192;
     o->timeout = 600;
+    o->queue = 64;
     o->max_body = 1 << 20;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -75,7 +78,7 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o)
         if (FLAG("--metrics", "--metrics")) { o->metrics = 1; continue; }
         static const char *valued[] = {"-m", "--model", "--host", "--port", "-np", "--parallel", "-c", "--ctx-size",
                                        "-t", "--threads", "--api-key", "--api-key-file", "--alias", "--chat-template",
-                                       "--max-body", "--timeout"};
+                                       "--max-body", "--timeout", "--queue"};
         int known = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(a, valued[k]);
         if (!known) return fail("unknown option '%s' (showdown serve --help)", a);
@@ -88,6 +91,7 @@ static int parse_serve_args(int argc, char **argv, serve_opts *o)
         else if (FLAG("-c", "--ctx-size")) { if (parse_int(a, v, 16, 1 << 22, &o->ctx)) return 1; }
         else if (FLAG("-t", "--threads")) { if (parse_int(a, v, 1, 512, &o->threads)) return 1; }
         else if (FLAG("--timeout", "--timeout")) { if (parse_int(a, v, 1, 86400, &o->timeout)) return 1; }
+        else if (FLAG("--queue", "--queue")) { if (parse_int(a, v, 1, 1 << 20, &o->queue)) return 1; }
         else if (FLAG("--max-body", "--max-body")) { if (parse_size(a, v, &o->max_body)) return 1; }
         else if (FLAG("--api-key", "--api-key")) o->api_key = v;
         else if (FLAG("--api-key-file", "--api-key-file")) o->api_key_file = v;
@@ -144,6 +148,18 @@ static void log_line(void *user, const char *line)
     fprintf(stderr, "%02d:%02d:%02d.%03d %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000), line);
 }
 
+/* Tests observe the loading phase (/health 503) through this delay; a
+ * small model loads too fast to see it. Milliseconds, at most 10 s. */
+static void load_delay_for_tests(void)
+{
+    const char *v = getenv("SHOWDOWN_TEST_LOAD_DELAY_MS");
+    long ms = v ? strtol(v, NULL, 10) : 0;
+    if (ms <= 0) return;
+    if (ms > 10000) ms = 10000;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_opts o = {0};
@@ -167,7 +183,21 @@ int cmd_serve(int argc, char **argv)
     sd_model *m = NULL;
     sd_engine *e = NULL;
     int rc = 1;
+    /* What can be checked before listening is, so that a mistake gives one error line. */
+    sd_chat_template named;
+    if (o.chat_template && sd_chat_by_name(o.chat_template, &named)) {
+        fail("--chat-template: unknown template '%s' (one of %s)", o.chat_template, sd_chat_names());
+        goto done;
+    }
+    FILE *mf = fopen(o.model, "rb");
+    if (!mf) { fail("%s: cannot open: %s", o.model, strerror(errno)); goto done; }
+    fclose(mf);
     if (sd_server_start(&sp, &srv, err)) { fail("serve: %s", err); goto done; }
+    const char *h = o.host;
+    int v6 = strchr(h, ':') != NULL;
+    fprintf(stderr, "showdown serve: loading %s; until it is ready http://%s%s%s:%d/health answers 503\n", o.model,
+            v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv));
+    load_delay_for_tests();
     if (sd_model_load(o.model, &m, err)) { fail("%s", err); goto done; }
     sd_chat_template tmpl;
     char why[160];
@@ -176,10 +206,9 @@ int cmd_serve(int argc, char **argv)
     ep.n_slots = (int)o.n_slots;
     ep.n_ctx = (int)o.ctx;
     ep.n_threads = (int)o.threads;
+    ep.max_queue = (int)o.queue;
     if (sd_engine_new(m, &ep, &e, err)) { fail("%s", err); goto done; }
     sd_server_set_model(srv, m, e, tmpl);
-    const char *h = o.host;
-    int v6 = strchr(h, ':') != NULL;
     fprintf(stderr, "showdown serve: listening on http://%s%s%s:%d (model %s, %ld slots, context %ld, chat template %s)\n",
             v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv), o.alias ? o.alias : o.model, o.n_slots, o.ctx, why);
     int sig = 0;

@@ -53,6 +53,9 @@ static const struct {
      "MXFP4 weights (for MoE: experts MXFP4, the rest Q8_0, as gpt-oss ships)"},
     {"nvfp4", 48, SD_TYPE_NVFP4, 0, -1, SD_TYPE_Q8_0, SD_TYPE_Q8_0, "NVFP4 layers, Q8_0 head and embedding"},
     {"q4_0", 45, SD_TYPE_Q4_0, 0, -1, SD_TYPE_Q6_K, SD_TYPE_Q4_0, "Q4_0 layers, Q6_K head"},
+    /* IQ4_XS is not in the format table: 136 bytes per 256 weights. */
+    {"iq4_xs", 42, SD_TYPE_Q4_K, 4.25, -1, SD_TYPE_Q6_K, SD_TYPE_Q4_K,
+     "IQ4_XS layers (4.25 bpw), Q6_K head; the embedding taken as Q4_K"},
     {"q3_k_m", 35, SD_TYPE_Q3_K, 3.85, -1, SD_TYPE_Q6_K, SD_TYPE_Q3_K,
      "Q3_K with Q4_K/Q5_K on attention and ffn_down; 3.85 effective bpw in the layers"},
     {"q2_k", 20, SD_TYPE_Q2_K, 2.94, -1, SD_TYPE_Q6_K, SD_TYPE_Q2_K,

@@ -136,6 +136,7 @@ typedef struct {
     double kv_token_bytes;    /* one token's K+V over the layers that keep it all */
     double state_bytes;       /* fixed per-sequence state (linear-attention layers) */
     double compute_bytes;     /* compute buffers (activations, logits) */
+    double graph_nodes;       /* ops in one decode step's graph, as llama.cpp builds it (sd_graph_nodes) */
     double total_bytes;
 } sd_cost;
 
@@ -151,6 +152,10 @@ int sd_model_cost(const sd_model_ref *m, const sd_recipe *r, int n_ctx, double k
 double sd_kv_bytes(const sd_model_shape *s, int n_ctx, double kv_elem_bytes);
 /* K+V bytes one decode step reads at depth d (tokens already in the cache). */
 double sd_kv_read_bytes(const sd_model_shape *s, int depth, double kv_elem_bytes);
+/* Ops (kernels) in one decode step's compute graph as llama.cpp builds it,
+ * counted per layer kind from its graph builders: what a GPU launches one by
+ * one when the graph is not replayed (model_cost.c lists the counts). */
+double sd_graph_nodes(const sd_model_shape *s);
 /* Attention FLOPs of one token at depth d (QK and AV over the full-attention layers). */
 double sd_attn_flops(const sd_model_shape *s, int depth);
 
@@ -168,6 +173,8 @@ typedef struct {
                                  let the rest fit, when that beats the layer split; 0: layer split only */
     int n_ubatch;             /* prefill batch (llama.cpp default 512) */
     double kv_elem_bytes;     /* 2 for f16 */
+    int no_graph_replay;      /* CUDA engine without graph replay (llama.cpp before May 2024): every op is
+                                 launched from the host each token */
 } sd_plan_opts;
 
 typedef struct {
@@ -201,6 +208,9 @@ typedef struct {
     double crossing_ms;       /* one host<->device hand-over of activations */
     double soc_mem_power;     /* SoC decode: share of the dynamic power the memory system draws while
                                  streaming (the rest scales with the ALUs' busy share) */
+    double node_gap_us;       /* without graph replay: GPU idle per op between host-launched kernels */
+    double launch_us;         /* without graph replay: host time to launch one op (0: the family replays
+                                 no graphs, its layer_ms already holds its dispatch cost) */
 } sd_eff;
 const sd_eff *sd_eff_for(const char *family);
 
@@ -208,9 +218,10 @@ const sd_eff *sd_eff_for(const char *family);
 
 typedef struct {
     char hardware[128], model[64], quant[24], source[160];
-    char hw_id[40], host_id[40], preset[40], variant[48];
+    char hw_id[40], host_id[40], preset[40], variant[64];
     double pub_pp, pub_tg, pred_pp, pred_tg;
     int ngl, kv_on_host, n_cpu_moe;
+    int no_graph_replay;      /* measured with an engine that replayed no CUDA graphs (2023 rows) */
 } sd_published_row;
 
 /* Reads published-train.tsv and predicts every measurement in it (rows with

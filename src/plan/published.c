@@ -20,6 +20,10 @@ static const struct { const char *text, *hw, *host; int variant; } hw_map[] = {
     {"partial offload", "rtx-3090-ti", "host-ddr4", SWEEP},
     {"KV cache on GPU vs on CPU", "rtx-3090-ti", "host-ddr4", KV_PAIR},
     {"2x NVIDIA RTX 4090", "2xrtx-4090", NULL, 0},
+    {"2x NVIDIA RTX 3090", "2xrtx-3090", NULL, 0},
+    {"3x NVIDIA RTX 3090", "3xrtx-3090", NULL, 0},
+    {"A100 80", "a100-80g", NULL, 0},
+    {"Ryzen AI Max+ 395", "ryzen-ai-max-395", NULL, 0},
     {"DGX Spark", "dgx-spark", NULL, 0},
     {"RTX 2080", "rtx-2080", "host-hedt-ddr4", 0},
     {"RTX 5090", "rtx-5090", NULL, 0},
@@ -29,6 +33,8 @@ static const struct { const char *text, *hw, *host; int variant; } hw_map[] = {
     {"RTX 3070", "rtx-3070", NULL, 0},
     {"M1 8-core", "m1-8", NULL, 0},
     {"M1 Max", "m1-max-32", NULL, 0},
+    {"M2 Max 30-core", "m2-max-30", NULL, 0},
+    {"M3 Ultra 80-core", "m3-ultra-80", NULL, 0},
     {"M2 Ultra", "m2-ultra-76", NULL, 0},
     {"M4 10-core", "m4-10", NULL, 0},
 };
@@ -37,6 +43,7 @@ static const struct { const char *text, *preset; } model_map[] = {
     {"LLaMA 2 7B", "llama-2-7b"}, {"LLaMA 7B", "llama-2-7b"},   /* LLaMA 1 7B has the same shape */
     {"Llama 3 8B", "llama-3-8b"}, {"Llama 3 70B", "llama-3-70b"},
     {"gpt-oss 20B", "gpt-oss-20b"}, {"gpt-oss 120B", "gpt-oss-120b"}, {"Qwen3 30B-A3B", "qwen3-30b-a3b"},
+    {"Qwen3-Next 80B-A3B", "qwen3-next-80b-a3b"},
 };
 
 /* "373.36 (ngl 10) / 2400.01 (ngl 35)" -> values and their ngl tags (-1 untagged). */
@@ -59,6 +66,25 @@ static int parse_values(const char *s, double *v, int *tag, int max)
     return n;
 }
 
+/* The test a row measured, named in its source column: "tgN" (N tokens
+ * generated one at a time; default 128) and "@ dN" (N tokens already in the
+ * cache when it starts, llama-bench -d; default 0). */
+static void parse_test(const char *src, int *n_gen, int *depth)
+{
+    *n_gen = 128;
+    *depth = 0;
+    for (const char *p = src; (p = strstr(p, "tg")) != NULL; p += 2)
+        if (isdigit((unsigned char)p[2]) && (p == src || !isalnum((unsigned char)p[-1]))) {
+            int n = atoi(p + 2);
+            if (n > 0 && n <= 65536) *n_gen = n;
+        }
+    const char *d = strstr(src, "@ d");
+    if (d && isdigit((unsigned char)d[3])) {
+        int n = atoi(d + 3);
+        if (n > 0 && n <= 1 << 20) *depth = n;
+    }
+}
+
 static void split_tabs(char *line, char **f, int *n, int max)
 {
     *n = 0;
@@ -71,7 +97,7 @@ static void split_tabs(char *line, char **f, int *n, int max)
     }
 }
 
-static int predict_one(const sd_hw_table *t, sd_published_row *r, int n_gen, char *err)
+static int predict_one(const sd_hw_table *t, sd_published_row *r, int n_gen, int depth, char *err)
 {
     sd_hw hw, host;
     if (sd_hw_find(t, r->hw_id, &hw, err)) return -1;
@@ -84,13 +110,21 @@ static int predict_one(const sd_hw_table *t, sd_published_row *r, int n_gen, cha
     sd_shape_params(s, &m.params);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
-    o.n_ctx = s->n_ctx_train < 4096 ? s->n_ctx_train : 4096;
+    if (s->n_ctx_train > 0 && depth + n_gen > s->n_ctx_train) {
+        snprintf(err, SD_ERR_LEN, "tg%d after %d tokens is beyond %s's context of %d", n_gen, depth, s->name,
+                 s->n_ctx_train);
+        return -1;
+    }
+    o.n_ctx = 4096;
+    while (o.n_ctx < depth + n_gen || o.n_ctx < 512 + n_gen) o.n_ctx *= 2;
+    if (s->n_ctx_train > 0 && o.n_ctx > s->n_ctx_train) o.n_ctx = s->n_ctx_train;
     o.n_prompt = 512;
     o.n_gen = n_gen;
-    o.decode_depth = 0;   /* tg N runs on an empty context */
+    o.decode_depth = depth;   /* tg N after depth tokens (llama-bench -d; 0 by default) */
     o.ngl = r->ngl;
     o.kv_on_host = r->kv_on_host;
     if (r->n_cpu_moe > 0) o.n_cpu_moe = r->n_cpu_moe;
+    o.no_graph_replay = r->no_graph_replay;
     sd_plan_result res;
     if (sd_plan_predict(&m, &rec, &hw, have_host ? &host : NULL, &o, &res, err)) return -1;
     r->pred_pp = res.pp_ts;
@@ -127,7 +161,8 @@ int sd_published_check(const char *tsv_path, const sd_hw_table *t, sd_published_
         double pp[8], tg[8];
         int ppt[8], tgt[8];
         int npp = parse_values(f[7], pp, ppt, 8), ntg = parse_values(f[8], tg, tgt, 8);
-        int n_gen = strstr(f[9], "tg512") ? 512 : 128;
+        int n_gen, depth;
+        parse_test(f[9], &n_gen, &depth);
         static const int sweep_ngl[] = {10, 20, 30, 33, 35};
         for (int k = 0; k < ntg; k++) {
             if (*n == cap) {
@@ -147,6 +182,8 @@ int sd_published_check(const char *tsv_path, const sd_hw_table *t, sd_published_
             snprintf(r->quant, sizeof r->quant, "%.23s", f[6]);
             for (char *c = r->quant; *c; c++) *c = (char)tolower((unsigned char)*c);
             r->ngl = -1;
+            /* llama.cpp replays CUDA graphs since May 2024 (PR 6766); the 2023 rows ran without. */
+            r->no_graph_replay = hw_map[hi].variant == SWEEP || hw_map[hi].variant == KV_PAIR || strstr(f[9], "2023");
             const char *cm = strstr(f[0], "--n-cpu-moe ");
             if (cm) {   /* the experts of this many layers ran in host RAM */
                 r->n_cpu_moe = atoi(cm + 12);
@@ -169,7 +206,14 @@ int sd_published_check(const char *tsv_path, const sd_hw_table *t, sd_published_
             } else if (k < npp) {
                 r->pub_pp = pp[k];
             }
-            if (predict_one(t, r, n_gen, err)) {
+            if (n_gen != 128 || depth) {   /* not llama-bench's default tg128: say which test */
+                size_t used = strlen(r->variant);
+                if (depth)
+                    snprintf(r->variant + used, sizeof r->variant - used, "%stg%d @ d%d", used ? ", " : "", n_gen, depth);
+                else
+                    snprintf(r->variant + used, sizeof r->variant - used, "%stg%d", used ? ", " : "", n_gen);
+            }
+            if (predict_one(t, r, n_gen, depth, err)) {
                 char why[SD_ERR_LEN];
                 snprintf(why, sizeof why, "%s", err);
                 snprintf(err, SD_ERR_LEN, "%s:%d: %.400s", tsv_path, lineno, why);

@@ -113,7 +113,10 @@ static int fill(const gguf_file *f, sd_gguf_model *g, char *err)
         arch_u32(f, s->arch, "ssm.time_step_rank", &s->lin_v_heads, err);
         arch_u32(f, s->arch, "ssm.state_size", &s->lin_k_dim, err);
         arch_u32(f, s->arch, "ssm.conv_kernel", &s->lin_conv, err);
-        s->lin_v_dim = s->lin_k_dim;
+        /* value head size = ssm.inner_size / value heads (as llama.cpp reads it) */
+        int inner = 0;
+        arch_u32(f, s->arch, "ssm.inner_size", &inner, err);
+        s->lin_v_dim = inner > 0 && s->lin_v_heads > 0 ? inner / s->lin_v_heads : s->lin_k_dim;
     }
     s->n_vocab = embd->ne[1] > 0 && embd->ne[1] < (1 << 30) ? (int)embd->ne[1] : 0;
     if (embd->ne[0] != s->n_embd || s->n_vocab <= 0) {

@@ -83,7 +83,7 @@ int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);
         req_free(q);
-        if (queue_full) *queue_full = 1;
+        if (queue_full) *queue_full = stopping ? SD_SUBMIT_STOPPING : SD_SUBMIT_QUEUE_FULL;
         return eng_fail(err, stopping ? "the engine is shutting down" : "the queue is full (%d waiting)", e->max_queue);
     }
     q->id = ++e->next_id;
@@ -108,6 +108,8 @@ void sd_engine_cancel(sd_engine *e, uint64_t id)
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
+
+int sd_engine_n_ctx(const sd_engine *e) { return e->n_ctx; }
 
 void sd_engine_get_stats(sd_engine *e, sd_engine_stats *st)
 {

@@ -25,7 +25,8 @@ typedef struct {
     int n_ctx;            /* KV positions shared by all slots (-c); one sequence may use them all */
     int n_threads;        /* 0: all CPUs */
     int n_batch;          /* tokens per step, decode tokens first, then prompt chunks (0: default) */
-    int max_queue;        /* requests waiting beyond the busy slots; submit refuses more (0: default) */
+    int max_queue;        /* requests waiting beyond the busy slots (preempted ones included);
+                             submit refuses more (0: default, 64) */
     sd_kv_type kv_type;
 } sd_engine_params;
 
@@ -41,14 +42,18 @@ typedef struct {
     float presence_penalty, frequency_penalty;
     int ignore_eos;          /* 1: end-of-generation tokens do not end it */
     int n_top;               /* top log-probabilities to report per generated token (0..SD_ENGINE_MAX_TOP) */
-    int prompt_logprobs;     /* 1: report each prompt token's log-probability (completions' echo) */
+    int prompt_logprobs;     /* 1: report each prompt token's log-probability (completions' echo).
+                                Such a prompt is computed whole, never taken from the prefix cache: a
+                                position's log-probability needs the logits of the position before,
+                                which only a forward pass over it gives (cached blocks hold keys and
+                                values, not logits), so reuse would save nothing. Its blocks are
+                                published for later requests all the same. */
 } sd_gen_request;
 
 typedef enum {
     SD_FINISH_NONE = 0,      /* not finished (a token event) */
     SD_FINISH_STOP,          /* an end-of-generation token, or the callback asked to stop */
-    SD_FINISH_LENGTH,        /* max_tokens, or the context is full (n_ctx positions, or the shared
-                                KV pool while other sequences hold the rest of it) */
+    SD_FINISH_LENGTH,        /* max_tokens, or the context is full (n_ctx positions) */
     SD_FINISH_CANCELLED,     /* sd_engine_cancel, or the engine is shutting down */
     SD_FINISH_ERROR          /* see message */
 } sd_finish;
@@ -87,7 +92,18 @@ void sd_engine_free(sd_engine *e);
 
 /* Queues a request. Fails (returns -1, message in err) when the prompt is
  * empty or longer than the context, a token is out of range, or the queue is
- * full (*queue_full set to 1 then, for a 429/503). *id identifies it for cancel. */
+ * full (*queue_full set to SD_SUBMIT_QUEUE_FULL then, for a 429) or the
+ * engine is stopping (SD_SUBMIT_STOPPING, for a 503). *id identifies it for
+ * cancel.
+ *
+ * The KV pool is shared: when a generating sequence needs a block and none
+ * is left, the youngest running sequence (the latest submitted; possibly
+ * itself) gives its blocks back and returns to the head of the queue; when
+ * readmitted it recomputes its prompt and the tokens it had generated (its
+ * published blocks usually still in the prefix cache) and goes on where it
+ * stopped, with the same sampler state: its callbacks see no difference
+ * but a pause. */
+enum { SD_SUBMIT_QUEUE_FULL = 1, SD_SUBMIT_STOPPING = 2 };
 int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *user, uint64_t *id,
                      int *queue_full, char *err);
 /* The request ends with SD_FINISH_CANCELLED within one scheduler step (its
@@ -99,9 +115,12 @@ typedef struct {
     int kv_blocks, kv_blocks_used, kv_block_size;
     uint64_t prefix_hit_tokens, prompt_tokens, generated_tokens, steps;
     uint64_t batch_tokens;      /* tokens through the forward pass (batch_tokens / steps: mean batch) */
+    uint64_t preemptions;       /* sequences sent back to the queue for KV blocks (recomputed later) */
     int max_step_tokens;        /* the largest batch so far */
 } sd_engine_stats;
 
 void sd_engine_get_stats(sd_engine *e, sd_engine_stats *st);
+/* Positions one sequence may use (-c). */
+int sd_engine_n_ctx(const sd_engine *e);
 
 #endif

@@ -18,7 +18,9 @@ typedef struct eng_req {
     int *counts;               /* per vocabulary entry, when a penalty is set */
     int32_t *gen;              /* generated tokens */
     int n_gen, gen_cap;
-    int n_cached;              /* prompt tokens reused from the prefix cache */
+    int n_cached;              /* prompt tokens reused from the prefix cache (at its first admission) */
+    int n_prompt_ev;           /* prompt log-probability events already reported */
+    int n_admit;               /* times admitted: more than once after a preemption */
     int cancelled;             /* set under the engine's lock */
     double t_submit, t_admit, t_first;
     struct eng_req *next;      /* in the queue */
@@ -32,8 +34,12 @@ struct eng_sched;
 typedef struct {
     eng_req *req;              /* NULL: free */
     int n_done;                /* tokens of the sequence already in the cache */
+    int n_fill;                /* tokens to prefill: the prompt, or after a preemption the prompt and
+                                  the generated tokens but the last (recomputed) */
+    int rows;                  /* 1: every prefill position's logits (prompt log-probabilities still to report) */
     int32_t last;              /* the last sampled token, not yet in the cache */
-    uint64_t order;            /* admission order: prompts are served first come, first served */
+    uint64_t order;            /* the request's arrival (its id): prompts are served first come, first
+                                  served, and the youngest sequence is preempted first */
     int32_t *tokens;           /* n_ctx: the sequence (prompt, then generated), for the prefix cache */
     float *prev;               /* n_vocab: the logits before a prompt chunk (prompt log-probabilities) */
     /* this step: */
@@ -51,7 +57,7 @@ struct sd_engine {
     int started, stopping;
     eng_req *q_head, *q_tail;
     int n_queued, busy;
-    uint64_t next_id, n_cancel, n_admitted;
+    uint64_t next_id, n_cancel;
     eng_slot *slots;
     sd_engine_stats stats;
     float *pen;                /* n_vocab: logits with penalties (scheduler thread) */

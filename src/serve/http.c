@@ -63,7 +63,7 @@ enum MHD_Result sd_http_send_error(struct MHD_Connection *c, const sd_api_error 
     if (!r) { free(s); return MHD_NO; }
     MHD_add_response_header(r, "Content-Type", "application/json");
     if (e->status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-    if (e->status == 503) MHD_add_response_header(r, "Retry-After", "1");
+    if (e->status == 503 || e->status == 429) MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result rc = MHD_queue_response(c, (unsigned)e->status, r);
     MHD_destroy_response(r);
     return rc;

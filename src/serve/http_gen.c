@@ -210,6 +210,21 @@ static json_t *chunk_json(const sd_job *j, const char *text, size_t n, json_t *l
                      (json_int_t)j->created, "model", j->srv->model_id, "choices", choice);
 }
 
+/* Echo: where each prompt token's piece starts in the echoed text (a
+ * SentencePiece space prefix is not in the text). */
+static void prompt_offsets(sd_job *j, const sd_tokenizer *tok)
+{
+    size_t off = 0, base = j->prompt_len;
+    for (int i = 0; i < j->prompt_lp.n; i++) {
+        size_t pl;
+        const char *p = sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
+        if (pl && p[0] == ' ' && off < base && j->prompt_text[off] != ' ') { p++; pl--; }
+        j->prompt_lp.v[i].raw_off = off;
+        if (off + pl <= base && !memcmp(j->prompt_text + off, p, pl)) off += pl;
+        else off = off + pl < base ? off + pl : base;
+    }
+}
+
 /* ---- the engine's side --------------------------------------------------- */
 
 /* Released text: appended to the answer, or sent as a chunk with the
@@ -304,6 +319,13 @@ static int on_event(const sd_gen_event *ev, void *user)
     pthread_mutex_lock(&j->mu);
     if (ev->kind == SD_EV_PROMPT) {
         if (j->echo && j->want_logprobs && lp_push(&j->prompt_lp, ev, ev->index > 0, 0, j->n_top)) j->oom = 1;
+        if (j->stream && j->echo && j->want_logprobs && ev->index == j->n_prompt - 1 && !j->oom) {
+            /* The whole prompt is in: its text and log-probabilities in the first chunk. */
+            prompt_offsets(j, tok);
+            json_t *lp = completion_logprobs_new();
+            completion_logprobs_add(lp, tok, j->prompt_lp.v, j->prompt_lp.n, 0);
+            sse_append(j, chunk_json(j, j->prompt_text, j->prompt_len, lp, NULL, 0));
+        }
     } else if (ev->kind == SD_EV_TOKEN && !j->stop_hit && !j->end_hit) {
         double now = sd_time_ms();
         if (j->t_first <= 0) {
@@ -490,17 +512,7 @@ static enum MHD_Result send_answer(sd_job *j, struct MHD_Connection *c, int *sta
             json_decref(lp);
             lp = completion_logprobs_new();
             if (j->echo) {
-                /* The prompt's tokens: where each piece starts in the echoed
-                 * text (a SentencePiece space prefix is not in the text). */
-                size_t off = 0;
-                for (int i = 0; i < j->prompt_lp.n; i++) {
-                    size_t pl;
-                    const char *p = sd_token_piece(tok, j->prompt_lp.v[i].token, &pl);
-                    if (pl && p[0] == ' ' && off < base && j->prompt_text[off] != ' ') { p++; pl--; }
-                    j->prompt_lp.v[i].raw_off = off;
-                    if (off + pl <= base && !memcmp(j->prompt_text + off, p, pl)) off += pl;
-                    else off = off + pl < base ? off + pl : base;
-                }
+                prompt_offsets(j, tok);
                 completion_logprobs_add(lp, tok, j->prompt_lp.v, j->prompt_lp.n, 0);
             }
             completion_logprobs_add(lp, tok, j->lp.v, n_lp, base);
@@ -579,6 +591,15 @@ enum MHD_Result sd_http_generate(sd_server *s, struct MHD_Connection *c, sd_api_
         j->prompt_text = txt;
         free(raw);
     }
+    /* OpenAI's check: a prompt and an explicit max_tokens that the context can never hold. */
+    int n_ctx = sd_engine_n_ctx(s->e);
+    if (r.max_tokens > 0 && (long long)n_toks + r.max_tokens > n_ctx) {
+        sd_api_fail(&e, 400, NULL, "max_tokens", "context_length_exceeded",
+                    "the context holds %d tokens, but %d were asked (%d in the prompt, %d to generate): shorten the "
+                    "prompt or lower max_tokens",
+                    n_ctx, n_toks + r.max_tokens, n_toks, r.max_tokens);
+        goto fail;
+    }
     sd_gen_request g = {0};
     g.prompt = toks;
     g.n_prompt = n_toks;
@@ -590,9 +611,13 @@ enum MHD_Result sd_http_generate(sd_server *s, struct MHD_Connection *c, sd_api_
     g.ignore_eos = r.ignore_eos;
     g.n_top = j->n_top;
     g.prompt_logprobs = j->echo && j->want_logprobs;
+    j->n_prompt = n_toks;
     if (j->stream) {
         if (kind == SD_API_CHAT) { sse_append(j, chunk_json(j, "", 0, NULL, NULL, 1)); j->sent_first = 1; }
-        if (j->echo && j->prompt_len) sse_append(j, chunk_json(j, j->prompt_text, j->prompt_len, NULL, NULL, 0));
+        /* Echo without log-probabilities goes out now; with them, once the
+         * prompt's log-probabilities are known (on_event). */
+        if (j->echo && !j->want_logprobs && j->prompt_len)
+            sse_append(j, chunk_json(j, j->prompt_text, j->prompt_len, NULL, NULL, 0));
     }
     /* In the server's list before the engine can call back. */
     pthread_mutex_lock(&s->mu);
@@ -616,8 +641,11 @@ enum MHD_Result sd_http_generate(sd_server *s, struct MHD_Connection *c, sd_api_
     if (sd_engine_submit(s->e, &g, on_event, j, &id, &queue_full, err)) {
         j->refs--;
         list_remove(s, j);
-        if (queue_full) sd_api_fail(&e, 503, "unavailable_error", NULL, "queue_full", "the server is busy: %s", err);
-        else sd_api_fail(&e, 400, NULL, "prompt", NULL, "%s", err);
+        if (queue_full == SD_SUBMIT_QUEUE_FULL)   /* OpenAI's rate limit object; Retry-After in sd_http_send_error */
+            sd_api_fail(&e, 429, "requests", NULL, "rate_limit_exceeded", "too many requests at once: %s; retry later",
+                        err);
+        else if (queue_full) sd_api_fail(&e, 503, "unavailable_error", NULL, NULL, "%s", err);
+        else sd_api_fail(&e, 400, NULL, "prompt", strstr(err, "context") ? "context_length_exceeded" : NULL, "%s", err);
         goto fail;
     }
     pthread_mutex_lock(&j->mu);

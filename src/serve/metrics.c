@@ -137,6 +137,8 @@ char *sd_metrics_render(sd_metrics *m, const sd_engine_stats *st)
         put_one(&b, "showdown_prefix_cache_hit_tokens_total", "counter", "prompt tokens reused from the prefix cache",
                 (double)st->prefix_hit_tokens);
         put_one(&b, "showdown_engine_steps_total", "counter", "batched forward passes", (double)st->steps);
+        put_one(&b, "showdown_preemptions_total", "counter",
+                "sequences preempted when the KV cache ran out of blocks (recomputed later)", (double)st->preemptions);
         put_one(&b, "showdown_slots", "gauge", "sequences that can generate at once", st->n_slots);
         put_one(&b, "showdown_busy_slots", "gauge", "slots generating now", st->busy_slots);
         put_one(&b, "showdown_queue_depth", "gauge", "requests waiting for a slot", st->queued);

@@ -56,8 +56,10 @@ static void release(sd_engine *e, int si, sd_finish why, const char *msg)
     eng_finish(e, q, why, msg);
 }
 
-/* Under the lock: the queue's head into free slots while its prompt's
- * blocks can be had (reusing cached ones). */
+/* Under the lock: the queue's head into free slots while its blocks can be
+ * had (reusing cached ones). A request preempted before is readmitted the
+ * same way: it recomputes its prompt and the tokens it had generated but
+ * the last (the next one to feed). */
 static void admit(sd_engine *e)
 {
     sd_kv_cache *kv = e->sc->kv;
@@ -65,12 +67,20 @@ static void admit(sd_engine *e)
         eng_slot *sl = &e->slots[i];
         if (sl->req) continue;
         eng_req *q = e->q_head;
-        int cached = q->r.prompt_logprobs ? 0 : sd_kv_seq_reuse_prefix(kv, i, q->prompt, q->r.n_prompt);
-        if (sd_kv_seq_grow(kv, i, q->r.n_prompt)) {
+        int n_prompt = q->r.n_prompt, n_fill = n_prompt + (q->n_gen ? q->n_gen - 1 : 0);
+        memcpy(sl->tokens, q->prompt, (size_t)n_prompt * sizeof *sl->tokens);
+        if (q->n_gen > 1) memcpy(sl->tokens + n_prompt, q->gen, (size_t)(q->n_gen - 1) * sizeof *sl->tokens);
+        int rows = q->r.prompt_logprobs && q->n_prompt_ev < n_prompt;
+        /* Prompt log-probabilities need every position's logits: no reuse (engine.h). */
+        int cached = rows ? 0 : sd_kv_seq_reuse_prefix(kv, i, sl->tokens, n_fill);
+        /* Room for the first decode position too: otherwise a sequence
+         * admitted into the last blocks could be preempted at once and
+         * recompute its prompt every step until blocks come back. */
+        if (sd_kv_seq_grow(kv, i, n_fill < e->n_ctx ? n_fill + 1 : n_fill)) {
             sd_kv_seq_release(kv, i);   /* wait for blocks to come back */
             break;
         }
-        if (q->r.prompt_logprobs && !(sl->prev = malloc((size_t)e->m->hp.n_vocab * sizeof(float)))) {
+        if (rows && !(sl->prev = malloc((size_t)e->m->hp.n_vocab * sizeof(float)))) {
             sd_kv_seq_release(kv, i);
             break;
         }
@@ -79,33 +89,104 @@ static void admit(sd_engine *e)
         q->next = NULL;
         e->n_queued--;
         e->busy++;
-        q->t_admit = sd_time_ms();
-        q->n_cached = cached;
+        if (q->n_admit++ == 0) {
+            q->t_admit = sd_time_ms();
+            q->n_cached = cached;
+            e->stats.prompt_tokens += (uint64_t)n_prompt;
+            e->stats.prefix_hit_tokens += (uint64_t)cached;
+        }
         sl->req = q;
         sl->n_done = cached;
-        sl->order = ++e->n_admitted;
-        memcpy(sl->tokens, q->prompt, (size_t)q->r.n_prompt * sizeof *sl->tokens);
-        e->stats.prompt_tokens += (uint64_t)q->r.n_prompt;
-        e->stats.prefix_hit_tokens += (uint64_t)cached;
+        sl->n_fill = n_fill;
+        sl->rows = rows;
+        sl->order = q->id;
+        if (q->n_gen) {
+            sl->last = q->gen[q->n_gen - 1];
+            if (n_fill < e->n_ctx) sl->tokens[n_fill] = sl->last;
+        }
     }
     update_kv_stats(e);
 }
 
-/* The batch of this step; returns its size. Requests that cannot go on
- * (context or KV pool full) end here. */
+/* Gives slot si's blocks back and puts its request at the head of the
+ * queue, to be recomputed when blocks are free again. */
+static void preempt(sd_engine *e, int si)
+{
+    eng_slot *sl = &e->slots[si];
+    eng_req *q = sl->req;
+    sd_kv_seq_release(e->sc->kv, si);
+    free(sl->prev);
+    sl->prev = NULL;
+    pthread_mutex_lock(&e->mu);
+    sl->req = NULL;
+    e->busy--;
+    q->next = e->q_head;
+    e->q_head = q;
+    if (!e->q_tail) e->q_tail = q;
+    e->n_queued++;
+    e->stats.preemptions++;
+    update_kv_stats(e);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* The running sequence submitted last, or -1. */
+static int youngest(const sd_engine *e)
+{
+    int y = -1;
+    for (int i = 0; i < e->n_slots; i++)
+        if (e->slots[i].req && (y < 0 || e->slots[i].order > e->slots[y].order)) y = i;
+    return y;
+}
+
+/* Every generating sequence gets the block for its next position, oldest
+ * first; when the pool has none left, the youngest running sequence is
+ * preempted (itself, if it is the youngest). Sequences at the end of the
+ * context end here. */
+static void make_room(sd_engine *e)
+{
+    sd_kv_cache *kv = e->sc->kv;
+    int seen[e->n_slots];
+    memset(seen, 0, sizeof seen);
+    for (;;) {
+        int s = -1;
+        for (int i = 0; i < e->n_slots; i++) {
+            const eng_slot *sl = &e->slots[i];
+            if (sl->req && !seen[i] && sl->n_done >= sl->n_fill && (s < 0 || sl->order < e->slots[s].order)) s = i;
+        }
+        if (s < 0) break;
+        seen[s] = 1;
+        eng_slot *sl = &e->slots[s];
+        if (sl->n_done >= e->n_ctx) {
+            release(e, s, SD_FINISH_LENGTH, NULL);
+            continue;
+        }
+        while (sd_kv_seq_grow(kv, s, sl->n_done + 1)) {
+            int v = youngest(e);
+            if (v == s && e->busy == 1) {
+                /* Alone and still no room: only a pool smaller than one context could do that. */
+                char msg[SD_ERR_LEN];
+                snprintf(msg, sizeof msg, "the KV cache (%d blocks of %d positions) cannot hold this sequence of %d",
+                         kv->n_blocks, SD_KV_BLOCK, sl->n_done + 1);
+                release(e, s, SD_FINISH_ERROR, msg);
+                break;
+            }
+            preempt(e, v);
+            if (v == s) break;
+        }
+    }
+}
+
+/* The batch of this step; returns its size. */
 static int build_batch(sd_engine *e)
 {
     struct eng_sched *sc = e->sc;
     int n = 0, n_out = 0;
+    make_room(e);
     for (int i = 0; i < e->n_slots; i++) e->slots[i].b_n = e->slots[i].o_n = 0;
     /* One token for every generating sequence. */
     for (int i = 0; i < e->n_slots; i++) {
         eng_slot *sl = &e->slots[i];
-        if (!sl->req || sl->n_done < sl->req->r.n_prompt) continue;
-        if (sl->n_done >= e->n_ctx || sd_kv_seq_grow(sc->kv, i, sl->n_done + 1)) {
-            release(e, i, SD_FINISH_LENGTH, NULL);
-            continue;
-        }
+        if (!sl->req || sl->n_done < sl->n_fill) continue;
         sl->b_first = n;
         sl->b_n = 1;
         sl->o_first = n_out;
@@ -120,29 +201,31 @@ static int build_batch(sd_engine *e)
         int best = -1;
         for (int i = 0; i < e->n_slots; i++) {
             eng_slot *sl = &e->slots[i];
-            if (sl->req && !sl->b_n && sl->n_done < sl->req->r.n_prompt && (best < 0 || sl->order < e->slots[best].order))
+            if (sl->req && !sl->b_n && sl->n_done < sl->n_fill && (best < 0 || sl->order < e->slots[best].order))
                 best = i;
         }
         if (best < 0 || n >= e->n_batch) break;
         eng_slot *sl = &e->slots[best];
         eng_req *q = sl->req;
-        int c = q->r.n_prompt - sl->n_done;
+        int c = sl->n_fill - sl->n_done;
         if (c > e->n_batch - n) c = e->n_batch - n;
-        if (q->r.prompt_logprobs && c > sc->max_out - n_out) c = sc->max_out - n_out;
+        if (sl->rows && c > sc->max_out - n_out) c = sc->max_out - n_out;
         if (c <= 0) {
             sl->b_n = -1;   /* no room: next step (marks it seen) */
             continue;
         }
-        int ends = sl->n_done + c == q->r.n_prompt;
-        if (!q->r.prompt_logprobs && ends && n_out >= sc->max_out) { sl->b_n = -1; continue; }
+        /* The last position's logits give the first token; a recomputed
+         * sequence (after a preemption) has its next token already. */
+        int last_row = sl->n_done + c == sl->n_fill && !q->n_gen;
+        if (!sl->rows && last_row && n_out >= sc->max_out) { sl->b_n = -1; continue; }
         sl->b_first = n;
         sl->b_n = c;
         sl->o_first = n_out;
         for (int k = 0; k < c; k++) {
-            sc->tok[n + k] = q->prompt[sl->n_done + k];
+            sc->tok[n + k] = sl->tokens[sl->n_done + k];
             sc->pos[n + k] = sl->n_done + k;
             sc->seq[n + k] = best;
-            if (q->r.prompt_logprobs || (ends && k == c - 1)) sc->out[n_out++] = n + k;
+            if (sl->rows || (last_row && k == c - 1)) sc->out[n_out++] = n + k;
         }
         sl->o_n = n_out - sl->o_first;
         n += c;
@@ -150,14 +233,18 @@ static int build_batch(sd_engine *e)
     return n;
 }
 
-/* The prompt log-probabilities of slot si's chunk. Returns 1 if the callback stopped it. */
+/* The prompt log-probabilities of slot si's chunk (those not reported
+ * before a preemption). Returns 1 if the callback stopped it. */
 static int prompt_events(sd_engine *e, int si)
 {
     eng_slot *sl = &e->slots[si];
+    eng_req *q = sl->req;
     int nv = e->m->hp.n_vocab, i0 = sl->n_done;
     for (int k = 0; k < sl->b_n; k++) {
+        if (i0 + k < q->n_prompt_ev) continue;
         const float *prev = i0 + k == 0 ? NULL : k == 0 ? sl->prev : e->sc->logits + (size_t)(sl->o_first + k - 1) * nv;
-        if (eng_prompt_event(e, sl->req, i0 + k, prev)) return 1;
+        q->n_prompt_ev++;
+        if (eng_prompt_event(e, q, i0 + k, prev)) return 1;
     }
     memcpy(sl->prev, e->sc->logits + (size_t)(sl->o_first + sl->b_n - 1) * nv, (size_t)nv * sizeof(float));
     return 0;
@@ -169,14 +256,15 @@ static void finish_slot_step(sd_engine *e, int si)
     eng_slot *sl = &e->slots[si];
     eng_req *q = sl->req;
     int nv = e->m->hp.n_vocab;
-    int prefill = sl->n_done < q->r.n_prompt;
-    if (prefill && q->r.prompt_logprobs && prompt_events(e, si)) {
+    int prefill = sl->n_done < sl->n_fill;
+    if (prefill && sl->rows && prompt_events(e, si)) {
         release(e, si, SD_FINISH_STOP, NULL);
         return;
     }
     sl->n_done += sl->b_n;
     sd_kv_seq_publish(e->sc->kv, si, sl->tokens, sl->n_done);
-    if (sl->n_done < q->r.n_prompt) return;   /* more prompt to come */
+    if (sl->n_done < sl->n_fill) return;   /* more prompt to come */
+    if (prefill && q->n_gen) return;       /* recomputed: sl->last is the next token to feed */
     if (prefill && q->r.max_tokens == 0) {
         release(e, si, SD_FINISH_LENGTH, NULL);
         return;
