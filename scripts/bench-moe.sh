@@ -19,7 +19,10 @@
 # ../shared/reference/README.md). Then per round and per file: showdown
 # bench, llama-bench, llama-bench -rtr 1, one repetition each after their
 # warm-up. Prints the table (means over the rounds) and writes the raw JSON
-# under DIR.
+# under DIR. Also: showdown's load time with and without repacking.
+# On a loaded machine set OMP_WAIT_POLICY=PASSIVE: the fork's OpenMP
+# threads otherwise spin against the other processes (its decode fell to
+# 0.5 t/s so); leave it unset on a quiet machine, as users run it.
 # Environment (defaults): SHOWDOWN=build/showdown DIR=/tmp/showdown-moe
 # LAYERS=8 TYPES="Q4_0 Q4_K_M MXFP4" ROUNDS=2 THREADS=2 PP=64,512 TG=64
 set -uo pipefail
@@ -35,7 +38,7 @@ mkdir -p "$dir"
 t_start=$(date +%s)
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "# bench-moe $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(loadavg)"
-echo "showdown $(git rev-parse --short HEAD 2>/dev/null || echo unknown); fork: $ik"
+echo "showdown $(git rev-parse --short HEAD 2>/dev/null || echo unknown); fork: $ik; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}"
 
 for ty in $types; do
   f=$dir/qwen3-30b-a3b-l$layers-$ty.gguf
@@ -48,6 +51,15 @@ prof=$dir/calibration.tsv
   { echo "error: showdown calibrate failed" >&2; exit 1; }
 bw=$(awk -F'\t' -v t="$threads" '$1 == "bw_gbps" && $2 == t { print $3 }' "$prof")
 echo "read bandwidth, $threads threads: ${bw:-?} GB/s ($prof)"
+
+# Mean t/s over the rounds of one engine's test (n_prompt, n_gen), "-" if none.
+mean() {
+  cat "$dir"/r*-"$1"-"$2".json 2> /dev/null |
+    jq -rs --argjson p "$3" --argjson g "$4" \
+      '[.[][] | select(.n_prompt == $p and .n_gen == $g) | .avg_ts] | if length > 0 then add / length else "-" end'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+fmt() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.1f", a }'; }
 
 # The sanity check: the same greedy text from both engines.
 simple=$(dirname "$ik")/llama-simple
@@ -70,6 +82,26 @@ for ty in $types; do
   [ -x "$simple" ] && printf '%s\n' "$theirs" > "$dir/sanity-$ty-fork.txt"
 done
 
+# Start-up: load time (showdown bench's load_ms) with the repacking planned
+# (the default; the first forward pass packs) and with none
+# (SHOWDOWN_REPACK=0), interleaved.
+echo
+echo "Start-up, load ms (means of $rounds pairs, interleaved):"
+echo "| experts | default | SHOWDOWN_REPACK=0 | default/none |"
+echo "| --- | ---: | ---: | ---: |"
+for ty in $types; do
+  f=$dir/qwen3-30b-a3b-l$layers-$ty.gguf
+  rm -f "$dir"/load-*.json
+  for r in $(seq 1 "$rounds"); do
+    "$sd" bench -q -m "$f" -p 1 -n 0 -t "$threads" -r 1 --warmup 0 -o json > "$dir/load-pack-$r.json" 2>> "$dir/errors.log"
+    SHOWDOWN_REPACK=0 "$sd" bench -q -m "$f" -p 1 -n 0 -t "$threads" -r 1 --warmup 0 -o json \
+      > "$dir/load-none-$r.json" 2>> "$dir/errors.log"
+  done
+  lp=$(cat "$dir"/load-pack-*.json | jq -s '[.[][] | .load_ms] | add / length')
+  ln=$(cat "$dir"/load-none-*.json | jq -s '[.[][] | .load_ms] | add / length')
+  echo "| $ty | $(fmt "$lp") | $(fmt "$ln") | $(ratio "$lp" "$ln") |"
+done
+
 rm -f "$dir"/r*-*.json
 for r in $(seq 1 "$rounds"); do
   for ty in $types; do
@@ -82,15 +114,6 @@ for r in $(seq 1 "$rounds"); do
       > "$dir/r$r-$ty-fork-rtr.json" 2>> "$dir/errors.log" || echo "llama-bench -rtr 1 failed on $f (round $r)" >&2
   done
 done
-
-# Mean t/s over the rounds of one engine's test (n_prompt, n_gen), "-" if none.
-mean() {
-  cat "$dir"/r*-"$1"-"$2".json 2> /dev/null |
-    jq -rs --argjson p "$3" --argjson g "$4" \
-      '[.[][] | select(.n_prompt == $p and .n_gen == $g) | .avg_ts] | if length > 0 then add / length else "-" end'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
-fmt() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.1f", a }'; }
 
 echo
 echo "Decode, tg$tg, $threads threads (means of $rounds rounds; fork: the faster of plain and -rtr 1):"
