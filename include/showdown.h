@@ -24,7 +24,8 @@ typedef struct sd_sampler sd_sampler;
 /* ---- model ------------------------------------------------------------ */
 
 typedef enum {
-    SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3, SD_ARCH_QWEN3MOE = 4, SD_ARCH_GPTOSS = 5
+    SD_ARCH_LLAMA = 0, SD_ARCH_QWEN2 = 1, SD_ARCH_QWEN3 = 2, SD_ARCH_GEMMA3 = 3, SD_ARCH_QWEN3MOE = 4, SD_ARCH_GPTOSS = 5,
+    SD_ARCH_QWEN3NEXT = 6
 } sd_arch;
 
 typedef struct {

@@ -460,7 +460,10 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
     enum { N1 = 120 };
     sd_model *m = load("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
-    sd_engine *e = start_b(m, 3, 256, 16);
+    /* 384 positions hold all three at once (9 + 3 + 10 blocks): with 256 a
+     * request ended early (length) whenever the three peaked together, as
+     * the steps' timing against this thread decides. */
+    sd_engine *e = start_b(m, 3, 384, 16);
     int32_t p1[20], p2[7], big[150];
     make_prompt(p1, 20, 31, nv);
     make_prompt(p2, 7, 32, nv);
@@ -474,6 +477,7 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
     col_init(&c2);
     col_init(&cb);
     sd_gen_request r1 = greedy(p1, 20, N1), r2 = greedy(p2, 7, 40), rb = greedy(big, 150, 10);
+    c1.sleep_us = 1000;   /* a step takes >= 1 ms: request 1 lasts >= 120 ms past a held-up test thread */
     submit(e, &r1, &c1);
     submit(e, &r2, &c2);
     while (col_tokens(&c1) < 2 || col_tokens(&c2) < 2) usleep(200);

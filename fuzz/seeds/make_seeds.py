@@ -139,6 +139,41 @@ put("fuzz_model_load", "qwen3moe-bpe.gguf", moe_model("qwen3moe", bpe, n_bpe, kv
 put("fuzz_model_load", "gptoss-bpe.gguf", moe_model("gpt-oss", bpe, n_bpe))
 put("fuzz_model_load", "mixtral-spm-per-expert.gguf", moe_model("llama", spm, n_spm, per_expert=True))
 
+def qwen3next_model(vocab, n_vocab, embd=8, heads=2, kv_heads=1, ff=4, experts=4, used=2):
+    """Two layers of qwen3next: gated DeltaNet (layer 0), gated attention (layer 1, interval 2), shared expert."""
+    a, hd, st, kh, vh, conv = "qwen3next", embd // heads, 2, 1, 2, 4
+    kvs = [kv("general.architecture", STR, a), kv(a + ".embedding_length", U32, embd), kv(a + ".block_count", U32, 2),
+           kv(a + ".feed_forward_length", U32, ff), kv(a + ".attention.head_count", U32, heads),
+           kv(a + ".attention.head_count_kv", U32, kv_heads), kv(a + ".attention.key_length", U32, hd),
+           kv(a + ".context_length", U32, 64), kv(a + ".attention.layer_norm_rms_epsilon", F32, 1e-6),
+           kv(a + ".rope.freq_base", F32, 10000.0), kv(a + ".rope.dimension_count", U32, 2),
+           kv(a + ".expert_count", U32, experts), kv(a + ".expert_used_count", U32, used),
+           kv(a + ".expert_feed_forward_length", U32, ff), kv(a + ".expert_shared_feed_forward_length", U32, ff),
+           kv(a + ".ssm.conv_kernel", U32, conv), kv(a + ".ssm.state_size", U32, st),
+           kv(a + ".ssm.group_count", U32, kh), kv(a + ".ssm.time_step_rank", U32, vh),
+           kv(a + ".ssm.inner_size", U32, st * vh), kv(a + ".full_attention_interval", U32, 2)] + vocab
+    cd, vd = 2 * st * kh + st * vh, st * vh
+    t = [("token_embd.weight", (embd, n_vocab), 0), ("output_norm.weight", (embd,), 0)]
+    for i in range(2):
+        b = "blk.%d." % i
+        t += [(b + "attn_norm.weight", (embd,), 0), (b + "post_attention_norm.weight", (embd,), 0)]
+        if i == 0:
+            t += [(b + "attn_qkv.weight", (embd, cd), 0), (b + "attn_gate.weight", (embd, vd), 0),
+                  (b + "ssm_conv1d.weight", (conv, cd), 0), (b + "ssm_dt.bias", (vh,), 0), (b + "ssm_a", (vh,), 0),
+                  (b + "ssm_ba.weight", (embd, 2 * vh), 0), (b + "ssm_norm.weight", (st,), 0),
+                  (b + "ssm_out.weight", (vd, embd), 0)]
+        else:
+            t += [(b + "attn_q.weight", (embd, 2 * heads * hd), 0), (b + "attn_k.weight", (embd, kv_heads * hd), 0),
+                  (b + "attn_v.weight", (embd, kv_heads * hd), 0), (b + "attn_output.weight", (heads * hd, embd), 0),
+                  (b + "attn_q_norm.weight", (hd,), 0), (b + "attn_k_norm.weight", (hd,), 0)]
+        t += [(b + "ffn_gate_inp.weight", (embd, experts), 0), (b + "ffn_gate_exps.weight", (embd, ff, experts), 0),
+              (b + "ffn_up_exps.weight", (embd, ff, experts), 0), (b + "ffn_down_exps.weight", (ff, embd, experts), 0),
+              (b + "ffn_gate_inp_shexp.weight", (embd,), 0), (b + "ffn_gate_shexp.weight", (embd, ff), 0),
+              (b + "ffn_up_shexp.weight", (embd, ff), 0), (b + "ffn_down_shexp.weight", (ff, embd), 0)]
+    return gguf(kvs, t)
+
+put("fuzz_model_load", "qwen3next-bpe.gguf", qwen3next_model(bpe, n_bpe))
+
 # ---- text formats ----
 row = ('{"bench_schema": "showdown-bench/1", "model_filename": "tiny-q4_0.gguf", "model_type": "Q4_0", '
        '"n_threads": %d, "n_prompt": 0, "n_gen": 16, "n_depth": 0, "test": "tg16", "type_k": "f16", '

@@ -17,6 +17,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_url(int argc, char **argv);   /* bench --url (cmd_bench_url.c) */
+int cmd_bench_parallel(int argc, char **argv);   /* bench --parallel (cmd_bench_par.c) */
 int cmd_calibrate(int argc, char **argv);
 int cmd_ppl(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -20,7 +20,8 @@
 static void bench_usage(FILE *out)
 {
     fputs("usage: showdown bench -m MODEL[,MODEL...] [options]\n"
-          "       showdown bench --url http://HOST:PORT/v1 [options]   (a server; --url --help)\n\n"
+          "       showdown bench --url http://HOST:PORT/v1 [options]   (a server; --url --help)\n"
+          "       showdown bench -m MODEL --parallel 1,2,4,8 [options]   (batched decode; --parallel --help)\n\n"
           "Every list flag takes comma lists and ranges: 64,128,256  1-4  16-128+16  16-1024*2\n\n"
           "  -m, --model LIST      GGUF models (the flag may repeat)\n"
           "  -p, --n-prompt LIST   prompt sizes: one pp test each (default 512; 0 = none)\n"
@@ -281,6 +282,8 @@ int cmd_bench(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)   /* --url: measure a server instead (cmd_bench_url.c) */
         if (!strcmp(argv[i], "--url") || !strncmp(argv[i], "--url=", 6)) return cmd_bench_url(argc, argv);
+    for (int i = 1; i < argc; i++)   /* --parallel: sequences decoding together (cmd_bench_par.c) */
+        if (!strcmp(argv[i], "--parallel")) return cmd_bench_parallel(argc, argv);
     bench_cli b = {0};
     b.fmt = SD_OUT_MD;
     int exit_now = 0;

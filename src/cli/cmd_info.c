@@ -6,6 +6,7 @@
 #include "showdown.h"
 #include "cli/cli.h"
 #include "gguf/gguf.h"
+#include "model/arch_qwen3next.h"
 #include "model/model.h"
 #include "tensor/types.h"
 
@@ -48,6 +49,14 @@ int cmd_info(int argc, char **argv)
     if (m->yarn.freq_scale > 0) printf("rope scaling   YaRN (the factor above)\n");
     if (hp->n_expert)
         printf("experts        %d, %d per token, feed-forward %d each\n", hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
+    if (m->qnext) {
+        const struct sd_qnext *q = m->qnext;
+        printf("shared expert  feed-forward %d\n", q->n_ff_shexp);
+        printf("DeltaNet       %d of %d layers (attention every %d-th, RoPE on %d of %d values per head); %d key heads, "
+               "%d value heads of %d; convolution of %d; recurrent state %.1f MiB per sequence\n",
+               q->n_recurrent, hp->n_layer, q->interval, q->n_rot, hp->head_dim, q->n_k_heads, q->n_v_heads, q->head_v,
+               q->d_conv, (double)sd_qnext_state_bytes(m) / (1 << 20));
+    }
     printf("tensors        %" PRIu64 "\n", g->n_tensors);
     uint64_t bytes[SD_TYPE_COUNT] = {0}, count[SD_TYPE_COUNT] = {0}, total = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {

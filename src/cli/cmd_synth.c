@@ -24,7 +24,8 @@ static void usage(FILE *out)
             "  --vocab FILE.gguf    copy the tokenizer of this file (its size sets the\n"
             "                       vocabulary); default: a synthesized byte-level BPE one\n"
             "  --arch A             llama, qwen2 (Q/K/V biases) or qwen3 (Q/K norms)\n"
-            "                       (the MoE presets: qwen3moe, gpt-oss, llama = mixtral)\n"
+            "                       (the MoE presets: qwen3moe, gpt-oss, llama = mixtral,\n"
+            "                       qwen3next)\n"
             "  --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N\n"
             "  --vocab-size N --ctx N --rope-base F\n"
             "                       change the preset's shape (--dim/--heads without\n"
@@ -32,6 +33,10 @@ static void usage(FILE *out)
             "  --experts N --experts-used K --expert-ffn N\n"
             "                       mixture-of-experts presets: routed experts, experts\n"
             "                       per token (lowered to N with --experts), expert FFN size\n"
+            "  --shared-ffn N --ssm-state N --ssm-groups N --ssm-heads N --rope-dim N\n"
+            "                       qwen3next: shared expert size, DeltaNet head size, key\n"
+            "                       heads, value heads, rotated values per attention head\n"
+            "                       (a new --head-dim keeps the preset's rotated fraction)\n"
             "  -t, --threads N      threads (default: every CPU)\n"
             "  --progress           progress on stderr even when it is not a terminal\n"
             "  --header-only        write the header with the data left as a sparse hole\n"
@@ -67,7 +72,9 @@ static int same_shape(const sd_synth_shape *a, const sd_synth_shape *b)
     return !strcmp(a->arch, b->arch) && a->n_embd == b->n_embd && a->n_layer == b->n_layer &&
            a->n_head == b->n_head && a->n_head_kv == b->n_head_kv && a->head_dim == b->head_dim &&
            a->n_ff == b->n_ff && a->n_vocab == b->n_vocab && a->n_ctx == b->n_ctx && a->rope_base == b->rope_base &&
-           a->n_expert == b->n_expert && a->n_expert_used == b->n_expert_used && a->n_ff_exp == b->n_ff_exp;
+           a->n_expert == b->n_expert && a->n_expert_used == b->n_expert_used && a->n_ff_exp == b->n_ff_exp &&
+           a->n_ff_shexp == b->n_ff_shexp && a->ssm_state == b->ssm_state && a->ssm_groups == b->ssm_groups &&
+           a->ssm_heads == b->ssm_heads && a->n_rot == b->n_rot;
 }
 
 /* The integer shape flags and where each goes. */
@@ -88,6 +95,9 @@ int cmd_synth(int argc, char **argv)
         {"--vocab-size", &edit.n_vocab, 1, 1 << 24}, {"--ctx", &edit.n_ctx, 1, 1 << 24},
         {"--experts", &edit.n_expert, 1, 4096},   {"--experts-used", &edit.n_expert_used, 1, 64},
         {"--expert-ffn", &edit.n_ff_exp, 1, 1 << 20},
+        {"--shared-ffn", &edit.n_ff_shexp, 1, 1 << 20}, {"--ssm-state", &edit.ssm_state, 1, 4096},
+        {"--ssm-groups", &edit.ssm_groups, 1, 4096}, {"--ssm-heads", &edit.ssm_heads, 1, 4096},
+        {"--rope-dim", &edit.n_rot, 2, 4096},
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -137,6 +147,10 @@ int cmd_synth(int argc, char **argv)
         s.head_dim = s.n_embd / s.n_head;
     }
     if (edit.n_head >= 0 && edit.n_head_kv < 0 && s.n_head % s.n_head_kv) s.n_head_kv = s.n_head;
+    if (base->n_rot && edit.n_rot < 0 && s.head_dim != base->head_dim)   /* qwen3next: the same fraction turns */
+        s.n_rot = (int)((int64_t)s.head_dim * base->n_rot / base->head_dim) & ~1;
+    if (base->n_rot && s.n_rot < 2) s.n_rot = 2;
+    if (edit.ssm_groups >= 0 && edit.ssm_heads < 0 && s.ssm_heads % s.ssm_groups) s.ssm_heads = s.ssm_groups;
     if (edit.n_expert >= 0 && edit.n_expert_used < 0 && s.n_expert_used > s.n_expert) s.n_expert_used = s.n_expert;
     if (edit.n_expert >= 0 && !base->n_expert) return fail("--experts: preset %s is not a mixture of experts", base->name);
     if (rope_base > 0) s.rope_base = (float)rope_base;

@@ -1,4 +1,4 @@
-/* The 16-row packed layout of Q4_0, Q8_0, NVFP4 and Q4_K weights (see pack.h). */
+/* The 16-row packed layout of Q4_0, Q4_1, Q8_0, NVFP4, MXFP4, Q4_K and Q6_K weights (see pack.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -19,25 +19,29 @@ int sd_pack_enabled(void)
 }
 
 /* One row per packable format: a block of `values` columns is `units`
- * scale units of `unit` bytes, then `quant` bytes of quants. In a tile the
- * scale units go unit-major (unit k of row r at (16k + r) * unit), then
- * the quants in 64-byte chunks (bytes 4j..4j+3 of row r at 64j + 4r). */
+ * scale units of `unit` bytes, at byte scale_at of the block, and `quant`
+ * bytes of quants, the rest of the block in order. In a tile the scale
+ * units go unit-major (unit k of row r at (16k + r) * unit), then the
+ * quants in 64-byte chunks (bytes 4j..4j+3 of row r at 64j + 4r). */
 typedef struct {
     uint32_t type;
-    int values, unit, units, quant;
+    int values, unit, units, quant, scale_at;
 } pack_format;
 
 static const pack_format pack_formats[] = {
-    {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs)},
-    {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs)},
-    {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs)},
-    {SD_TYPE_MXFP4, QK32, 1, 1, sizeof(((blk_mxfp4 *)0)->qs)},   /* E8M0 scale byte, then 16 */
+    {SD_TYPE_Q4_0, 32, 2, 1, sizeof(((blk_q4_0 *)0)->qs), 0},
+    {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs), 0},
+    {SD_TYPE_Q4_1, 32, 2, 2, sizeof(((blk_q4_1 *)0)->qs), 0},   /* d, then m */
+    {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs), 0},
+    {SD_TYPE_MXFP4, QK32, 1, 1, sizeof(((blk_mxfp4 *)0)->qs), 0},   /* E8M0 scale byte, then 16 */
     /* d, dmin, then the 12 scale bytes as 6 pairs */
-    {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs)},
+    {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs), 0},
+    /* ql and qh are the quants; the 16 scale bytes and d's two bytes behind them, as 18 units */
+    {SD_TYPE_Q6_K, QKK, 1, 18, 192, 192},
 };
 
-/* The largest block above (Q4_K's), for the tile buffer. */
-#define PACK_MAX_BLOCK sizeof(blk_q4_k)
+/* The largest block above (Q6_K's), for the tile buffer. */
+#define PACK_MAX_BLOCK sizeof(blk_q6_k)
 
 static const pack_format *pack_format_of(uint32_t type)
 {
@@ -102,9 +106,10 @@ int sd_weight_pack(sd_weight *w)
         for (size_t b = 0; b < nb; b++) {
             for (int r = 0; r < SD_PACK_ROWS; r++) {
                 const char *blk = src + (size_t)(g * SD_PACK_ROWS + r) * w->row_bytes + b * bb;
+                const char *sc = blk + f->scale_at, *q = f->scale_at ? blk : blk + sb;
                 for (int k = 0; k < f->units; k++)
-                    memcpy(t + (size_t)(16 * k + r) * f->unit, blk + k * f->unit, f->unit);
-                for (int j = 0; j < f->quant / 4; j++) memcpy(tq + 64 * j + 4 * r, blk + sb + 4 * j, 4);
+                    memcpy(t + (size_t)(16 * k + r) * f->unit, sc + k * f->unit, f->unit);
+                for (int j = 0; j < f->quant / 4; j++) memcpy(tq + 64 * j + 4 * r, q + 4 * j, 4);
             }
             memcpy(dst + sd_pack_tile_offset(w->rows / SD_PACK_ROWS, nb, pb, g, b) * tile, t, tile);
         }

@@ -7,10 +7,12 @@
  * group of 16 rows and per block, a tile of
  *     the 16 rows' scales, then nq chunks of 64 bytes,
  * where chunk j holds bytes 4j..4j+3 of every row's quants (row r at byte
- * 4r) and nq = quant bytes per block / 4 (Q4_0: 4, Q8_0 and NVFP4: 8,
- * Q4_K: 32). One vpdpbusd of a chunk against one broadcast activation quad
+ * 4r) and nq = quant bytes per block / 4 (Q4_0 and Q4_1: 4, Q8_0 and
+ * NVFP4: 8, Q4_K: 32). One vpdpbusd of a chunk against one broadcast activation quad
  * advances 16 rows at once, and 16 scales convert with one instruction. The
- * scales are Q4_0/Q8_0's f16 (row r at byte 2r), MXFP4's E8M0 byte (row r at byte r), NVFP4's four UE4M3
+ * scales are Q4_0/Q8_0's f16 (row r at byte 2r), Q4_1's f16 d then m
+ * (row r's at bytes 2r and 32 + 2r), MXFP4's E8M0 byte (row r at
+ * byte r), NVFP4's four UE4M3
  * sub-block codes per 64-value block (code k of row r at byte 16k + r), or
  * Q4_K's d, dmin and 12 scale bytes per 256-value super-block, in 2-byte
  * units (unit k of row r at byte 32k + 2r).

@@ -15,6 +15,7 @@
 #include "kernels/geglu.h"
 #include "kernels/ops.h"
 #include "model/forward.h"
+#include "model/arch_qwen3next.h"
 #include "model/moe.h"
 #include "model/offload.h"
 #include "tensor/types.h"
@@ -31,7 +32,7 @@
 typedef struct {
     sd_fwd *f;
     const sd_batch *b;
-    int layer;
+    int layer, kv_layer;   /* the model's layer; its planes in the KV cache */
     const sd_att_unit *u;
     int n_units;
     int64_t total;
@@ -57,7 +58,7 @@ static void attend_unit(const attn_job *j, int ti, const sd_att_unit *u, float *
     const float *q = f->q + ((size_t)u->t * hp->n_head + (size_t)kvh * group) * hd;
     sd_attn_score_fn score = hd % 8 ? NULL : sd_kernel_attn_score(kt);
     sd_attn_accum_fn accum = hd % 8 ? NULL : sd_kernel_attn_accum(kt);
-    const char *kbase = c->k + sd_kv_at(c, j->layer, kvh, 0, 0), *vbase = c->v + sd_kv_at(c, j->layer, kvh, 0, 0);
+    const char *kbase = c->k + sd_kv_at(c, j->kv_layer, kvh, 0, 0), *vbase = c->v + sd_kv_at(c, j->kv_layer, kvh, 0, 0);
 
     /* Segments: runs of adjacent blocks. Every segment starts on a block
      * boundary or at p0 (a multiple of 8), so the kernels group positions
@@ -231,7 +232,7 @@ static int plan_units(sd_fwd *f, const sd_batch *b, int layer, int t0, int t1, i
     return n;
 }
 
-static void run_attention(sd_fwd *f, const sd_batch *b, int il)
+static void run_attention(sd_fwd *f, const sd_batch *b, int il, int kvl)
 {
     int nkv = f->m->hp.n_head_kv;
     const sd_layer *L = &f->m->layers[il];
@@ -247,7 +248,7 @@ static void run_attention(sd_fwd *f, const sd_batch *b, int il)
             recs += nr;
             t1++;
         }
-        attn_job j = {f, b, il, f->units, 0, 0};
+        attn_job j = {f, b, il, kvl, f->units, 0, 0};
         j.n_units = plan_units(f, b, il, t0, t1, &j.total);
         if (j.total <= SMALL_ATTENTION) attention(&j, 0, 1);
         else sd_pool_run(f->pool, attention, &j);
@@ -262,6 +263,8 @@ static void run_attention(sd_fwd *f, const sd_batch *b, int il)
         t0 = t1;
     }
 }
+
+void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il, int kvl) { run_attention(f, b, il, kvl); }
 
 /* ---- layers ------------------------------------------------------------- */
 
@@ -286,6 +289,10 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
     const sd_layer *L = &m->layers[il];
     sd_kv_cache *c = f->kv;
     int n = b->n, e = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd, kvd = hp->n_head_kv * hd, ff = hp->n_ff;
+    if (m->qnext) {
+        sd_qnext_forward_layer(f, b, il);   /* model/arch_qwen3next.c */
+        return;
+    }
 
     for (int t = 0; t < n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->attn_norm, e, hp->norm_eps);
     /* Each product names the one after it, for the threads to prefetch. */
@@ -318,7 +325,7 @@ static void layer(sd_fwd *f, const sd_batch *b, int il)
             kv_enc(f->v + (size_t)t * kvd + (size_t)h * hd, c->v + at, hd);
         }
     }
-    run_attention(f, b, il);
+    run_attention(f, b, il, il);
     sd_matmul_multi(f->pool, &wo, 1, f->att_out, n, &f->xb, f->xq, L->moe ? NULL : gu, L->moe ? 0 : 2);
     add_bias(f->xb, L->bo, n, e);
     post_norm(f, L->post_attn_norm, n);
@@ -433,6 +440,11 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     f->units = malloc((size_t)f->max_units * sizeof *f->units);
     f->recs = malloc((size_t)f->max_recs * group * (hp->head_dim + 2) * sizeof(float));
     f->pool = sd_pool_new(n_threads);
+    size_t qn_floats = sd_qnext_scratch_floats(m, max_tok);
+    if (qn_floats && !(f->qnext = malloc(qn_floats * sizeof(float)))) {
+        sd_fwd_free(f);
+        return fwd_fail(err, "%s: out of memory for the recurrent layers' scratch (%d tokens)", m->path, max_tok);
+    }
     size_t moe_floats = sd_moe_scratch_floats(m, max_tok);
     if (moe_floats) {
         f->moe = malloc(moe_floats * sizeof(float));
@@ -454,6 +466,7 @@ void sd_fwd_free(sd_fwd *f)
 {
     free(f->x); free(f->xb); free(f->q); free(f->k); free(f->v); free(f->att_out); free(f->hb); free(f->hb2);
     free(f->att); free(f->att_tmp); free(f->xq); free(f->units); free(f->recs); free(f->moe); free(f->moe_ids);
+    free(f->qnext);
     sd_pool_free(f->pool);
     memset(f, 0, sizeof *f);
 }

@@ -50,6 +50,7 @@ typedef struct {
     int max_units, max_recs;
     float *recs;           /* partial softmax per record: max[g], sum[g], out[g * hd] */
     float *moe;            /* MoE FFN scratch (model/moe.h), or NULL for a dense model */
+    float *qnext;          /* qwen3next's scratch (model/arch_qwen3next.h), or NULL */
     int32_t *moe_ids;      /* the last pass's chosen experts, moe_n tokens */
     int moe_n;
     struct sd_gpu_state *gpu;   /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
@@ -63,5 +64,9 @@ void sd_fwd_free(sd_fwd *f);
  * before a token's own are cached or earlier in b) and writes the logits of
  * b->out's tokens, n_vocab floats each, to logits. */
 void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits);
+/* Attention of layer il for b's tokens: f->q against the keys and values
+ * cached in the KV cache's layer kvl, into f->att_out (for architectures
+ * with their own layer code and fewer attention layers than layers). */
+void sd_fwd_attention(sd_fwd *f, const sd_batch *b, int il, int kvl);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/arch_qwen3next.h"
 #include "model/kv_cache.h"
 #include "tensor/types.h"
 
@@ -17,11 +18,18 @@ static int kv_fail(char *err, const char *fmt, ...)
     return -1;
 }
 
+/* Layers with keys and values: qwen3next's recurrent layers have none. */
+static int kv_layers(const sd_model *m)
+{
+    int n = m->hp.n_layer - (m->qnext ? m->qnext->n_recurrent : 0);
+    return n > 0 ? n : 1;
+}
+
 uint64_t sd_kv_cache_bytes(const sd_model *m, sd_kv_type type, int64_t n_pos)
 {
     int64_t blocks = (n_pos + SD_KV_BLOCK - 1) / SD_KV_BLOCK;
     uint64_t row = sd_row_bytes((uint32_t)type, (int64_t)m->hp.head_dim);
-    return 2 * (uint64_t)m->hp.n_layer * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
+    return 2 * (uint64_t)kv_layers(m) * (uint64_t)m->hp.n_head_kv * (uint64_t)blocks * SD_KV_BLOCK * row;
 }
 
 int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, sd_kv_cache **out, char *err)
@@ -30,7 +38,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     uint64_t need = sd_kv_cache_bytes(m, type, n_pos);
     sd_kv_cache *c = calloc(1, sizeof *c);
     if (!c) return kv_fail(err, "out of memory");
-    c->n_layer = m->hp.n_layer;
+    c->n_layer = kv_layers(m);
     c->n_head_kv = m->hp.n_head_kv;
     c->head_dim = m->hp.head_dim;
     c->type = type;
@@ -44,7 +52,9 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     /* More than the machine's memory would only be promised by the kernel
      * (overcommit), then kill the process when touched. */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int fits = pages <= 0 || psz <= 0 || need <= (uint64_t)pages * (uint64_t)psz;
+    c->state_bytes = sd_qnext_state_bytes(m);   /* recurrent layers' state beside the blocks */
+    uint64_t state = (uint64_t)c->state_bytes * (uint64_t)n_seqs;
+    int fits = pages <= 0 || psz <= 0 || need + state <= (uint64_t)pages * (uint64_t)psz;
     if (fits && need / 2 == (size_t)(need / 2)) {
         c->k = malloc((size_t)(need / 2));
         c->v = malloc((size_t)(need / 2));
@@ -62,10 +72,12 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, s
     int ok = c->k && c->v && c->ref && c->hash && c->parent && c->toks && c->bucket && c->next && c->lru_prev &&
              c->lru_next && c->free_ids && c->seqs;
     for (int s = 0; ok && s < n_seqs; s++) ok = (c->seqs[s].blocks = malloc((size_t)nb * sizeof(int))) != NULL;
+    for (int s = 0; ok && c->state_bytes && s < n_seqs; s++) ok = (c->seqs[s].state = calloc(1, c->state_bytes)) != NULL;
     if (!ok) {
         sd_kv_cache_free(c);
-        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions: it needs %.1f MiB (%llu bytes)",
-                       m->path, n_pos, (double)need / (1 << 20), (unsigned long long)need);
+        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions%s: it needs %.1f MiB (%llu bytes)",
+                       m->path, n_pos, state ? " and the recurrent state" : "", (double)(need + state) / (1 << 20),
+                       (unsigned long long)(need + state));
     }
     for (int i = 0; i < c->n_bucket; i++) c->bucket[i] = -1;
     /* Free blocks are taken from the end of the stack: lowest ids first, so a

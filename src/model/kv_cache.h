@@ -36,7 +36,8 @@ typedef struct {
 } sd_kv_seq;
 
 typedef struct sd_kv_cache {
-    int n_layer, n_head_kv, head_dim;
+    int n_layer,   /* layers with keys and values (qwen3next: its attention layers) */
+        n_head_kv, head_dim;
     sd_kv_type type;
     size_t kv_head;            /* bytes of one head's row at one position */
     int n_blocks, n_seqs;

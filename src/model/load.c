@@ -16,6 +16,7 @@
 #include "tensor/scale.h"
 #include "tensor/types.h"
 #include "model/arch_gemma3.h"
+#include "model/arch_qwen3next.h"
 #include "text/tokenizer.h"
 
 typedef struct { const char *name; sd_arch arch; int neox; } arch_row;
@@ -27,6 +28,7 @@ static const arch_row archs[] = {
     {"gemma3", SD_ARCH_GEMMA3, 1},
     {"qwen3moe", SD_ARCH_QWEN3MOE, 1},
     {"gpt-oss", SD_ARCH_GPTOSS, 1},
+    {"qwen3next", SD_ARCH_QWEN3NEXT, 1},
 };
 
 /* "{arch}.suffix" as an integer hyper-parameter; required ones must be present. */
@@ -110,7 +112,8 @@ static int read_hparams(sd_model *m, char *err)
         if (gguf_str_eq(a, archs[i].name)) row = &archs[i];
     if (!row)
         return gguf_fail(err, m->path,
-                         "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3, qwen3moe, gpt-oss are)",
+                         "unsupported architecture '%.*s' (llama, mistral, qwen2, qwen3, gemma3, qwen3moe, gpt-oss, "
+                         "qwen3next are)",
                          (int)(a.len > 32 ? 32 : a.len), a.ptr);
     hp->arch = row->arch;
     hp->rope_neox = row->neox;
@@ -135,7 +138,7 @@ static int read_hparams(sd_model *m, char *err)
         return gguf_fail(err, m->path, "head size %d must be even and non-zero", hp->head_dim);
     int rope_dim = hp->head_dim;
     if (hp_u32(m, "rope.dimension_count", 0, (uint32_t)hp->head_dim, &rope_dim, err)) return -1;
-    if (rope_dim != hp->head_dim)
+    if (rope_dim != hp->head_dim && hp->arch != SD_ARCH_QWEN3NEXT)   /* qwen3next: arch_qwen3next.c */
         return gguf_fail(err, m->path, "partial rotary embedding (%d of %d) is not supported", rope_dim, hp->head_dim);
     if (hp_f32(m, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err) ||
         hp_f32(m, "rope.freq_base", 10000.0f, &hp->rope_base, err))
@@ -158,6 +161,7 @@ static int read_hparams(sd_model *m, char *err)
     }
     m->embd_scale = m->q_scale = 1.0f;
     if (read_experts(m, err)) return -1;
+    if (hp->arch == SD_ARCH_QWEN3NEXT) return sd_qnext_hparams(m, err);
     return hp->arch == SD_ARCH_GEMMA3 ? sd_gemma3_hparams(m, err) : 0;
 }
 
@@ -181,6 +185,11 @@ static int get_weight(sd_model *m, const char *name, int64_t cols, int64_t rows,
     return 0;
 }
 
+int sd_load_matrix(sd_model *m, const char *name, int64_t cols, int64_t rows, int optional, sd_weight *w, char *err)
+{
+    return get_weight(m, name, cols, rows, optional, w, err);
+}
+
 /* A small vector (norm weights, biases) converted to an owned F32 copy. */
 static int get_vector(sd_model *m, const char *name, int64_t n, int optional, float **out, char *err)
 {
@@ -200,6 +209,11 @@ static int get_vector(sd_model *m, const char *name, int64_t n, int optional, fl
     return 0;
 }
 
+int sd_load_vector(sd_model *m, const char *name, int64_t n, int optional, float **out, char *err)
+{
+    return get_vector(m, name, n, optional, out, err);
+}
+
 static int load_layer(sd_model *m, int il, char *err)
 {
     const sd_hparams *hp = &m->hp;
@@ -215,8 +229,13 @@ static int load_layer(sd_model *m, int il, char *err)
     int gptoss = hp->arch == SD_ARCH_GPTOSS, qwen2 = hp->arch == SD_ARCH_QWEN2 || gptoss;
     int gemma3 = hp->arch == SD_ARCH_GEMMA3;
     int qwen3 = hp->arch == SD_ARCH_QWEN3 || hp->arch == SD_ARCH_QWEN3MOE || gemma3;   /* per-head q/k norms */
-    if (gptoss) snprintf(n[1], sizeof n[1], "blk.%d.post_attention_norm.weight", il);   /* its pre-FFN norm */
-    if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
+    int qnext = hp->arch == SD_ARCH_QWEN3NEXT;
+    if (gptoss || qnext) snprintf(n[1], sizeof n[1], "blk.%d.post_attention_norm.weight", il);   /* its pre-FFN norm */
+    if (qnext) {   /* gated attention or linear attention, and the shared expert: arch_qwen3next.c */
+        if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
+            sd_qnext_layer(m, il, err))
+            return -1;
+    } else if (get_vector(m, n[0], e, 0, &L->attn_norm, err) || get_vector(m, n[1], e, 0, &L->ffn_norm, err) ||
         get_weight(m, n[2], e, q, 0, &L->wq, err) || get_weight(m, n[3], e, kv, 0, &L->wk, err) ||
         get_weight(m, n[4], e, kv, 0, &L->wv, err) || get_weight(m, n[5], q, e, 0, &L->wo, err) ||
         get_vector(m, n[9], q, !qwen2, &L->bq, err) || get_vector(m, n[10], kv, !qwen2, &L->bk, err) ||
@@ -346,6 +365,7 @@ void sd_model_free(sd_model *m)
             for (int k = 0; k < SD_LAYER_N_MATRICES; k++) sd_weight_unpack(lw[k]);
         }
     sd_weight_unpack(&m->output);
+    sd_qnext_free(m);
     free(m->layers);
     free(m->output_norm);
     free(m->rope_freq_factors);

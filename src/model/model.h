@@ -8,6 +8,8 @@
 #include "tensor/weight.h"
 
 typedef struct sd_moe sd_moe;   /* model/moe.h */
+struct sd_qnext;                /* model/arch_qwen3next.h */
+struct sd_qnext_layer;
 
 typedef struct {
     float *attn_norm, *ffn_norm;          /* owned F32 copies of the small vectors */
@@ -23,6 +25,7 @@ typedef struct {
     float rope_scale;                     /* and its linear position scale (1 = none) */
     sd_weight wq, wk, wv, wo, w_gate, w_up, w_down;   /* the FFN three stay empty in a MoE layer */
     sd_moe *moe;                          /* routed experts replacing the dense FFN, or NULL */
+    struct sd_qnext_layer *qn;            /* qwen3next's own parts of the layer, or NULL */
 } sd_layer;
 
 /* A layer's matrices in forward order, for array initializers:
@@ -53,6 +56,7 @@ struct sd_model {
     struct sd_offload *gpu;               /* layers placed on a GPU (model/offload.c), or NULL */
     char *chat_template;                  /* tokenizer.chat_template (NUL-terminated copy), or NULL */
     struct sd_model_packer *packer;       /* the repacking still to do (model/model_pack.c) */
+    struct sd_qnext *qnext;               /* qwen3next's hyper-parameters, or NULL */
 };
 
 /* At load: plans repacking the layers' and the output's matrices for this
@@ -65,5 +69,11 @@ int sd_model_pack(sd_model *m);
  * no-op after the first call). Returns how many this call packed. */
 int sd_model_prepare(const sd_model *m, int n_threads);
 void sd_model_packer_free(sd_model *m);
+
+/* The loader's checked views (load.c) for the architectures' own tensors:
+ * a matrix of rows x cols (kept mapped), a vector of n values (an owned F32
+ * copy). optional: absence is no error (the vector stays NULL). */
+int sd_load_matrix(sd_model *m, const char *name, int64_t cols, int64_t rows, int optional, sd_weight *w, char *err);
+int sd_load_vector(sd_model *m, const char *name, int64_t n, int optional, float **out, char *err);
 
 #endif

@@ -14,7 +14,7 @@
 
 #define SIGMA 0.02f   /* standard deviation of the random weights */
 
-enum { GEN_RANDOM, GEN_ONES, GEN_ROPE_FREQS };
+enum { GEN_RANDOM, GEN_ONES, GEN_ROPE_FREQS, GEN_NEG_EXP };   /* NEG_EXP: -exp(sigma z), qwen3next's ssm_a */
 
 typedef struct {
     char name[64];
@@ -129,6 +129,47 @@ static int list_experts(const sd_synth_shape *s, tensor_list *l, int i, int gpto
     return rc;
 }
 
+/* qwen3next's layer il as the reference fork names it: gated attention
+ * (attn_q twice as wide: query and gate per head) on every attn_interval-th
+ * layer, gated DeltaNet on the others, then the routed experts and the
+ * shared expert with its gate. The decay's ssm_a is negative (-exp), as the
+ * converter stores -exp(A_log). */
+static int list_qwen3next_layer(const sd_synth_shape *s, tensor_list *l, int i, float res)
+{
+    int64_t e = s->n_embd, q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
+    int64_t kd = (int64_t)s->ssm_state * s->ssm_groups, vd = (int64_t)s->ssm_state * s->ssm_heads, h = s->ssm_heads;
+    int64_t fs = s->n_ff_shexp;
+    char n[64];
+    int rc = 0;
+#define T(sfx, a, b, g, sg) (snprintf(n, sizeof n, "blk.%d." sfx, i), rc |= add(l, n, a, b, g, sg))
+    T("attn_norm.weight", e, 1, GEN_ONES, 0);
+    if ((i + 1) % s->attn_interval == 0) {
+        T("attn_q.weight", e, 2 * q, GEN_RANDOM, SIGMA);
+        T("attn_k.weight", e, kv, GEN_RANDOM, SIGMA);
+        T("attn_v.weight", e, kv, GEN_RANDOM, SIGMA);
+        T("attn_q_norm.weight", s->head_dim, 1, GEN_ONES, 0);
+        T("attn_k_norm.weight", s->head_dim, 1, GEN_ONES, 0);
+        T("attn_output.weight", q, e, GEN_RANDOM, res);
+    } else {
+        T("attn_qkv.weight", e, 2 * kd + vd, GEN_RANDOM, SIGMA);
+        T("attn_gate.weight", e, vd, GEN_RANDOM, SIGMA);
+        T("ssm_conv1d.weight", s->ssm_conv, 2 * kd + vd, GEN_RANDOM, 0.5f);
+        T("ssm_dt.bias", h, 1, GEN_RANDOM, 1.0f);
+        T("ssm_a", h, 1, GEN_NEG_EXP, 0.5f);
+        T("ssm_ba.weight", e, 2 * h, GEN_RANDOM, SIGMA);
+        T("ssm_norm.weight", s->ssm_state, 1, GEN_ONES, 0);
+        T("ssm_out.weight", vd, e, GEN_RANDOM, res);
+    }
+    T("post_attention_norm.weight", e, 1, GEN_ONES, 0);
+    rc |= list_experts(s, l, i, 0, res);
+    T("ffn_gate_inp_shexp.weight", e, 1, GEN_RANDOM, 1.0f / sqrtf((float)e));
+    T("ffn_gate_shexp.weight", e, fs, GEN_RANDOM, SIGMA);
+    T("ffn_up_shexp.weight", e, fs, GEN_RANDOM, SIGMA);
+    T("ffn_down_shexp.weight", fs, e, GEN_RANDOM, res);
+#undef T
+    return rc;
+}
+
 /* llama.cpp's tensor names and shapes ([row length, rows]). Projections into
  * the residual stream get a smaller sigma (GPT-2 style, 1/sqrt(2 layers)) so
  * activations stay the same size however deep the model is. */
@@ -142,6 +183,10 @@ static int list_tensors(const sd_synth_shape *s, tensor_list *l)
     int rc = add(l, "token_embd.weight", e, s->n_vocab, GEN_RANDOM, SIGMA);
     if (s->rope_llama3_factor > 0) rc |= add(l, "rope_freqs.weight", s->head_dim / 2, 1, GEN_ROPE_FREQS, 0);
     for (int i = 0; i < s->n_layer && !rc; i++) {
+        if (!strcmp(s->arch, "qwen3next")) {
+            rc |= list_qwen3next_layer(s, l, i, res);
+            continue;
+        }
 #define T(sfx, a, b, g, sg) (snprintf(n, sizeof n, "blk.%d." sfx, i), rc |= add(l, n, a, b, g, sg))
         T("attn_norm.weight", e, 1, GEN_ONES, 0);
         T("attn_q.weight", e, q, GEN_RANDOM, SIGMA);
@@ -211,6 +256,9 @@ static void gen_rows(void *arg, int64_t row0, int64_t n, float *dst)
             for (int64_t c = 0; c < cols; c++) d[c] = 1.0f;
         } else if (g->t->gen == GEN_ROPE_FREQS) {
             rope_freqs(g->shape, d);
+        } else if (g->t->gen == GEN_NEG_EXP) {
+            uint64_t st = row_stream(g->seed, g->id, row0 + r);
+            for (int64_t c = 0; c < cols; c++) d[c] = -expf(g->t->sigma * normalish(&st));
         } else {
             uint64_t st = row_stream(g->seed, g->id, row0 + r);
             for (int64_t c = 0; c < cols; c++) d[c] = g->t->sigma * normalish(&st);
@@ -325,11 +373,20 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
     U32("feed_forward_length", s->n_expert && !strcmp(a, "llama") ? s->n_ff_exp : s->n_ff);   /* mixtral: the experts' */
     U32("attention.head_count", s->n_head);
     U32("attention.head_count_kv", s->n_head_kv);
-    U32("rope.dimension_count", s->head_dim);
+    U32("rope.dimension_count", s->n_rot ? s->n_rot : s->head_dim);
     if (s->n_expert) {
         U32("expert_count", s->n_expert);
         U32("expert_used_count", s->n_expert_used);
         if (strcmp(a, "llama")) U32("expert_feed_forward_length", s->n_ff_exp);   /* mixtral: feed_forward_length */
+    }
+    if (!strcmp(a, "qwen3next")) {
+        U32("expert_shared_feed_forward_length", s->n_ff_shexp);
+        U32("ssm.conv_kernel", s->ssm_conv);
+        U32("ssm.state_size", s->ssm_state);
+        U32("ssm.group_count", s->ssm_groups);
+        U32("ssm.time_step_rank", s->ssm_heads);
+        U32("ssm.inner_size", s->ssm_state * s->ssm_heads);
+        U32("full_attention_interval", s->attn_interval);
     }
     if (!strcmp(a, "gpt-oss")) {
         U32("attention.sliding_window", 128);
@@ -338,7 +395,8 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
         F32("rope.scaling.factor", 32.0f);
         U32("rope.scaling.original_context_length", 4096);
     }
-    if (s->head_dim * s->n_head != s->n_embd || !strcmp(a, "qwen3") || !strcmp(a, "qwen3moe") || !strcmp(a, "gpt-oss")) {
+    if (s->head_dim * s->n_head != s->n_embd || !strcmp(a, "qwen3") || !strcmp(a, "qwen3moe") || !strcmp(a, "gpt-oss") ||
+        !strcmp(a, "qwen3next")) {
         U32("attention.key_length", s->head_dim);
         U32("attention.value_length", s->head_dim);
     }

@@ -16,7 +16,8 @@
 
 typedef struct {
     char name[32];            /* preset name, or "custom" */
-    char arch[16];            /* llama, qwen2 (Q/K/V biases), qwen3 (per-head Q/K norms), qwen3moe, gpt-oss */
+    char arch[16];            /* llama, qwen2 (Q/K/V biases), qwen3 (per-head Q/K norms), qwen3moe, gpt-oss,
+                                 qwen3next */
     int n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx;
     float rope_base, norm_eps;
     float rope_llama3_factor; /* > 0: Llama 3.1 rope scaling, written as rope_freqs.weight */
@@ -24,6 +25,10 @@ typedef struct {
     const char *what;         /* the real model this shape is taken from */
     int n_expert, n_expert_used, n_ff_exp;   /* mixture of experts (0: dense): 3-D expert tensors
                                                 ffn_{gate,up,down}_exps and the router ffn_gate_inp */
+    /* qwen3next (0 elsewhere): shared expert size, DeltaNet convolution taps,
+     * key head size (= value head size), key heads, value heads, rotated
+     * values per head, one attention layer in every attn_interval */
+    int n_ff_shexp, ssm_conv, ssm_state, ssm_groups, ssm_heads, n_rot, attn_interval;
 } sd_synth_shape;
 
 /* ---- presets (synth_presets.c) ---------------------------------------------- */

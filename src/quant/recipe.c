@@ -84,8 +84,10 @@ static int ends_with(const char *s, const char *suffix)
 
 int sd_qrecipe_quantizes(const char *name, int n_dims)
 {
-    /* MoE routers stay F32, as the reference quantizer keeps them */
-    return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") && !strstr(name, "ffn_gate_inp.");
+    /* MoE routers stay F32, as the reference quantizer keeps them; so does
+     * qwen3next's convolution (the reference's ssm_conv reads F32 only) */
+    return n_dims >= 2 && ends_with(name, "weight") && !strstr(name, "_norm.weight") && !strstr(name, "ffn_gate_inp.") &&
+           !strstr(name, "ssm_conv1d.");
 }
 
 /* llama.cpp's choice of layers that get more bits: the first and last eighth

@@ -2,7 +2,12 @@
  * counter; workers spin on it for a short while before sleeping on a futex-
  * backed condition variable, so back-to-back runs (seven or more per layer at
  * decode) cost a cache-line handoff instead of a wake-up. The caller works
- * share 0 and then spins until the last worker checks in. */
+ * share 0, then takes over every share whose worker has not started it yet
+ * (a worker claims its share of a generation with a compare-and-swap, so
+ * each share runs once), then spins until the workers that did start finish.
+ * So a worker that is asleep or descheduled (more threads than free cores:
+ * other processes) costs no wait: a decode step makes ~150 runs on a small
+ * model, and each used to wait out such a worker's wake-up or time slice. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -37,6 +42,9 @@ struct sd_pool {
      * may still read run g's slot while run g + 1 is being set up, never
      * while run g + 2 is (that needs the worker to have finished g + 1). */
     struct { sd_pool_idle_fn fn; _Alignas(16) char ctx[SD_POOL_IDLE_BYTES]; } idle[2];
+    /* claimed[i]: the last generation whose share i was taken, by worker i
+     * or by the caller; padded apart. */
+    struct claim_slot { _Alignas(64) atomic_uint gen; } *claimed;
     _Alignas(64) atomic_uint generation;   /* bumped per run */
     _Alignas(64) atomic_int pending;       /* workers still in the current run */
     atomic_int sleepers;                   /* workers blocked on `wake` */
@@ -75,13 +83,20 @@ static void *worker(void *arg)
     for (;;) {
         seen = wait_generation(p, seen);
         if (atomic_load(&p->quit)) return NULL;
+        /* Generation `seen` is still the current one while its share is
+         * unclaimed: the caller publishes the next only after every share.
+         * A claim at or past `seen` (this worker was slow to look): taken over. */
+        unsigned c = atomic_load_explicit(&p->claimed[idx].gen, memory_order_relaxed);
+        if ((int)(seen - c) <= 0 || !atomic_compare_exchange_strong(&p->claimed[idx].gen, &c, seen)) continue;
         p->fn(p->ctx, idx, p->n);
-        sd_pool_idle_fn idle = p->idle[seen & 1].fn;
-        const void *ictx = p->idle[seen & 1].ctx;
+        /* The idle work's context, copied while its slot cannot change: the
+         * slot is rewritten for run seen + 2, published after seen + 1 began. */
+        struct { sd_pool_idle_fn fn; _Alignas(16) char ctx[SD_POOL_IDLE_BYTES]; } idle;
+        memcpy(&idle, &p->idle[seen & 1], sizeof idle);
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
-        if (idle)
+        if (idle.fn && atomic_load_explicit(&p->generation, memory_order_acquire) == seen)
             for (int step = 0; atomic_load_explicit(&p->generation, memory_order_relaxed) == seen; step++)
-                if (!idle(ictx, idx, p->n, step)) break;
+                if (!idle.fn(idle.ctx, idx, p->n, step)) break;
     }
 }
 
@@ -100,7 +115,13 @@ sd_pool *sd_pool_new(int n_threads)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->wake, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) { pthread_mutex_destroy(&p->mu); pthread_cond_destroy(&p->wake); free(p); return NULL; }
+    p->claimed = aligned_alloc(64, (size_t)n_threads * sizeof *p->claimed);
+    if (!p->threads || !p->claimed) {
+        pthread_mutex_destroy(&p->mu); pthread_cond_destroy(&p->wake);
+        free(p->threads); free(p->claimed); free(p);
+        return NULL;
+    }
+    for (int i = 0; i < n_threads; i++) atomic_init(&p->claimed[i].gen, 0);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa) { p->n = i; sd_pool_free(p); return NULL; }
@@ -128,6 +149,7 @@ void sd_pool_free(sd_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     free(p->threads);
+    free(p->claimed);
     free(p);
 }
 
@@ -145,7 +167,7 @@ void sd_pool_run_idle(sd_pool *p, sd_pool_fn fn, void *ctx, sd_pool_idle_fn idle
     p->idle[slot].fn = idle && idle_bytes <= SD_POOL_IDLE_BYTES ? idle : NULL;
     if (p->idle[slot].fn) memcpy(p->idle[slot].ctx, idle_ctx, idle_bytes);
     atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
-    atomic_fetch_add(&p->generation, 1);   /* seq_cst: ordered before the sleepers load */
+    unsigned gen = atomic_fetch_add(&p->generation, 1) + 1;   /* seq_cst: ordered before the sleepers load */
     /* Only sleepers need the lock and the signal; spinning workers see the
      * generation change on their own. The lock orders this broadcast after a
      * sleeper's check of the generation. */
@@ -155,6 +177,14 @@ void sd_pool_run_idle(sd_pool *p, sd_pool_fn fn, void *ctx, sd_pool_idle_fn idle
         pthread_mutex_unlock(&p->mu);
     }
     fn(ctx, 0, p->n);
+    /* Shares no worker has started: done here rather than waited for. */
+    for (int i = 1; i < p->n; i++) {
+        unsigned c = atomic_load_explicit(&p->claimed[i].gen, memory_order_relaxed);
+        if (c != gen && atomic_compare_exchange_strong(&p->claimed[i].gen, &c, gen)) {
+            fn(ctx, i, p->n);
+            atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        }
+    }
     if (p->idle[slot].fn)
         for (int step = 0; atomic_load_explicit(&p->pending, memory_order_acquire); step++)
             if (!idle(p->idle[slot].ctx, 0, p->n, step)) break;
