@@ -35,6 +35,7 @@ pp=${PP:-64,512} tg=${TG:-64}
 [ -x "$ik" ] || { echo "error: $ik: no llama-bench binary there" >&2; exit 1; }
 command -v jq > /dev/null || { echo "error: jq is needed to read the JSON results" >&2; exit 1; }
 mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)   # absolute: the fork's llama-simple runs there (it leaves a llama.log)
 t_start=$(date +%s)
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "# bench-moe $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(loadavg)"
@@ -62,7 +63,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) p
 fmt() { awk -v a="$1" 'BEGIN { if (a == "-") print "-"; else printf "%.1f", a }'; }
 
 # The sanity check: the same greedy text from both engines.
-simple=$(dirname "$ik")/llama-simple
+simple=$(cd "$(dirname "$ik")" && pwd)/llama-simple
 prompt="Once upon a time"
 for ty in $types; do
   f=$dir/qwen3-30b-a3b-l$layers-$ty.gguf
@@ -71,7 +72,7 @@ for ty in $types; do
     # llama-simple's -n counts the prompt's tokens (BOS included) too
     np=$("$sd" tokenize -m "$f" -p "$prompt" | wc -w)
     # it writes the prompt and the continuation on one line of its log
-    theirs=$("$simple" -m "$f" -p "$prompt" -n $((np + 8)) -t "$threads" 2>&1 | grep -F -m1 "$prompt")
+    theirs=$(cd "$dir" && "$simple" -m "$f" -p "$prompt" -n $((np + 8)) -t "$threads" 2>&1 | grep -F -m1 "$prompt")
     theirs=${theirs#*"$prompt"}
     [ "$ours" = "$theirs" ] && verdict="same greedy text" || verdict="DIFFERENT greedy text: fork numbers suspect"
   else
