@@ -17,6 +17,7 @@ static double worst_batch_diff(const char *rel, int which)
     char p[512], err[SD_ERR_LEN];
     sd_model *m;
     cr_assert_eq(sd_model_load(shared_path(p, sizeof p, rel), &m, err), 0, "%s", err);
+    sd_model_prepare(m, 1);   /* the weights as a forward pass has them */
     const sd_weight *w = which == 0 ? &m->layers[0].wq : which == 1 ? &m->layers[0].w_down : &m->output;
     int rows = (int)w->rows, cols = (int)w->cols, T = 16;
     float *x = malloc((size_t)T * cols * sizeof *x), *solo = malloc((size_t)T * rows * sizeof *solo);
@@ -48,6 +49,7 @@ static void report(const char *rel)
     char p[512], err[SD_ERR_LEN];
     sd_model *m;
     cr_assert_eq(sd_model_load(shared_path(p, sizeof p, rel), &m, err), 0, "%s", err);
+    sd_model_prepare(m, 1);   /* what the first forward pass packs */
     const sd_weight *ws[3] = {&m->layers[0].wq, &m->layers[0].w_down, &m->output};
     int exact[3];
     for (int i = 0; i < 3; i++) exact[i] = ws[i]->packed != NULL || ws[i]->type == 0 /* F32 */;

@@ -541,6 +541,7 @@ static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch)
 static int all_invariant(const sd_model *m)
 {
     const sd_hparams *hp = sd_model_hparams(m);
+    sd_model_prepare(m, 1);   /* what the first forward pass packs */
     for (int il = 0; il < hp->n_layer; il++) {
         const sd_layer *L = &m->layers[il];
         const sd_weight *lw[] = {SD_LAYER_MATRICES(L)};

@@ -55,7 +55,7 @@ static void check_close(const char *what, float ref, float got)
  * to one block), token counts that leave every tile remainder. */
 Test(pack, kernels_match_generic_vec_dot)
 {
-    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K, SD_TYPE_Q6_K};
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4};
     static const int64_t colss[] = {32, 96, 256, 768, 2112, 2144, 2304, 4160, 4352};
     static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
     int tested = 0;
@@ -223,7 +223,7 @@ Test(pack, every_row_once_at_many_threads)
  * one block wide, at 1, 2, 3 and 70 threads, against the unpacked product. */
 Test(pack, decode_claims_within_panels)
 {
-    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K, SD_TYPE_Q6_K};
+    static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4};
     static const int threads[] = {1, 2, 3, 70};
     int64_t rows = 160;
     float *ref = malloc(rows * sizeof *ref), *got = malloc(rows * sizeof *got);

@@ -158,13 +158,26 @@ static void fill_common(sd_bench_row *r, const sd_bench_config *c, const test_sp
     utc_now(r->test_time, sizeof r->test_time);
 }
 
+/* Parameters one token multiplies, for the prefill ceiling: a mixture of
+ * experts' token runs k of its n experts (all of them are read per batch,
+ * but each multiplies only its own tokens). */
+static uint64_t active_params(sd_model *m)
+{
+    const sd_hparams *hp = sd_model_hparams(m);
+    uint64_t all = sd_model_n_params(m);
+    if (hp->n_expert <= 0 || hp->n_expert_used <= 0) return all;
+    uint64_t per = (uint64_t)hp->n_layer * 3 * (uint64_t)hp->n_embd * (uint64_t)hp->n_ff_exp;
+    uint64_t exps = per * (uint64_t)hp->n_expert;
+    return exps < all ? all - exps + per * (uint64_t)hp->n_expert_used : all;
+}
+
 static void set_roofline(sd_bench_row *r, const sd_bench_config *c, const bench_model *bm, sd_kv_type kv)
 {
     if (!c->calib) return;
     const sd_hparams *hp = sd_model_hparams(bm->m);
     sd_roofline_in in = {
         .weight_bytes_per_token = bm->weight_bytes_per_token,
-        .n_params = sd_model_n_params(bm->m),
+        .n_params = active_params(bm->m),
         .n_layer = hp->n_layer,
         .kv_dim = hp->n_head_kv * hp->head_dim,
         .kv_elem_bytes = kv == SD_KV_F32 ? 4 : kv == SD_KV_F16 ? 2 : 34.0 / 32,

@@ -1,4 +1,4 @@
-/* The 16-row packed layout of Q4_0, Q4_1, Q8_0, NVFP4, Q4_K and Q6_K weights (see pack.h). */
+/* The 16-row packed layout of Q4_0, Q4_1, Q8_0, NVFP4, MXFP4, Q4_K and Q6_K weights (see pack.h). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -33,6 +33,7 @@ static const pack_format pack_formats[] = {
     {SD_TYPE_Q8_0, 32, 2, 1, sizeof(((blk_q8_0 *)0)->qs), 0},
     {SD_TYPE_Q4_1, 32, 2, 2, sizeof(((blk_q4_1 *)0)->qs), 0},   /* d, then m */
     {SD_TYPE_NVFP4, QKNV, 1, 4, sizeof(((blk_nvfp4 *)0)->qs), 0},
+    {SD_TYPE_MXFP4, QK32, 1, 1, sizeof(((blk_mxfp4 *)0)->qs), 0},   /* E8M0 scale byte, then 16 */
     /* d, dmin, then the 12 scale bytes as 6 pairs */
     {SD_TYPE_Q4_K, QKK, 2, 8, sizeof(((blk_q4_k *)0)->qs), 0},
     /* ql and qh are the quants; the 16 scale bytes and d's two bytes behind them, as 18 units */

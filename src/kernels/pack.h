@@ -11,7 +11,8 @@
  * NVFP4: 8, Q4_K: 32). One vpdpbusd of a chunk against one broadcast activation quad
  * advances 16 rows at once, and 16 scales convert with one instruction. The
  * scales are Q4_0/Q8_0's f16 (row r at byte 2r), Q4_1's f16 d then m
- * (row r's at bytes 2r and 32 + 2r), NVFP4's four UE4M3
+ * (row r's at bytes 2r and 32 + 2r), MXFP4's E8M0 byte (row r at
+ * byte r), NVFP4's four UE4M3
  * sub-block codes per 64-value block (code k of row r at byte 16k + r), or
  * Q4_K's d, dmin and 12 scale bytes per 256-value super-block, in 2-byte
  * units (unit k of row r at byte 32k + 2r).

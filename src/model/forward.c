@@ -350,6 +350,7 @@ void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
     const sd_model *m = f->m;
     const sd_hparams *hp = &m->hp;
     int e = hp->n_embd, n = b->n;
+    sd_model_prepare(m, sd_pool_size(f->pool));   /* the first pass repacks the weights (model/model_pack.c) */
     const sd_type_traits *et = sd_type_get(m->tok_embd.type);
     for (int t = 0; t < n; t++) {
         float *x = f->x + (size_t)t * e;

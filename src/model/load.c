@@ -309,38 +309,6 @@ static int load_tensors(sd_model *m, char *err)
     return 0;
 }
 
-/* Drops the mapped pages of a packed original from this process (the file
- * stays in the page cache; the tied embedding reads fault them back). */
-static void drop_mapped(const sd_weight *w, void *ctx)
-{
-    const sd_model *m = ctx;
-    if (!m->gguf || !m->gguf->map) return;
-    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data;
-    uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + (uintptr_t)(w->rows * (int64_t)w->row_bytes)) / pg * pg;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
-
-int sd_model_pack(sd_model *m)
-{
-    sd_weight **ws = malloc(((size_t)m->hp.n_layer * SD_LAYER_N_MATRICES + 1) * sizeof *ws);
-    if (!ws) return -1;
-    int n = 0;
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        sd_weight *lw[] = {SD_LAYER_MATRICES(&m->layers[il])};
-        for (int i = 0; i < SD_LAYER_N_MATRICES; i++) ws[n++] = lw[i];
-    }
-    ws[n++] = &m->output;
-    uint64_t need = 0;
-    for (int i = 0; i < n; i++) need += (uint64_t)ws[i]->rows * ws[i]->row_bytes;
-    need += sd_moe_expert_bytes(m);   /* experts are packed at first use (moe_pack.c) */
-    long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    int packed = 0, fits = pages <= 0 || psz <= 0 || need < (uint64_t)pages * (uint64_t)psz / 2;
-    sd_moe_set_lazy_pack(m, fits);
-    if (fits) packed = sd_weights_pack(ws, n, sd_cpu_count(), drop_mapped, m);
-    free(ws);
-    return packed;
-}
-
 /* The Jinja chat template, copied so it outlives the mapping's lack of a
  * terminator; a missing or wrongly typed one is just absent (chat needs
  * --chat-template then), never a reason to refuse the model. */
@@ -385,6 +353,7 @@ void sd_model_free(sd_model *m)
 {
     if (!m) return;
     sd_offload_free(m);
+    sd_model_packer_free(m);
     if (m->layers)
         for (int i = 0; i < m->hp.n_layer; i++) {
             sd_layer *L = &m->layers[i];

@@ -55,14 +55,20 @@ struct sd_model {
     char type_name[48];
     struct sd_offload *gpu;               /* layers placed on a GPU (model/offload.c), or NULL */
     char *chat_template;                  /* tokenizer.chat_template (NUL-terminated copy), or NULL */
+    struct sd_model_packer *packer;       /* the repacking still to do (model/model_pack.c) */
     struct sd_qnext *qnext;               /* qwen3next's hyper-parameters, or NULL */
 };
 
-/* Repacks the layers' and the output's matrices for this CPU's kernels
- * (kernels/pack.h) when the copies fit in half the free memory, dropping
- * the mapped originals' pages. Returns how many were packed, -1 when out of
- * memory (nothing is lost: unpacked matrices are only slower). */
+/* At load: plans repacking the layers' and the output's matrices for this
+ * CPU's kernels (kernels/pack.h) when the copies fit in half the available
+ * memory; the copying waits for sd_model_prepare (model/model_pack.c).
+ * Returns 0, or -1 when out of memory. */
 int sd_model_pack(sd_model *m);
+/* Before a forward pass: packs the planned matrices on up to n_threads
+ * threads and drops the mapped originals' pages, once (thread-safe; a
+ * no-op after the first call). Returns how many this call packed. */
+int sd_model_prepare(const sd_model *m, int n_threads);
+void sd_model_packer_free(sd_model *m);
 
 /* The loader's checked views (load.c) for the architectures' own tensors:
  * a matrix of rows x cols (kept mapped), a vector of n values (an owned F32

@@ -38,8 +38,8 @@ void unit32(uint rb, uint u, out float v[32], out float mo)
         [[unroll]] for (uint i = 0u; i < 32u; i++) v[i] = j0 + i < p.cols ? wv(rb, j0 + i) : 0.0;
     }
 #endif
-#elif defined(FMT_Q4_0) || defined(FMT_Q4_1) || defined(FMT_MXFP4)
-#if defined(FMT_Q4_0)
+#elif defined(FMT_Q4_0) || defined(FMT_Q4_1) || defined(FMT_MXFP4) || defined(FMT_IQ4_NL)
+#if defined(FMT_Q4_0) || defined(FMT_IQ4_NL)
     uint bb = rb + u * 18u, qo = bb + 2u;
     float d = h16(bb);
 #elif defined(FMT_Q4_1)
@@ -59,6 +59,8 @@ void unit32(uint rb, uint u, out float v[32], out float mo)
             v[4u * w + i] = d * (float(lo) - 8.0); v[4u * w + i + 16u] = d * (float(hi) - 8.0);
 #elif defined(FMT_Q4_1)
             v[4u * w + i] = d * float(lo); v[4u * w + i + 16u] = d * float(hi);
+#elif defined(FMT_IQ4_NL)
+            v[4u * w + i] = d * IQ4NL[lo]; v[4u * w + i + 16u] = d * IQ4NL[hi];
 #else
             v[4u * w + i] = E2M1[lo] * d; v[4u * w + i + 16u] = E2M1[hi] * d;
 #endif

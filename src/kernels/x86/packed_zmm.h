@@ -461,6 +461,7 @@ PK_Q4_1_GROUP_FN(4)
 PK_Q4_1_GROUP_FN(8)
 PK_FNS(packed_q4_1, PK_Q4_1_TILE, 32, sizeof(blk_q8_1), 0)
 PK_FNS(packed_q6_k, PK_Q6_K_TILE, QKK, sizeof(blk_q8_k), 0)
+#include "kernels/x86/packed_mxfp4_zmm.h"
 
 static void register_packed(sd_kernel_table *t)
 {
@@ -470,4 +471,5 @@ static void register_packed(sd_kernel_table *t)
     t->packed[SD_TYPE_Q4_K] = packed_q4_k;
     t->packed[SD_TYPE_Q4_1] = packed_q4_1;
     t->packed[SD_TYPE_Q6_K] = packed_q6_k;
+    t->packed[SD_TYPE_MXFP4] = packed_mxfp4;
 }
