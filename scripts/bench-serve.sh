@@ -49,12 +49,14 @@ load() {   # load NAME URL [extra bench flags]: one sweep, a markdown table and 
   "${cmd[@]}" | tee "$out/$name.md"
 }
 
-# showdown serve on a free port: the URL comes from its ready line.
+# showdown serve on a free port: the URL comes from its ready line ("listening on";
+# the loading line before it names the URL too, but /health answers 503 there).
 "$sd" serve -m "$model" --port 0 -np "$slots" -c "$ctx" -t "$threads" 2> "$out/showdown-serve.log" &
 pid=$!
 url=
 for _ in $(seq 600); do
-  url=$(grep -o 'http://[^ ]*' "$out/showdown-serve.log" | head -1 || true)
+  url=$(grep -o 'listening on http://[^ ]*' "$out/showdown-serve.log" | head -1 || true)
+  url=${url#listening on }
   [ -n "$url" ] && break
   kill -0 "$pid" 2>/dev/null || { cat "$out/showdown-serve.log" >&2; exit 1; }
   sleep 0.1
