@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* Path of a file under ../shared (SHOWDOWN_SHARED overrides). */
 static inline const char *shared_path(char *buf, size_t n, const char *rel)
@@ -54,6 +55,26 @@ static inline void *read_all(const char *path, size_t *len)
     fclose(f);
     if (b && len) *len = (size_t)n;
     return b;
+}
+
+/* Runs cmd through the shell, its stdout into *out (malloc'd,
+ * NUL-terminated). Returns its exit status, -1 when it did not exit, or -2
+ * (and *out NULL) when it could not be started. */
+static inline int capture_cmd(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    *out = NULL;
+    if (!p) return -2;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    for (size_t r; (r = fread(buf + len, 1, cap - len, p)) > 0;) {
+        len += r;
+        if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif
