@@ -41,20 +41,26 @@ static inline sd_gen_request greedy(const int32_t *prompt, int n, int max_tokens
     return r;
 }
 
-/* An engine of slots sequences of n_ctx positions, n_batch tokens a step
- * (0: the default), F32 KV, two threads. */
+/* An engine of slots sequences of n_ctx positions with F32 KV on two
+ * threads, the rest of *p as given. */
+static inline sd_engine *start_with(sd_model *m, sd_engine_params *p, int slots, int n_ctx)
+{
+    p->n_slots = slots;
+    p->n_ctx = n_ctx;
+    p->n_threads = 2;
+    p->kv_type = SD_KV_F32;
+    sd_engine *e;
+    char err[SD_ERR_LEN];
+    cr_assert_eq(sd_engine_new(m, p, &e, err), 0, "%s", err);
+    return e;
+}
+
+/* The same with n_batch tokens a step (0: the default). */
 static inline sd_engine *start_batched(sd_model *m, int slots, int n_ctx, int n_batch)
 {
     sd_engine_params p = sd_engine_default_params();
-    p.n_slots = slots;
-    p.n_ctx = n_ctx;
-    p.n_threads = 2;
     p.n_batch = n_batch;
-    p.kv_type = SD_KV_F32;
-    sd_engine *e;
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
-    return e;
+    return start_with(m, &p, slots, n_ctx);
 }
 
 /* Greedy decoding with an sd_session of n_ctx positions: n_gen tokens. */

@@ -102,15 +102,8 @@ static int col_tokens(collect *c)
 static sd_engine *start(sd_model *m, int slots, int n_ctx, int max_queue)
 {
     sd_engine_params p = sd_engine_default_params();
-    p.n_slots = slots;
-    p.n_ctx = n_ctx;
-    p.n_threads = 2;
     p.max_queue = max_queue;
-    p.kv_type = SD_KV_F32;
-    sd_engine *e;
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
-    return e;
+    return start_with(m, &p, slots, n_ctx);
 }
 
 static uint64_t submit(sd_engine *e, const sd_gen_request *r, collect *c)
