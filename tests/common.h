@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* Path of a file under ../shared (SHOWDOWN_SHARED overrides). */
 static inline const char *shared_path(char *buf, size_t n, const char *rel)
@@ -54,6 +55,56 @@ static inline void *read_all(const char *path, size_t *len)
     fclose(f);
     if (b && len) *len = (size_t)n;
     return b;
+}
+
+/* A file as a NUL-terminated string; NULL if unreadable. */
+static inline char *read_string(const char *path)
+{
+    size_t n = 0;
+    char *b = read_all(path, &n), *s = b ? realloc(b, n + 1) : NULL;
+    if (!s) { free(b); return NULL; }
+    s[n] = 0;
+    return s;
+}
+
+/* Runs `ENV showdown ARGS` (showdown_bin()) with stdout and stderr into
+ * files of a fresh folder: returns stdout and *err_text stderr (malloc'd,
+ * NULL where unreadable), *rc the exit status (-1: killed by a signal). */
+static inline char *run_showdown(const char *env, const char *args, char **err_text, int *rc)
+{
+    char dir[64], cmd[2048], op[128], ep[128];
+    *err_text = NULL;
+    *rc = -1;
+    if (tmp_dir_make(dir, sizeof dir)) return NULL;
+    snprintf(op, sizeof op, "%s/out", dir);
+    snprintf(ep, sizeof ep, "%s/err", dir);
+    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s", env, showdown_bin(), args, op, ep);
+    int st = system(cmd);
+    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char *o = read_string(op);
+    *err_text = read_string(ep);
+    tmp_dir_remove(dir);
+    return o;
+}
+
+/* Runs cmd through the shell, its stdout into *out (malloc'd,
+ * NUL-terminated). Returns its exit status, -1 when it did not exit, or -2
+ * (and *out NULL) when it could not be started. */
+static inline int capture_cmd(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    *out = NULL;
+    if (!p) return -2;
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    for (size_t r; (r = fread(buf + len, 1, cap - len, p)) > 0;) {
+        len += r;
+        if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
+    }
+    buf[len] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

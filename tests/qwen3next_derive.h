@@ -17,6 +17,7 @@
 #include "gguf/gguf.h"
 #include "tensor/types.h"
 #include "common.h"
+#include "f64_tensors.h"
 
 #define MAXK 8
 
@@ -25,31 +26,16 @@ typedef struct {
     int e, nl, nh, nkv, hd, n_rot, ne, k, ff, nv, interval;
     int d_conv, dk, hk, hv, dv;   /* conv taps, key head size, key heads, value heads, value head size */
     double eps, base;
-    char names[256][64];
-    double *data[256];
-    int n_cached;
+    f64_tensors t;
 } qderiv;
 
 static inline const double *W(qderiv *d, const char *fmt, ...)
 {
-    char name[64];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const double *w = f64_tensor_v(&d->t, d->g, fmt, ap);
     va_end(ap);
-    for (int i = 0; i < d->n_cached; i++)
-        if (!strcmp(d->names[i], name)) return d->data[i];
-    const gguf_tensor *t = gguf_find_tensor(d->g, name);
-    if (!t) return NULL;
-    cr_assert_lt(d->n_cached, 256);
-    float *f = malloc(t->n_elements * sizeof *f);
-    sd_type_get(t->type)->to_float(t->data, f, (int64_t)t->n_elements);
-    double *x = malloc(t->n_elements * sizeof *x);
-    for (uint64_t i = 0; i < t->n_elements; i++) x[i] = f[i];
-    free(f);
-    snprintf(d->names[d->n_cached], 64, "%s", name);
-    d->data[d->n_cached] = x;
-    return d->data[d->n_cached++];
+    return w;
 }
 
 static inline const double *need(qderiv *d, const char *name, int l)
@@ -99,16 +85,8 @@ static inline void qd_open(qderiv *d, const char *path)
 
 static inline void qd_close(qderiv *d)
 {
-    for (int i = 0; i < d->n_cached; i++) free(d->data[i]);
+    f64_tensors_free(&d->t);
     gguf_close(d->g);
-}
-
-static inline void rmsnorm(double *o, const double *x, const double *w, int n, double eps)
-{
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    double s = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) o[i] = x[i] * s * (w ? w[i] : 1.0);
 }
 
 static inline void matvec(double *o, const double *w, const double *x, int rows, int cols)

@@ -22,15 +22,8 @@ typedef struct {
     char url[160], log[64];   /* url: as printed ("http://127.0.0.1:PORT") */
 } serve_child;
 
-/* A file as a NUL-terminated string (read_all does not terminate it); NULL if unreadable. */
-static inline char *slurp(const char *path)
-{
-    size_t n = 0;
-    char *b = read_all(path, &n), *s = b ? realloc(b, n + 1) : NULL;
-    if (!s) { free(b); return NULL; }
-    s[n] = 0;
-    return s;
-}
+/* A file as a NUL-terminated string; NULL if unreadable. */
+static inline char *slurp(const char *path) { return read_string(path); }
 
 /* Runs argv (argv[0] the binary) with stderr into a fresh log and waits up to
  * 60 s for a log line holding marker, then takes the URL (http://...) from

@@ -270,6 +270,46 @@ static inline char *completion_text(const char *body, json_t **out)
     return t;
 }
 
+/* Posts the n bodies (a char[n][body_size] array) to /v1/completions at
+ * once (curl multi) and returns their completion texts (malloc'd), each
+ * reply asserted 200 within limit_s seconds and, where finish is not NULL,
+ * to end with that finish_reason. */
+static inline void completions_together(const char *bodies, size_t body_size, int n, double limit_s,
+                                        const char *finish, char **texts)
+{
+    enum { MAX_TOGETHER = 16 };
+    CURLM *m = curl_multi_init();
+    reply rs[MAX_TOGETHER];
+    CURL *cs[MAX_TOGETHER];
+    struct curl_slist *hs[MAX_TOGETHER];
+    cr_assert_leq(n, MAX_TOGETHER);
+    for (int i = 0; i < n; i++) {
+        const char *b = bodies + (size_t)i * body_size;
+        memset(&rs[i], 0, sizeof rs[i]);
+        cs[i] = easy("POST", "/v1/completions", b, strlen(b), NULL, &rs[i], &hs[i]);
+        curl_multi_add_handle(m, cs[i]);
+    }
+    int running = 1;
+    for (double until = sd_time_ms() + limit_s * 1000; running && sd_time_ms() < until;) {
+        curl_multi_perform(m, &running);
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    cr_assert_eq(running, 0, "the requests did not finish in %.0f s", limit_s);
+    for (int i = 0; i < n; i++) {
+        curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
+        cr_assert_eq(rs[i].status, 200, "request %d: %s", i, rs[i].data);
+        json_t *o = json_of(&rs[i]);
+        texts[i] = strdup(jstr(o, "choices.0.text"));
+        if (finish) cr_assert_str_eq(jstr(o, "choices.0.finish_reason"), finish, "request %d: %s", i, rs[i].data);
+        json_decref(o);
+        free(rs[i].data);
+        curl_multi_remove_handle(m, cs[i]);
+        curl_easy_cleanup(cs[i]);
+        curl_slist_free_all(hs[i]);
+    }
+    curl_multi_cleanup(m);
+}
+
 /* A number from GET /metrics (-1 when absent). */
 static inline long long metric(const char *name)
 {

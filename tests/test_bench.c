@@ -285,18 +285,9 @@ static int run_cli(const char *args, char **out)
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "SHOWDOWN_PROFILE=/nonexistent/profile.tsv timeout 100 %s %s </dev/null 2>/tmp/sd-bench-stderr.%d",
              showdown_bin(), args, (int)getpid());
-    FILE *p = popen(cmd, "r");
-    cr_assert(p, "cannot run %s", cmd);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    for (size_t r; (r = fread(buf + len, 1, cap - len, p)) > 0;) {
-        len += r;
-        if (len == cap) buf = realloc(buf, (cap *= 2) + 1);
-    }
-    buf[len] = 0;
-    int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = capture_cmd(cmd, out);
+    cr_assert(*out, "cannot run %s", cmd);
+    return rc;
 }
 
 static char *stderr_text(void)

@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "serve/engine.h"
 #include "common.h"
+#include "engine_fixture.h"
 
 #define MAXG 600
 
@@ -98,39 +99,11 @@ static int col_tokens(collect *c)
     return n;
 }
 
-static sd_model *load(const char *rel)
-{
-    char p[512], err[SD_ERR_LEN];
-    sd_model *m;
-    cr_assert_eq(sd_model_load(shared_path(p, sizeof p, rel), &m, err), 0, "%s", err);
-    return m;
-}
-
 static sd_engine *start(sd_model *m, int slots, int n_ctx, int max_queue)
 {
     sd_engine_params p = sd_engine_default_params();
-    p.n_slots = slots;
-    p.n_ctx = n_ctx;
-    p.n_threads = 2;
     p.max_queue = max_queue;
-    p.kv_type = SD_KV_F32;
-    sd_engine *e;
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
-    return e;
-}
-
-static sd_gen_request greedy(const int32_t *prompt, int n, int max_tokens)
-{
-    sd_gen_request r;
-    memset(&r, 0, sizeof r);
-    r.prompt = prompt;
-    r.n_prompt = n;
-    r.max_tokens = max_tokens;
-    r.sampling = sd_sampler_default_params();
-    r.sampling.temp = 0;
-    r.ignore_eos = 1;
-    return r;
+    return start_with(m, &p, slots, n_ctx);
 }
 
 static uint64_t submit(sd_engine *e, const sd_gen_request *r, collect *c)
@@ -142,39 +115,14 @@ static uint64_t submit(sd_engine *e, const sd_gen_request *r, collect *c)
     return id;
 }
 
-/* Deterministic test prompts: varied ids inside the vocabulary. */
-static void make_prompt(int32_t *p, int n, int seed, int nv)
-{
-    for (int i = 0; i < n; i++) p[i] = (int32_t)(1 + (seed * 131 + i * 37 + i * i * 7) % (nv - 1));
-}
-
-/* Greedy decoding with sd_session: the truth a request must match. */
-static void session_greedy(sd_model *m, const int32_t *prompt, int n, int n_gen, int32_t *out)
-{
-    char err[SD_ERR_LEN];
-    sd_session_params sp = {256, 2, SD_KV_F32};
-    sd_session *s;
-    cr_assert_eq(sd_session_new(m, &sp, &s, err), 0, "%s", err);
-    cr_assert_eq(sd_session_eval(s, prompt, n, NULL, err), 0, "%s", err);
-    sd_sampler_params g = sd_sampler_default_params();
-    g.temp = 0;
-    sd_sampler *smp = sd_sampler_new(&g, sd_model_hparams(m)->n_vocab);
-    for (int i = 0; i < n_gen; i++) {
-        out[i] = sd_sample(smp, sd_session_logits(s));
-        if (i + 1 < n_gen) cr_assert_eq(sd_session_eval(s, &out[i], 1, NULL, err), 0, "%s", err);
-    }
-    sd_sampler_free(smp);
-    sd_session_free(s);
-}
-
 Test(engine, greedy_equals_session, .timeout = 120)
 {
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
     sd_engine *e = start(m, 2, 256, 0);
     int32_t prompt[40], want[32];
     make_prompt(prompt, 40, 1, nv);
-    session_greedy(m, prompt, 40, 32, want);
+    session_greedy(m, 256, prompt, 40, 32, want);
     sd_gen_request r = greedy(prompt, 40, 32);
     collect c;
     col_init(&c);
@@ -195,7 +143,7 @@ Test(engine, greedy_equals_session, .timeout = 120)
 
 Test(engine, max_tokens_and_callback_stop, .timeout = 60)
 {
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 2, 128, 0);
     int32_t prompt[8];
     make_prompt(prompt, 8, 2, sd_model_hparams(m)->n_vocab);
@@ -227,7 +175,7 @@ Test(engine, max_tokens_and_callback_stop, .timeout = 60)
 
 Test(engine, context_full_ends_with_length, .timeout = 60)
 {
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 1, 32, 0);
     int32_t prompt[10];
     make_prompt(prompt, 10, 3, sd_model_hparams(m)->n_vocab);
@@ -245,7 +193,7 @@ Test(engine, context_full_ends_with_length, .timeout = 60)
 
 Test(engine, bad_requests_refused, .timeout = 60)
 {
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 1, 64, 0);
     int32_t prompt[65];
     make_prompt(prompt, 65, 4, sd_model_hparams(m)->n_vocab);
@@ -274,7 +222,7 @@ Test(engine, bad_requests_refused, .timeout = 60)
 
 Test(engine, cancel_and_queue_full, .timeout = 60)
 {
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 1, 512, 1);
     int32_t prompt[6];
     make_prompt(prompt, 6, 5, sd_model_hparams(m)->n_vocab);
@@ -313,7 +261,7 @@ Test(engine, cancel_and_queue_full, .timeout = 60)
 
 Test(engine, shutdown_cancels_everything, .timeout = 60)
 {
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 2, 512, 8);
     int32_t prompt[6];
     make_prompt(prompt, 6, 6, sd_model_hparams(m)->n_vocab);
@@ -335,7 +283,7 @@ Test(engine, shutdown_cancels_everything, .timeout = 60)
 
 Test(engine, log_probabilities_match_the_session, .timeout = 60)
 {
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
     sd_engine *e = start(m, 1, 256, 0);
     enum { N = 70 };   /* longer than one prefill pass */
@@ -382,7 +330,7 @@ Test(engine, log_probabilities_match_the_session, .timeout = 60)
 Test(engine, penalties_change_greedy_choice, .timeout = 60)
 {
     /* A huge frequency penalty forbids repeating a generated token. */
-    sd_model *m = load("models/stories260K.gguf");
+    sd_model *m = load_shared("models/stories260K.gguf");
     sd_engine *e = start(m, 1, 128, 0);
     int32_t prompt[4];
     make_prompt(prompt, 4, 8, sd_model_hparams(m)->n_vocab);
@@ -401,13 +349,11 @@ Test(engine, penalties_change_greedy_choice, .timeout = 60)
 
 /* ---- milestone 2: batching, prefix cache, chunked prefill -------------- */
 
-static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch);
-
 /* Runs r to the end and checks its tokens against sd_session's greedy ones. */
 static void run_and_check(sd_engine *e, sd_model *m, const int32_t *prompt, int n, int g, collect *c)
 {
     int32_t want[64];
-    session_greedy(m, prompt, n, g, want);
+    session_greedy(m, 256, prompt, n, g, want);
     sd_gen_request r = greedy(prompt, n, g);
     col_init(c);
     submit(e, &r, c);
@@ -418,9 +364,9 @@ static void run_and_check(sd_engine *e, sd_model *m, const int32_t *prompt, int 
 
 Test(engine, prefix_cache_reuses_blocks, .timeout = 120)
 {
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
-    sd_engine *e = start_b(m, 2, 256, 0);
+    sd_engine *e = start_batched(m, 2, 256, 0);
     int32_t a[70], b[74];
     make_prompt(a, 70, 21, nv);
     memcpy(b, a, 64 * sizeof *b);
@@ -458,20 +404,20 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
      * long prompt arrives even if this thread is held up (a loaded machine
      * once let a 40-token request finish first). */
     enum { N1 = 120 };
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
     /* 384 positions hold all three at once (9 + 3 + 10 blocks): with 256 a
      * request ended early (length) whenever the three peaked together, as
      * the steps' timing against this thread decides. */
-    sd_engine *e = start_b(m, 3, 384, 16);
+    sd_engine *e = start_batched(m, 3, 384, 16);
     int32_t p1[20], p2[7], big[150];
     make_prompt(p1, 20, 31, nv);
     make_prompt(p2, 7, 32, nv);
     make_prompt(big, 150, 33, nv);
     int32_t w1[N1], w2[40], wb[10];
-    session_greedy(m, p1, 20, N1, w1);
-    session_greedy(m, p2, 7, 40, w2);
-    session_greedy(m, big, 150, 10, wb);
+    session_greedy(m, 256, p1, 20, N1, w1);
+    session_greedy(m, 256, p2, 7, 40, w2);
+    session_greedy(m, 256, big, 150, 10, wb);
     collect c1, c2, cb;
     col_init(&c1);
     col_init(&c2);
@@ -517,20 +463,6 @@ Test(engine, chunked_prefill_beside_decode, .timeout = 120)
     sd_model_free(m);
 }
 
-static sd_engine *start_b(sd_model *m, int slots, int n_ctx, int n_batch)
-{
-    sd_engine_params p = sd_engine_default_params();
-    p.n_slots = slots;
-    p.n_ctx = n_ctx;
-    p.n_threads = 2;
-    p.n_batch = n_batch;
-    p.kv_type = SD_KV_F32;
-    sd_engine *e;
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
-    return e;
-}
-
 /* Each of 8 requests decoded together returns the tokens it returns alone,
  * and sd_session's greedy tokens. */
 /* Exact when every matrix product is batch-invariant (packed weights, F32:
@@ -554,7 +486,7 @@ static int all_invariant(const sd_model *m)
 static void concurrent_equals_solo(const char *model, int kv_f16)
 {
     enum { R = 8, G = 24 };
-    sd_model *m = load(model);
+    sd_model *m = load_shared(model);
     int exact = all_invariant(m);
     cr_log_info("%s: %s", model, exact ? "every product batch-invariant: exact" : "within the bound");
     int nv = sd_model_hparams(m)->n_vocab;
@@ -563,7 +495,7 @@ static void concurrent_equals_solo(const char *model, int kv_f16)
     for (int i = 0; i < R; i++) {
         len[i] = 5 + 5 * i;
         make_prompt(prompt[i], len[i], 10 + i, nv);
-        if (!kv_f16) session_greedy(m, prompt[i], len[i], G, want[i]);
+        if (!kv_f16) session_greedy(m, 256, prompt[i], len[i], G, want[i]);
     }
     sd_engine_params p = sd_engine_default_params();
     p.n_slots = R;
@@ -621,8 +553,8 @@ Test(engine, admission_waits_for_kv_blocks, .timeout = 60)
     /* 64 positions in all (4 blocks): a 40-token prompt holds 3, so a
      * 30-token prompt (2 blocks) waits in the queue although a slot is free,
      * until the first request has used the whole pool and ended. */
-    sd_model *m = load("models/stories260K.gguf");
-    sd_engine *e = start_b(m, 2, 64, 0);
+    sd_model *m = load_shared("models/stories260K.gguf");
+    sd_engine *e = start_batched(m, 2, 64, 0);
     int nv = sd_model_hparams(m)->n_vocab;
     int32_t a[40], b[30];
     make_prompt(a, 40, 41, nv);
@@ -659,15 +591,15 @@ Test(engine, kv_pool_exhaustion_preempts_and_recomputes, .timeout = 120)
      * sd_session's greedy tokens, and the prompt log-probabilities of the
      * youngest are each reported once. */
     enum { R = 3, G = 30 };
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
-    sd_engine *e = start_b(m, R, 64, 0);
+    sd_engine *e = start_batched(m, R, 64, 0);
     int32_t prompt[R][16], want[R][G];
     int len[R] = {10, 12, 14};
     static collect c[R];
     for (int i = 0; i < R; i++) {
         make_prompt(prompt[i], len[i], 50 + i, nv);
-        session_greedy(m, prompt[i], len[i], G, want[i]);
+        session_greedy(m, 256, prompt[i], len[i], G, want[i]);
     }
     for (int i = 0; i < R; i++) {
         sd_gen_request r = greedy(prompt[i], len[i], G);
@@ -707,9 +639,9 @@ Test(engine, preempted_mid_prompt_reports_each_prompt_logprob_once, .timeout = 1
      * block: B, the youngest, is preempted mid-prompt, waits for A to end,
      * and recomputes. Its prompt log-probabilities come once each, in order,
      * equal to a run alone; its tokens too. */
-    sd_model *m = load("models/tiny-q8_0.gguf");
+    sd_model *m = load_shared("models/tiny-q8_0.gguf");
     int nv = sd_model_hparams(m)->n_vocab;
-    sd_engine *e = start_b(m, 2, 64, 16);
+    sd_engine *e = start_batched(m, 2, 64, 16);
     int32_t pa[15], pb[40];
     make_prompt(pa, 15, 61, nv);
     make_prompt(pb, 40, 62, nv);

@@ -255,20 +255,11 @@ Test(gpu, forward_prefill_tiled_f32) { synth_vs_cpu_n("--preset tiny --arch qwen
 
 static char *run_cmd(const char *env, const char *args, char *out_err, size_t n)
 {
-    char dir[64], cmd[2048], op[128], ep[128];
-    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
-    snprintf(op, sizeof op, "%s/out", dir);
-    snprintf(ep, sizeof ep, "%s/err", dir);
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s", env, showdown_bin(), args, op, ep);
-    int rc = system(cmd);
-    size_t ol = 0, el = 0;
-    char *o = read_all(op, &ol), *er = read_all(ep, &el);
-    char *out = calloc(1, ol + 1);
-    cr_assert(o && out);
-    memcpy(out, o, ol);
-    snprintf(out_err, n, "rc=%d %.*s", WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, (int)el, er ? er : "");
-    free(o); free(er);
-    tmp_dir_remove(dir);
+    int rc;
+    char *er, *out = run_showdown(env, args, &er, &rc);
+    cr_assert(out);
+    snprintf(out_err, n, "rc=%d %s", rc, er ? er : "");
+    free(er);
     return out;
 }
 

@@ -27,18 +27,10 @@ static void need_device(void)
  * the exit status (-1: killed by a signal). */
 static char *run_env(const char *env, const char *args, char *err_out, size_t n, int *rc)
 {
-    char dir[64], cmd[2048], op[128], ep[128];
-    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
-    snprintf(op, sizeof op, "%s/out", dir);
-    snprintf(ep, sizeof ep, "%s/err", dir);
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s 2>%s", env, showdown_bin(), args, op, ep);
-    int st = system(cmd);
-    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char *o = slurp(op), *e = slurp(ep);
+    char *e, *o = run_showdown(env, args, &e, rc);
     cr_assert(o && e);
     snprintf(err_out, n, "%s", e);
     free(e);
-    tmp_dir_remove(dir);
     return o;
 }
 

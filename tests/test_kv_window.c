@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "serve/engine.h"
 #include "common.h"
+#include "engine_fixture.h"
 
 /* ---- the pool's shape and bookkeeping, on a model without weights -------- */
 
@@ -194,19 +195,6 @@ Test(kv_window, prefix_reuse_needs_the_window)
 
 /* ---- logits: the window pool against keeping every position ------------- */
 
-static sd_model *load_shared(const char *rel)
-{
-    char p[512], err[SD_ERR_LEN];
-    sd_model *m;
-    cr_assert_eq(sd_model_load(shared_path(p, sizeof p, rel), &m, err), 0, "%s", err);
-    return m;
-}
-
-static void make_tokens(int32_t *t, int n, int nv, int seed)
-{
-    for (int i = 0; i < n; i++) t[i] = (int32_t)(1 + (seed * 131 + i * 37 + i * i * 7) % (nv - 1));
-}
-
 /* Every row of a session over tok[0..n): prefill in one call, or one token
  * at a time; with the window pool or (full) keeping every position.
  * *kv_bytes: the session's KV cache. */
@@ -236,7 +224,7 @@ static void rows_equal(sd_model *m, sd_kv_type kv, int n_ctx, int n, int one_by_
 {
     int nv = sd_model_hparams(m)->n_vocab;
     int32_t *tok = malloc((size_t)n * sizeof *tok);
-    make_tokens(tok, n, nv, 7);
+    make_prompt(tok, n, 7, nv);
     uint64_t b_win, b_full;
     float *a = session_rows(m, kv, n_ctx, tok, n, one_by_one, 0, &b_win);
     float *b = session_rows(m, kv, n_ctx, tok, n, one_by_one, 1, &b_full);
@@ -336,14 +324,7 @@ static void submit(sd_engine *e, const int32_t *prompt, int n, int max_tokens, c
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    sd_gen_request r;
-    memset(&r, 0, sizeof r);
-    r.prompt = prompt;
-    r.n_prompt = n;
-    r.max_tokens = max_tokens;
-    r.sampling = sd_sampler_default_params();
-    r.sampling.temp = 0;
-    r.ignore_eos = 1;
+    sd_gen_request r = greedy(prompt, n, max_tokens);
     uint64_t id;
     int full;
     char err[SD_ERR_LEN];
@@ -360,36 +341,9 @@ static void wait_done(collect *c)
 /* Greedy tokens of a session that keeps every position: the truth. */
 static void greedy_full(sd_model *m, const int32_t *prompt, int n, int n_gen, int32_t *out)
 {
-    char err[SD_ERR_LEN];
-    setenv("SHOWDOWN_KV_WINDOW", "0", 1);
-    sd_session_params sp = {512, 2, SD_KV_F32};
-    sd_session *s;
-    cr_assert_eq(sd_session_new(m, &sp, &s, err), 0, "%s", err);
+    setenv("SHOWDOWN_KV_WINDOW", "0", 1);   /* read when the session makes its cache */
+    session_greedy(m, 512, prompt, n, n_gen, out);
     unsetenv("SHOWDOWN_KV_WINDOW");
-    cr_assert_eq(sd_session_eval(s, prompt, n, NULL, err), 0, "%s", err);
-    sd_sampler_params g = sd_sampler_default_params();
-    g.temp = 0;
-    sd_sampler *smp = sd_sampler_new(&g, sd_model_hparams(m)->n_vocab);
-    for (int i = 0; i < n_gen; i++) {
-        out[i] = sd_sample(smp, sd_session_logits(s));
-        if (i + 1 < n_gen) cr_assert_eq(sd_session_eval(s, &out[i], 1, NULL, err), 0, "%s", err);
-    }
-    sd_sampler_free(smp);
-    sd_session_free(s);
-}
-
-static sd_engine *start(sd_model *m, int slots, int n_ctx, int n_batch)
-{
-    sd_engine_params p = sd_engine_default_params();
-    p.n_slots = slots;
-    p.n_ctx = n_ctx;
-    p.n_threads = 2;
-    p.n_batch = n_batch;
-    p.kv_type = SD_KV_F32;
-    sd_engine *e;
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_engine_new(m, &p, &e, err), 0, "%s", err);
-    return e;
 }
 
 Test(kv_window, engine_concurrent_long_requests_equal_solo, .timeout = 180)
@@ -406,10 +360,10 @@ Test(kv_window, engine_concurrent_long_requests_equal_solo, .timeout = 180)
     int len[R];
     for (int i = 0; i < R; i++) {
         len[i] = 60 + 15 * i;
-        make_tokens(prompt[i], len[i], nv, 20 + i);
+        make_prompt(prompt[i], len[i], 20 + i, nv);
         greedy_full(m, prompt[i], len[i], G, want[i]);
     }
-    sd_engine *e = start(m, R, 512, 32);
+    sd_engine *e = start_batched(m, R, 512, 32);
     sd_engine_stats st;
     sd_engine_get_stats(e, &st);
     /* 4 x ((36 + 32 + 14) / 16 + 1) = 24 window blocks for layer 0, 32 for layer 1. */
@@ -448,10 +402,10 @@ Test(kv_window, engine_preemption_and_prefix_reuse, .timeout = 180)
     int nv = sd_model_hparams(m)->n_vocab;
     int32_t prompt[R][20], want[R][G];
     for (int i = 0; i < R; i++) {
-        make_tokens(prompt[i], 20, nv, 40 + i);
+        make_prompt(prompt[i], 20, 40 + i, nv);
         greedy_full(m, prompt[i], 20, G, want[i]);
     }
-    sd_engine *e = start(m, R, 128, 8);
+    sd_engine *e = start_batched(m, R, 128, 8);
     static collect c[R];
     for (int i = 0; i < R; i++) submit(e, prompt[i], 20, G, &c[i]);
     for (int i = 0; i < R; i++) wait_done(&c[i]);
@@ -468,7 +422,7 @@ Test(kv_window, engine_preemption_and_prefix_reuse, .timeout = 180)
      * more (59 + 11): A's three full blocks come back, and the window
      * blocks position 48 reads (41..: block 2). */
     int32_t a[40], ext[70], want_a[20], want_ext[8];
-    make_tokens(a, 40, nv, 90);
+    make_prompt(a, 40, 90, nv);
     greedy_full(m, a, 40, 20, want_a);
     collect ca, x;
     submit(e, a, 40, 20, &ca);
@@ -476,7 +430,7 @@ Test(kv_window, engine_preemption_and_prefix_reuse, .timeout = 180)
     for (int k = 0; k < 20; k++) cr_assert_eq(ca.tok[k], want_a[k], "A token %d", k);
     memcpy(ext, a, 40 * sizeof *ext);
     memcpy(ext + 40, want_a, 19 * sizeof *ext);
-    make_tokens(ext + 59, 11, nv, 91);
+    make_prompt(ext + 59, 11, 91, nv);
     greedy_full(m, ext, 70, 8, want_ext);
     submit(e, ext, 70, 8, &x);
     wait_done(&x);

@@ -17,6 +17,7 @@
 #include "model/session.h"
 #include "tensor/types.h"
 #include "common.h"
+#include "f64_tensors.h"
 
 #define MAXK 8
 #define MAXT 64
@@ -28,32 +29,17 @@ typedef struct {
     int e, nl, nh, nkv, hd, ne, k, ff, nv, swa;
     double eps, base, yarn_factor;
     int yarn_orig;
-    char names[512][64];
-    double *data[512];
-    int n_cached;
+    f64_tensors t;
 } deriv;
 
 /* Tensor `name` dequantized to doubles (cached). */
 static const double *W(deriv *d, const char *fmt, ...)
 {
-    char name[64];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    const double *w = f64_tensor_v(&d->t, d->g, fmt, ap);
     va_end(ap);
-    for (int i = 0; i < d->n_cached; i++)
-        if (!strcmp(d->names[i], name)) return d->data[i];
-    const gguf_tensor *t = gguf_find_tensor(d->g, name);
-    if (!t) return NULL;
-    cr_assert_lt(d->n_cached, 512);
-    float *f = malloc(t->n_elements * sizeof *f);
-    sd_type_get(t->type)->to_float(t->data, f, (int64_t)t->n_elements);
-    double *x = malloc(t->n_elements * sizeof *x);
-    for (uint64_t i = 0; i < t->n_elements; i++) x[i] = f[i];
-    free(f);
-    snprintf(d->names[d->n_cached], 64, "%s", name);
-    d->data[d->n_cached] = x;
-    return d->data[d->n_cached++];
+    return w;
 }
 
 static int key_u32(deriv *d, const char *sfx, int def)
@@ -104,16 +90,8 @@ static void deriv_open(deriv *d, const char *path)
 
 static void deriv_close(deriv *d)
 {
-    for (int i = 0; i < d->n_cached; i++) free(d->data[i]);
+    f64_tensors_free(&d->t);
     gguf_close(d->g);
-}
-
-static void rmsnorm(double *o, const double *x, const double *w, int n, double eps)
-{
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    double s = 1.0 / sqrt(ss / n + eps);
-    for (int i = 0; i < n; i++) o[i] = x[i] * s * w[i];
 }
 
 /* o[r] = sum_c W[r * cols + c] x[c] (+ b[r]). */

@@ -10,25 +10,7 @@
 #include "showdown.h"
 #include "plan/plan.h"
 #include "common.h"
-
-static sd_hw_table table;
-
-static void load_table(void)
-{
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_hw_load("data/hardware.tsv", &table, err), 0, "%s", err);
-}
-
-static void free_table(void) { sd_hw_free(&table); }
-
-static sd_model_ref preset(const char *id)
-{
-    char err[SD_ERR_LEN];
-    sd_model_ref m = {.shape = sd_preset_find(id, err)};
-    cr_assert_not_null(m.shape, "%s", err);
-    sd_shape_params(m.shape, &m.params);
-    return m;
-}
+#include "plan_fixture.h"
 
 static sd_plan_result plan(const char *model, const char *hw_id, const char *quant, int n_ctx)
 {
@@ -36,8 +18,7 @@ static sd_plan_result plan(const char *model, const char *hw_id, const char *qua
     sd_model_ref m = preset(model);
     sd_recipe r;
     sd_hw hw, host;
-    cr_assert_eq(sd_plan_recipe_find(quant, &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, hw_id, &hw, err), 0, "%s", err);
+    find_recipe_hw(quant, hw_id, &r, &hw);
     int has_host = hw.kind == SD_HW_GPU && !sd_hw_find(&table, hw.host, &host, err);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
@@ -371,8 +352,7 @@ Test(plan, moe_expert_placement_beside_layer_split, .init = load_table, .fini = 
     sd_model_ref m = preset("gpt-oss-120b");
     sd_recipe r;
     sd_hw hw, host;
-    cr_assert_eq(sd_plan_recipe_find("mxfp4", &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, "rtx-4090", &hw, err), 0, "%s", err);
+    find_recipe_hw("mxfp4", "rtx-4090", &r, &hw);
     cr_assert_eq(sd_hw_find(&table, hw.host, &host, err), 0, "%s", err);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
@@ -389,8 +369,7 @@ Test(plan, moe_expert_placement_beside_layer_split, .init = load_table, .fini = 
      * would not fit the host's RAM) */
     int auto_moe = res.n_cpu_moe;
     m = preset("qwen3-30b-a3b");
-    cr_assert_eq(sd_plan_recipe_find("q4_k_m", &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, "rtx-3070", &hw, err), 0, "%s", err);
+    find_recipe_hw("q4_k_m", "rtx-3070", &r, &hw);
     cr_assert_eq(sd_hw_find(&table, hw.host, &host, err), 0, "%s", err);
     cr_assert_eq(sd_plan_predict(&m, &r, &hw, &host, &o, &res, err), 0, "%s", err);
     auto_moe = res.n_cpu_moe ? res.n_cpu_moe : 1;

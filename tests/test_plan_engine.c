@@ -14,25 +14,7 @@
 #include "plan/plan.h"
 #include "gguf/gguf_write.h"
 #include "tensor/types.h"
-
-static sd_hw_table table;
-
-static void load_table(void)
-{
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_hw_load("data/hardware.tsv", &table, err), 0, "%s", err);
-}
-
-static void free_table(void) { sd_hw_free(&table); }
-
-static sd_model_ref preset(const char *id)
-{
-    char err[SD_ERR_LEN];
-    sd_model_ref m = {.shape = sd_preset_find(id, err)};
-    cr_assert_not_null(m.shape, "%s", err);
-    sd_shape_params(m.shape, &m.params);
-    return m;
-}
+#include "plan_fixture.h"
 
 static sd_plan_result predict(const char *model, const char *hw_id, const char *quant, int graphless)
 {
@@ -40,8 +22,7 @@ static sd_plan_result predict(const char *model, const char *hw_id, const char *
     sd_model_ref m = preset(model);
     sd_recipe r;
     sd_hw hw;
-    cr_assert_eq(sd_plan_recipe_find(quant, &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, hw_id, &hw, err), 0, "%s", err);
+    find_recipe_hw(quant, hw_id, &r, &hw);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
     o.n_prompt = 0;
@@ -151,8 +132,7 @@ Test(plan, qwen3next_placements_on_a_24gb_card_and_a_mac, .init = load_table, .f
     sd_model_ref m = preset("qwen3-next-80b-a3b");
     sd_recipe r;
     sd_hw hw, host;
-    cr_assert_eq(sd_plan_recipe_find("q4_k_m", &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, "rtx-4090", &hw, err), 0, "%s", err);
+    find_recipe_hw("q4_k_m", "rtx-4090", &r, &hw);
     cr_assert_eq(sd_hw_find(&table, hw.host, &host, err), 0, "%s", err);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
@@ -203,8 +183,7 @@ Test(plan, published_rows_read_their_test_from_the_source, .init = load_table, .
     sd_model_ref m = preset("qwen3-30b-a3b");
     sd_recipe r;
     sd_hw hw;
-    cr_assert_eq(sd_plan_recipe_find("q8_0", &r, err), 0, "%s", err);
-    cr_assert_eq(sd_hw_find(&table, "dgx-spark", &hw, err), 0, "%s", err);
+    find_recipe_hw("q8_0", "dgx-spark", &r, &hw);
     sd_plan_opts o;
     sd_plan_default_opts(&o);
     o.n_ctx = 40960;

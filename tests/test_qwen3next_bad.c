@@ -9,9 +9,7 @@
 #include "showdown.h"
 #include "gguf/gguf.h"
 #include "qwen3next_derive.h"
-
-static unsigned char *buf;
-static size_t buf_len;
+#include "gguf_patch.h"
 
 static void load_model(void)
 {
@@ -22,44 +20,7 @@ static void load_model(void)
     unlink(path);
 }
 
-/* Position just after the first length-prefixed occurrence of s. */
-static size_t find_str(const char *s)
-{
-    size_t l = strlen(s);
-    for (size_t i = 8; i + l <= buf_len; i++) {
-        uint64_t len;
-        memcpy(&len, buf + i - 8, 8);
-        if (len == l && !memcmp(buf + i, s, l)) return i + l;
-    }
-    cr_assert_fail("'%s' not in the file", s);
-    return 0;
-}
-
-static void set_u32(const char *key, uint32_t v)
-{
-    size_t at = find_str(key);
-    uint32_t type;
-    memcpy(&type, buf + at, 4);
-    cr_assert_eq(type, GGUF_UINT32, "%s is not u32 in the fixture", key);
-    memcpy(buf + at + 4, &v, 4);
-}
-
-static void expect_refused(const char *needle)
-{
-    char path[64], err[SD_ERR_LEN] = "";
-    snprintf(path, sizeof path, "/tmp/sd-qnext-bad-%d.gguf", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f);
-    cr_assert_eq(fwrite(buf, 1, buf_len, f), buf_len);
-    fclose(f);
-    sd_model *m = NULL;
-    cr_assert_eq(sd_model_load(path, &m, err), -1, "accepted (%s)", needle);
-    cr_expect(strstr(err, path) == err, "message should start with the file: %s", err);
-    cr_expect(strstr(err, needle), "expected '%s' in: %s", needle, err);
-    cr_expect(!strchr(err, '\n'), "one line: %s", err);
-    unlink(path);
-    free(buf);
-}
+static void expect_refused(const char *needle) { expect_refused_as("qnext", needle); }
 
 /* The fixture itself loads: the refusals below come from the patches. */
 Test(qwen3next_bad, fixture_loads)

@@ -25,39 +25,6 @@ static void start(const char *const *args)
     server_try_start(model, args, NULL);
 }
 
-/* The bodies at once (curl multi): their completion texts, each asserted 200. */
-static void together(char bodies[][400], int n, char **texts)
-{
-    CURLM *m = curl_multi_init();
-    reply rs[8];
-    CURL *cs[8];
-    struct curl_slist *hs[8];
-    cr_assert_leq(n, 8);
-    for (int i = 0; i < n; i++) {
-        memset(&rs[i], 0, sizeof rs[i]);
-        cs[i] = easy("POST", "/v1/completions", bodies[i], strlen(bodies[i]), NULL, &rs[i], &hs[i]);
-        curl_multi_add_handle(m, cs[i]);
-    }
-    int running = 1;
-    for (double until = sd_time_ms() + 120000; running && sd_time_ms() < until;) {
-        curl_multi_perform(m, &running);
-        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
-    }
-    cr_assert_eq(running, 0, "the requests did not finish in 120 s");
-    for (int i = 0; i < n; i++) {
-        curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
-        cr_assert_eq(rs[i].status, 200, "%s", rs[i].data);
-        json_t *o = json_of(&rs[i]);
-        texts[i] = strdup(jstr(o, "choices.0.text"));
-        json_decref(o);
-        free(rs[i].data);
-        curl_multi_remove_handle(m, cs[i]);
-        curl_easy_cleanup(cs[i]);
-        curl_slist_free_all(hs[i]);
-    }
-    curl_multi_cleanup(m);
-}
-
 Test(qwen3next_serve, batched_sequences_keep_their_own_state)
 {
     const char *args[] = {"-c", "1024", "-np", "3", NULL};
@@ -73,7 +40,7 @@ Test(qwen3next_serve, batched_sequences_keep_their_own_state)
                  10 + 4 * i);
         alone[i] = completion_text(bodies[i], NULL);
     }
-    together(bodies, N, with);
+    completions_together(bodies[0], sizeof bodies[0], N, 120, NULL, with);
     for (int i = 0; i < N; i++) {
         cr_expect_str_eq(with[i], alone[i], "request %d alone: '%s', batched with the others: '%s'", i, alone[i], with[i]);
         free(with[i]);
@@ -103,7 +70,7 @@ Test(qwen3next_serve, preempted_sequences_recompute_their_state)
                  "{\"prompt\":\"%s\",\"max_tokens\":40,\"temperature\":0,\"ignore_eos\":true}", prompts[i]);
         alone[i] = completion_text(bodies[i], NULL);
     }
-    together(bodies, N, with);
+    completions_together(bodies[0], sizeof bodies[0], N, 120, NULL, with);
     for (int i = 0; i < N; i++) {
         cr_expect_str_eq(with[i], alone[i], "request %d alone: '%s', with company: '%s'", i, alone[i], with[i]);
         free(with[i]);

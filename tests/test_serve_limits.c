@@ -23,41 +23,6 @@ static void stop_clean(void)
     cr_assert_eq(st, 0, "the server exited with %d", st);
 }
 
-/* Runs the bodies at once (curl multi) and returns their replies' texts
- * (completions, non-streaming), each asserted 200. */
-static void run_together(char bodies[][256], int n, char **texts)
-{
-    CURLM *m = curl_multi_init();
-    reply rs[16];
-    CURL *cs[16];
-    struct curl_slist *hs[16];
-    for (int i = 0; i < n; i++) {
-        memset(&rs[i], 0, sizeof rs[i]);
-        cs[i] = easy("POST", "/v1/completions", bodies[i], strlen(bodies[i]), NULL, &rs[i], &hs[i]);
-        curl_multi_add_handle(m, cs[i]);
-    }
-    int running = 1;
-    double until = sd_time_ms() + 90000;
-    while (running && sd_time_ms() < until) {
-        curl_multi_perform(m, &running);
-        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
-    }
-    cr_assert_eq(running, 0, "the requests did not finish in 90 s");
-    for (int i = 0; i < n; i++) {
-        curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
-        cr_assert_eq(rs[i].status, 200, "request %d: %s", i, rs[i].data);
-        json_t *o = json_of(&rs[i]);
-        texts[i] = strdup(jstr(o, "choices.0.text"));
-        cr_assert_str_eq(jstr(o, "choices.0.finish_reason"), "length", "request %d: %s", i, rs[i].data);
-        json_decref(o);
-        free(rs[i].data);
-        curl_multi_remove_handle(m, cs[i]);
-        curl_easy_cleanup(cs[i]);
-        curl_slist_free_all(hs[i]);
-    }
-    curl_multi_cleanup(m);
-}
-
 /* -c 128 is 8 blocks of 16 positions; 4 requests of 40 tokens need 3 each.
  * The pool runs out mid-generation: the youngest sequences are preempted
  * and recomputed, and every answer still equals its solo answer. A request
@@ -74,7 +39,7 @@ Test(serve_limits, kv_exhaustion_preempts_and_answers_equal_solo)
         solo[i] = completion_text(bodies[i], NULL);
     }
     cr_assert_eq(metric("showdown_preemptions_total"), 0, "one request at a time fits");
-    run_together(bodies, N, together);
+    completions_together(bodies[0], sizeof bodies[0], N, 90, "length", together);
     for (int i = 0; i < N; i++) {
         cr_assert_str_eq(together[i], solo[i], "request %d alone: '%s', with company: '%s'", i, solo[i], together[i]);
         free(solo[i]);

@@ -69,6 +69,9 @@ int sd_model_pack(sd_model *m);
  * no-op after the first call). Returns how many this call packed. */
 int sd_model_prepare(const sd_model *m, int n_threads);
 void sd_model_packer_free(sd_model *m);
+/* sd_weights_pack's callback (ctx: the sd_model): drops the mapped pages of a
+ * packed original; the file stays in the page cache. */
+void sd_model_drop_mapped(const sd_weight *w, void *ctx);
 
 /* The loader's checked views (load.c) for the architectures' own tensors:
  * a matrix of rows x cols (kept mapped), a vector of n values (an owned F32

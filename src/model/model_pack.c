@@ -29,7 +29,7 @@ struct sd_model_packer {
 
 /* Drops the mapped pages of a packed original from this process (the file
  * stays in the page cache; the tied embedding reads fault them back). */
-static void drop_mapped(const sd_weight *w, void *ctx)
+void sd_model_drop_mapped(const sd_weight *w, void *ctx)
 {
     const sd_model *m = ctx;
     if (!m->gguf || !m->gguf->map) return;
@@ -109,7 +109,7 @@ int sd_model_prepare(const sd_model *m, int n_threads)
     int packed = 0;
     if (!atomic_load_explicit(&pk->done, memory_order_relaxed)) {
         /* out of memory leaves a matrix unpacked: only slower */
-        packed = sd_weights_pack(pk->ws, pk->n, n_threads < 1 ? 1 : n_threads, drop_mapped, (void *)m);
+        packed = sd_weights_pack(pk->ws, pk->n, n_threads < 1 ? 1 : n_threads, sd_model_drop_mapped, (void *)m);
         atomic_store_explicit(&pk->done, 1, memory_order_release);
     }
     pthread_mutex_unlock(&pk->mu);

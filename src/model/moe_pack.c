@@ -6,21 +6,9 @@
  * expert, set under the layer's lock once its three matrices are final,
  * lets sessions that share the model read them without locking. */
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "kernels/pack.h"
 #include "model/moe.h"
-
-/* Drops the mapped pages of a packed original (the file stays in the page cache). */
-static void drop_mapped(const sd_weight *w, void *ctx)
-{
-    const sd_model *m = ctx;
-    if (!m->gguf || !m->gguf->map) return;
-    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)w->data;
-    uintptr_t lo = (a + pg - 1) / pg * pg, hi = (a + (uintptr_t)(w->rows * (int64_t)w->row_bytes)) / pg * pg;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
-}
 
 void sd_moe_prepare(const sd_model *m, sd_moe *moe, const int32_t *experts, int n, int n_threads)
 {
@@ -43,14 +31,14 @@ void sd_moe_prepare(const sd_model *m, sd_moe *moe, const int32_t *experts, int 
         ws[nw++] = &moe->down[e];
         if (nw + 3 > (int)(sizeof ws / sizeof ws[0]) || i + 1 == n) {
             /* out of memory leaves a matrix unpacked: only slower */
-            sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, drop_mapped, (void *)m);
+            sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, sd_model_drop_mapped, (void *)m);
             for (int q = 0; q < nw; q += 3)
                 atomic_store_explicit(&moe->ready[ws[q] - moe->gate], 1, memory_order_release);
             nw = 0;
         }
     }
     if (nw) {
-        sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, drop_mapped, (void *)m);
+        sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, sd_model_drop_mapped, (void *)m);
         for (int q = 0; q < nw; q += 3) atomic_store_explicit(&moe->ready[ws[q] - moe->gate], 1, memory_order_release);
     }
     pthread_mutex_unlock(&moe->mu);

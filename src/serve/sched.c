@@ -41,8 +41,9 @@ static void update_kv_stats(sd_engine *e)
     e->stats.kv_bytes = c->bytes;
 }
 
-/* Frees the slot and its blocks, then ends its request. */
-static void release(sd_engine *e, int si, sd_finish why, const char *msg)
+/* Gives slot si's blocks back and empties it; returns its request, with
+ * e->mu held (the caller updates the stats and unlocks). */
+static eng_req *vacate_locked(sd_engine *e, int si)
 {
     eng_slot *sl = &e->slots[si];
     eng_req *q = sl->req;
@@ -52,6 +53,13 @@ static void release(sd_engine *e, int si, sd_finish why, const char *msg)
     pthread_mutex_lock(&e->mu);
     sl->req = NULL;
     e->busy--;
+    return q;
+}
+
+/* Frees the slot and its blocks, then ends its request. */
+static void release(sd_engine *e, int si, sd_finish why, const char *msg)
+{
+    eng_req *q = vacate_locked(e, si);
     update_kv_stats(e);
     pthread_mutex_unlock(&e->mu);
     eng_finish(e, q, why, msg);
@@ -113,14 +121,7 @@ static void admit(sd_engine *e)
  * queue, to be recomputed when blocks are free again. */
 static void preempt(sd_engine *e, int si)
 {
-    eng_slot *sl = &e->slots[si];
-    eng_req *q = sl->req;
-    sd_kv_seq_release(e->sc->kv, si);
-    free(sl->prev);
-    sl->prev = NULL;
-    pthread_mutex_lock(&e->mu);
-    sl->req = NULL;
-    e->busy--;
+    eng_req *q = vacate_locked(e, si);
     q->next = e->q_head;
     e->q_head = q;
     if (!e->q_tail) e->q_tail = q;
