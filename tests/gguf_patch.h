@@ -18,18 +18,21 @@
 static unsigned char *buf;
 static size_t buf_len;
 
-/* Position just after the first length-prefixed occurrence of s. */
-static inline size_t find_str(const char *s)
+/* Position in b (n bytes) just after the first length-prefixed occurrence
+ * of s. */
+static inline size_t gguf_find_str(const unsigned char *b, size_t n, const char *s)
 {
     size_t l = strlen(s);
-    for (size_t i = 8; i + l <= buf_len; i++) {
+    for (size_t i = 8; i + l <= n; i++) {
         uint64_t len;
-        memcpy(&len, buf + i - 8, 8);
-        if (len == l && !memcmp(buf + i, s, l)) return i + l;
+        memcpy(&len, b + i - 8, 8);
+        if (len == l && !memcmp(b + i, s, l)) return i + l;
     }
     cr_assert_fail("'%s' not in the file", s);
     return 0;
 }
+
+static inline size_t find_str(const char *s) { return gguf_find_str(buf, buf_len, s); }
 
 static inline void set_u32(const char *key, uint32_t v)
 {

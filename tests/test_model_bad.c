@@ -11,6 +11,7 @@
 #include "eval/logits_file.h"
 #include "plan/plan.h"
 #include "common.h"
+#include "gguf_patch.h"
 
 static unsigned char *orig;
 static size_t orig_len;
@@ -20,19 +21,6 @@ static void load_orig(void)
     char p[512];
     orig = read_all(shared_path(p, sizeof p, "models/tiny-f32.gguf"), &orig_len);
     cr_assert_not_null(orig, "cannot read %s", p);
-}
-
-/* Position just after the first occurrence of the length-prefixed string s. */
-static size_t find_str(const unsigned char *b, size_t n, const char *s)
-{
-    size_t l = strlen(s);
-    for (size_t i = 8; i + l <= n; i++) {
-        uint64_t len;
-        memcpy(&len, b + i - 8, 8);
-        if (len == l && !memcmp(b + i, s, l)) return i + l;
-    }
-    cr_assert_fail("'%s' not in the file", s);
-    return 0;
 }
 
 static const char *write_tmp(const unsigned char *b, size_t n)
@@ -50,7 +38,7 @@ static const char *write_tmp(const unsigned char *b, size_t n)
 static void expect_kv_rejected(const char *key, uint32_t value, const char *needle)
 {
     load_orig();
-    size_t at = find_str(orig, orig_len, key);
+    size_t at = gguf_find_str(orig, orig_len, key);
     uint32_t type;
     memcpy(&type, orig + at, 4);
     cr_assert_eq(type, 4, "%s is not u32 in the fixture", key);
@@ -74,7 +62,7 @@ Test(model_bad, absurd_layer_count)
 {
     expect_kv_rejected("llama.block_count", 0x20000001u, "layers is absurd");
     load_orig();
-    size_t at = find_str(orig, orig_len, "llama.block_count");
+    size_t at = gguf_find_str(orig, orig_len, "llama.block_count");
     uint32_t value = 0x20000001u;
     memcpy(orig + at + 4, &value, 4);
     const char *path = write_tmp(orig, orig_len);
@@ -91,7 +79,7 @@ Test(model_bad, wrong_ffn_size) { expect_kv_rejected("llama.feed_forward_length"
 static void expect_rename_rejected(const char *from, const char *to, const char *needle)
 {
     load_orig();
-    size_t at = find_str(orig, orig_len, from);
+    size_t at = gguf_find_str(orig, orig_len, from);
     cr_assert_eq(strlen(from), strlen(to));
     memcpy(orig + at - strlen(from), to, strlen(to));
     const char *path = write_tmp(orig, orig_len);
