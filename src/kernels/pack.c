@@ -51,17 +51,16 @@ static const pack_format pack_formats[] = {
  * each. d and dmin stay in front. */
 static void q4_k_recode(const char *blk, char *out)
 {
-    const blk_q4_k *b = (const blk_q4_k *)blk;
-    uint8_t s[8], m[8], *e = (uint8_t *)out + 4;
-    for (int j = 0; j < 4; j++) {
-        s[j] = b->scales[j] & 63;
-        m[j] = b->scales[j + 4] & 63;
-        s[j + 4] = (uint8_t)((b->scales[j + 8] & 15) | (b->scales[j] >> 6) << 4);
-        m[j + 4] = (uint8_t)((b->scales[j + 8] >> 4) | (b->scales[j + 4] >> 6) << 4);
-    }
+    const uint8_t *q = ((const blk_q4_k *)blk)->scales;
+    uint8_t *e = (uint8_t *)out + 4;
     memcpy(out, blk, 4);
-    for (int i = 0; i < 8; i++) e[i] = (uint8_t)(s[i] | (m[i] >> 4) << 6);
-    for (int j = 0; j < 4; j++) e[8 + j] = (uint8_t)((m[j] & 15) | (m[j + 4] & 15) << 4);
+    /* the format: s_j = q[j] & 63, m_j = q[j + 4] & 63, s_{j+4} = q[j + 8]
+     * & 15 | (q[j] >> 6) << 4, m_{j+4} = q[j + 8] >> 4 | (q[j + 4] >> 6) << 4 */
+    for (int j = 0; j < 4; j++) {
+        e[j] = (uint8_t)((q[j] & 0x3f) | (q[j + 4] & 0x30) << 2);
+        e[j + 4] = (uint8_t)((q[j + 8] & 0x0f) | (q[j] & 0xc0) >> 2 | (q[j + 4] & 0xc0));
+        e[j + 8] = (uint8_t)((q[j + 4] & 0x0f) | (q[j + 8] & 0xf0));
+    }
 }
 
 /* Q6_K's four 6-bit levels v_k (k < 4) at values 128n + l + 32k of half n
@@ -73,16 +72,19 @@ static void q4_k_recode(const char *blk, char *out)
 static void q6_k_recode(const char *blk, char *out)
 {
     const blk_q6_k *b = (const blk_q6_k *)blk;
-    uint8_t *ql = (uint8_t *)out, *qh = ql + sizeof b->ql;
-    for (int n = 0; n < 2; n++)
+    uint8_t *o = (uint8_t *)out;
+    /* v_0 = l1 & 15 | (h & 3) << 4, v_1 = l2 & 15 | (h & 12) << 2, v_2 =
+     * l1 >> 4 | (h & 48), v_3 = l2 >> 4 | (h >> 6) << 4; byte loops the
+     * compiler vectorizes (this runs over every Q6_K block at packing) */
+    for (int n = 0; n < 2; n++) {
+        const uint8_t *l1 = b->ql + 64 * n, *l2 = l1 + 32, *h = b->qh + 32 * n;
+        uint8_t *a = o + 64 * n, *c = o + sizeof b->ql + 32 * n;
         for (int l = 0; l < 32; l++) {
-            int l1 = b->ql[64 * n + l], l2 = b->ql[64 * n + 32 + l], h = b->qh[32 * n + l];
-            int v0 = (l1 & 15) | (h & 3) << 4, v1 = (l2 & 15) | (h >> 2 & 3) << 4;
-            int v2 = (l1 >> 4) | (h >> 4 & 3) << 4, v3 = (l2 >> 4) | (h >> 6) << 4;
-            ql[64 * n + l] = (uint8_t)(v0 | (v3 & 3) << 6);
-            ql[64 * n + 32 + l] = (uint8_t)(v1 | (v3 >> 2 & 3) << 6);
-            qh[32 * n + l] = (uint8_t)(v2 | (v3 >> 4) << 6);
+            a[l] = (uint8_t)((l1[l] & 0x0f) | (h[l] & 0x03) << 4 | (l2[l] & 0x30) << 2);
+            a[32 + l] = (uint8_t)((l2[l] & 0x0f) | (h[l] & 0x0c) << 2 | (l2[l] & 0xc0));
+            c[l] = (uint8_t)(l1[l] >> 4 | (h[l] & 0xf0));
         }
+    }
 }
 
 static const pack_format *pack_format_of(uint32_t type)
