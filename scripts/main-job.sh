@@ -21,8 +21,8 @@ else
   echo "== the real model is not fetched ($smollm: run 'make models'); using the synthesized models only" >&2
 fi
 
-# ~88M parameters, small enough for seconds: F16 (~180 MB per token) and Q8_0
-# (~95 MB) are mostly read from DRAM; Q4_0 (~50 MB) about fills a 48 MiB L3,
+# ~88M parameters, small enough for seconds: F16 (~164 MB per token) and Q8_0
+# (~87 MB) are mostly read from DRAM; Q4_0 (~48 MB) about fills a 48 MiB L3,
 # so its decode ceiling is the cache's rather than DRAM's (the row names which).
 shape=(--preset tiny --dim 768 --layers 12 --heads 12 --kv-heads 4 --ffn 2048 --vocab-size 8000)
 models=()
