@@ -31,7 +31,8 @@ static void print_profile(const sd_calibration *c, const char *path)
     printf("profile: %s\n", path);
     char caches[160];
     printf("cpu: %s (%d CPUs)\n", c->cpu_model, c->n_cpus);
-    printf("caches: %s\n", sd_cache_info_str(&c->cache, caches, sizeof caches));
+    printf("caches: %s\n", c->cache.llc_bytes ? sd_cache_info_str(&c->cache, caches, sizeof caches)
+                                               : "not in this profile (older, or the OS names none)");
     printf("streaming read bandwidth (GB/s, best of passes): DRAM (1 GiB buffer)");
     for (int k = 0; k < SD_CALIB_CACHE_SIZES && c->cache_ws_bytes[k]; k++)
         printf(", %.2f MiB", c->cache_ws_bytes[k] / 1048576.0);
