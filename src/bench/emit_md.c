@@ -38,7 +38,8 @@ void sd_bench_md_row(FILE *f, const sd_bench_row *r)
     fprintf(f, "%.2f ± %.2f | %.2f ± %.2f | ", r->avg_ts, r->stddev_ts, r->ttft_ms, r->stddev_ttft_ms);
     /* "!": above its ceiling, which a physical limit cannot be; the note says why it may happen */
     if (isfinite(r->roofline_fraction))
-        fprintf(f, "%.1f%%%s %s | ", 100 * r->roofline_fraction, r->roofline_fraction > 1 ? "!" : "", r->roofline_ceiling);
+        fprintf(f, "%.1f%%%s %s | ", 100 * r->roofline_fraction, r->roofline_fraction > 1 ? "!" : "",
+                r->roofline_ceiling);
     else fputs("n/a | ", f);
     if (isfinite(r->energy_j)) fprintf(f, "%.3f ± %.3f | %.1f | ", r->energy_j, r->stddev_energy_j, r->tokens_per_joule);
     else fputs("n/a | n/a | ", f);

@@ -14,6 +14,7 @@ static double by_threads(const sd_calibration *c, const double *v, int t)
 }
 
 double sd_roofline_bw(const sd_calibration *c, int t) { return c ? by_threads(c, c->bw_gbps, t) : NAN; }
+
 double sd_roofline_cache_bw(const sd_calibration *c, int t, double ws)
 {
     double best = NAN, best_size = 0, small = NAN, small_size = INFINITY;
@@ -91,7 +92,8 @@ static void decode_note(char *note, size_t n, double bytes, const sd_decode_boun
                  "calibrate), rest at %.1f GB/s", bytes / 1e6, b->cached_bytes / 1e6, dram);
     else
         snprintf(note, n, "decode: %.2f MB per token, %.2f MB of it cacheable (%.1f MB of caches) at %.1f GB/s, "
-                 "rest at %.1f GB/s", bytes / 1e6, b->cached_bytes / 1e6, capacity / 1e6, cache > dram ? cache : dram, dram);
+                 "rest at %.1f GB/s", bytes / 1e6, b->cached_bytes / 1e6, capacity / 1e6,
+                 cache > dram ? cache : dram, dram);
 }
 
 void sd_roofline_eval(const sd_calibration *c, const sd_roofline_in *in, sd_roofline_out *out)
