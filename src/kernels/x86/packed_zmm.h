@@ -210,8 +210,9 @@ static inline __m512 pk_ue4m3_half(const char *codes)
 /* Each tile prefetches the one 4 tiles on (~9 KiB; a prefetch past the end
  * of the weights does not fault): one thread streamed a 151 MB matrix at
  * 33-36 GB/s so, against 19-21 without (2 or 8 tiles: 29-33). The hardware
- * prefetchers alone fall behind: a tile is ~350 operations per 2304 bytes,
- * so the loads of the next tiles issue late. */
+ * prefetchers alone fall behind: a tile is ~330 instructions per 2304
+ * bytes (~350 before the scale re-encoding), so the loads of the next
+ * tiles issue late. */
 #define PK_Q4_K_AHEAD 4
 
 /* Pair m of the 16 rows' scale bytes: row r's bytes 2m and 2m + 1 in the
