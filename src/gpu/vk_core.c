@@ -183,7 +183,8 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
     SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
-    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
+    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act",
+    "rope_paged", "kv_store_paged", "attention_paged"};
 
 int sd_vk_matvec_index(uint32_t type)
 {

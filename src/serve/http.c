@@ -217,6 +217,26 @@ static enum MHD_Result send_metrics(sd_server *s, http_conn *hc, struct MHD_Conn
     return rc;
 }
 
+/* 200 {"status":"ok"}; 503 with an error object once a GPU step failed
+ * (the engine refuses requests from then on). */
+static enum MHD_Result send_health(sd_server *s, http_conn *hc, struct MHD_Connection *c)
+{
+    pthread_mutex_lock(&s->mu);
+    sd_engine *e = s->e;
+    pthread_mutex_unlock(&s->mu);
+    sd_engine_stats st;
+    st.failed = 0;
+    if (e) sd_engine_get_stats(e, &st);
+    if (st.failed) {
+        char msg[SD_ERR_LEN];
+        snprintf(msg, sizeof msg, "the GPU failed (%.300s); this server refuses requests until it is restarted",
+                 st.failure);
+        return fail(hc, c, 503, "unavailable_error", NULL, NULL, msg);
+    }
+    hc->status = 200;
+    return sd_http_send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 /* ---- the access handler ------------------------------------------------ */
 
 /* First call for a request: route, method, key and declared size. Returns
@@ -297,7 +317,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!ready)
         return fail(hc, c, 503, "unavailable_error", NULL, NULL, "the model is loading");
     switch (hc->r) {
-    case R_HEALTH: hc->status = 200; return sd_http_send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+    case R_HEALTH: return send_health(s, hc, c);
     case R_MODELS: return send_models(s, hc, c);
     case R_TOKENIZE: return send_tokenize(s, hc, c);
     case R_DETOKENIZE: return send_detokenize(s, hc, c);

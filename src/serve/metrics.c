@@ -148,6 +148,17 @@ char *sd_metrics_render(sd_metrics *m, const sd_engine_stats *st)
                 st->kv_blocks ? (double)st->kv_blocks_used / st->kv_blocks : 0);
         put_one(&b, "showdown_kv_cache_bytes", "gauge", "bytes of the KV cache (sliding-window layers: their windows only)",
                 (double)st->kv_bytes);
+        put_one(&b, "showdown_gpu_layers", "gauge", "layers that run on the GPU", st->gpu_layers);
+        put_one(&b, "showdown_gpu_failed", "gauge", "1 after a failed GPU step: requests are refused (503)", st->failed);
+        /* the placement line as a label: "vulkan: layers 0-1 on <device>, output on GPU" */
+        put(&b, "# HELP showdown_placement_info what runs where\n# TYPE showdown_placement_info gauge\n"
+                "showdown_placement_info{placement=\"");
+        for (const char *p = st->placement ? st->placement : ""; *p; p++) {
+            const char *esc = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : NULL;
+            if (esc) put(&b, "%s", esc);
+            else put(&b, "%c", *p);
+        }
+        put(&b, "\"} 1\n");
     }
     if (b.oom) { free(b.s); return NULL; }
     return b.s;
