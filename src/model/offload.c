@@ -222,8 +222,14 @@ int sd_offload_engine_new(sd_fwd *f, int n_out, char *err)
         snprintf(err, SD_ERR_LEN, "a q8_0 KV cache is not supported with GPU layers (f16, f32 are)");
         return -1;
     }
-    if (c->win.n_blocks) {   /* not reachable while sliding windows stay on the CPU (unsupported) */
-        snprintf(err, SD_ERR_LEN, "%s: the server's GPU layers have no sliding-window pool", o->be->name);
+    /* The paged attention kernel (attention_paged.comp) scores every
+     * position with 1/sqrt(head_dim): no windows, sinks or query scale. */
+    int plain = !c->win.n_blocks && f->m->q_scale == 1.0f;
+    for (int il = o->first; plain && il < f->m->hp.n_layer; il++)
+        plain = !f->m->layers[il].swa && !f->m->layers[il].attn_sinks;
+    if (!plain) {
+        snprintf(err, SD_ERR_LEN, "%s: the server's GPU attention has no sliding windows, sinks or query scale yet "
+                 "(serve this model with -ngl 0)", o->be->name);
         return -1;
     }
     if (!(f->gpu_err = calloc(1, SD_ERR_LEN))) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
