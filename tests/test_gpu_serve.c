@@ -343,6 +343,38 @@ Test(gpu_serve, metrics_name_the_gpu_layers)
     free(r.data);
 }
 
+/* A device too small at start: the Nth device allocation fails in the
+ * weights (1) or in the engine's KV pool (23: tiny-f32's first layer's keys)
+ * or its step scratch (36: the last). One error line naming device memory
+ * and the server exits before it is ready: never a crash, never a server
+ * that says it is ready and cannot run. */
+Test(gpu_serve, device_oom_at_start_is_one_error)
+{
+    need_device();
+    char mp[512], env[32];
+    const int at[] = {1, 23, 36};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        snprintf(env, sizeof env, "alloc:%d", at[i]);
+        setenv("SHOWDOWN_VK_FAIL", env, 1);
+        const char *argv[] = {showdown_bin(), "serve", "-m", tiny_f32(mp, sizeof mp), "--port", "0", "-np", "2", "-c",
+                              "128", "-t", "1", "-ngl", "99", NULL};
+        serve_child c = {0};
+        int rc = serve_child_start(&c, argv);
+        unsetenv("SHOWDOWN_VK_FAIL");
+        char *log = slurp(c.log);
+        cr_expect_eq(rc, -1, "%s: the server did not exit: %s", env, log ? log : "");
+        int errors = 0;
+        for (const char *p = log; p && (p = strstr(p, "error: ")); p++) errors++;
+        cr_expect_eq(errors, 1, "%s: %s", env, log ? log : "");
+        cr_expect(log && strstr(log, "out of device memory") && !strstr(log, "listening on"), "%s: %s", env,
+                  log ? log : "");
+        /* past the weights, the placement was printed: the engine's allocation failed */
+        cr_expect_eq(log && strstr(log, "vulkan: layers 0-1 on ") != NULL, at[i] > 1, "%s: %s", env, log ? log : "");
+        free(log);
+        serve_child_kill(&c);
+    }
+}
+
 /* The third step's submission fails as a lost device: every request in
  * flight gets an error object (plain: a 500; streamed: an error event), the
  * server keeps running and answers 503 from then on, /health included, and

@@ -45,6 +45,7 @@ struct sd_gpu_state {
     int paged, block, n_blocks, n_out;
     size_t meta_words;
     sd_vk_buffer meta;       /* host-visible: a paged step's metadata (vk_paged.h) */
+    sd_vk_buffer meta_dev;   /* its device copy, which the shaders read */
 };
 
 #define STAGE_BYTES (16u << 20)
@@ -203,7 +204,8 @@ static int state_alloc(sd_gpu_model *g, int n_ctx, int n_ub, int n_out, size_t m
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb2, err) ||
         sd_vk_buffer_new(d, xq_bytes(n_ub, widest), 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err) ||
-        (meta_words && sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 1, &st->meta, err)))
+        (meta_words && (sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 1, &st->meta, err) ||
+                        sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 0, &st->meta_dev, err))))
         goto fail;
     /* At most 19 dispatches per layer, 7 activation conversions, 3 for the head
      * (a paged step's layer: one more, record_paged_attention). */
@@ -257,7 +259,7 @@ static void vk_state_free(sd_gpu_state *st)
     d->vk.vkDeviceWaitIdle(d->dev);
     for (int il = 0; il < st->g->n_layer; il++) { sd_vk_buffer_free(d, &st->kc[il]); sd_vk_buffer_free(d, &st->vc[il]); }
     sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io,
-                          &st->meta};
+                          &st->meta, &st->meta_dev};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) sd_vk_buffer_free(d, bs[i]);
     if (st->cb) d->vk.vkFreeCommandBuffers(d->dev, d->cpool, 1, &st->cb);
     if (st->pool) d->vk.vkDestroyDescriptorPool(d->dev, st->pool, NULL);
@@ -412,21 +414,21 @@ static void record_paged_attention(rec *R, int il, int n)
     rk.n_head = (uint32_t)s->n_head_kv;
     uint32_t gx, gy;
     grid(((uint64_t)n * s->n_head * (hd / 2) + 63) / 64, &gx, &gy);
-    dispatch(R, SD_VK_ROPE_PAGED, &st->q, &g->freq, &st->meta, &st->att, &rq, sizeof rq, gx, gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->q, &g->freq, &st->meta_dev, &st->att, &rq, sizeof rq, gx, gy);
     grid(((uint64_t)n * s->n_head_kv * (hd / 2) + 63) / 64, &gx, &gy);
-    dispatch(R, SD_VK_ROPE_PAGED, &st->k, &g->freq, &st->meta, &st->k, &rk, sizeof rk, gx, gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->k, &g->freq, &st->meta_dev, &st->k, &rk, sizeof rk, gx, gy);
     barrier(R);
     struct { uint32_t n_tok, n_kv, hd, n_pos, block, f32; } kp = {(uint32_t)n, (uint32_t)s->n_head_kv, (uint32_t)hd,
                                                                   (uint32_t)st->n_ctx, (uint32_t)st->block,
                                                                   (uint32_t)st->kv_f32};
     grid(((uint64_t)n * kvd / (st->kv_f32 ? 1 : 2) + 63) / 64, &gx, &gy);
-    dispatch(R, SD_VK_KV_STORE_PAGED, &st->k, &st->kc[il], &st->meta, NULL, &kp, sizeof kp, gx, gy);
-    dispatch(R, SD_VK_KV_STORE_PAGED, &st->v, &st->vc[il], &st->meta, NULL, &kp, sizeof kp, gx, gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->k, &st->kc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->v, &st->vc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
     barrier(R);
     struct { uint32_t n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; } ap = {
         (uint32_t)s->n_head, (uint32_t)s->n_head_kv, (uint32_t)hd, (uint32_t)st->n_ctx, (uint32_t)n,
         (uint32_t)st->block, (uint32_t)st->kv_f32, 1.0f / sqrtf((float)hd)};
-    dispatch(R, SD_VK_ATTENTION_PAGED, &st->att, &st->kc[il], &st->vc[il], &st->meta, &ap, sizeof ap,
+    dispatch(R, SD_VK_ATTENTION_PAGED, &st->att, &st->kc[il], &st->vc[il], &st->meta_dev, &ap, sizeof ap,
              (uint32_t)s->n_head, (uint32_t)n);
 }
 
@@ -535,7 +537,8 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: bad %sstep (%d tokens at %d)", paged ? "paged " : "", n, paged ? 0 : step->pos);
         return -1;
     }
-    if (paged && sd_vk_paged_meta(step, st->n_blocks, st->meta.map, st->meta_words, err)) return -1;
+    long meta_words = paged ? sd_vk_paged_meta(step, st->n_blocks, st->meta.map, st->meta_words, err) : 0;
+    if (meta_words < 0) return -1;
     for (int il = step->layer_begin; il < step->layer_end; il++)
         if (!g->layers[il].on) { snprintf(err, SD_ERR_LEN, "vulkan: layer %d is not on the device", il); return -1; }
     VkResult r = d->vk.vkResetDescriptorPool(d->dev, st->pool, 0);
@@ -549,6 +552,10 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     memcpy(st->io.map, step->x, xb);
     VkBufferCopy c = {0, 0, xb};
     d->vk.vkCmdCopyBuffer(st->cb, st->io.buf, st->x.buf, 1, &c);
+    if (paged) {
+        VkBufferCopy mc = {0, 0, (VkDeviceSize)meta_words * 4};
+        d->vk.vkCmdCopyBuffer(st->cb, st->meta.buf, st->meta_dev.buf, 1, &mc);
+    }
     barrier(&R);
     for (int il = step->layer_begin; il < step->layer_end; il++) record_layer(&R, il, n, step->pos);
     int rows = paged ? step->n_out : n - step->first_row;

@@ -11,7 +11,7 @@ size_t sd_vk_paged_words(int n_batch, int n_seqs, int n_blocks)
     return 2 * (size_t)n_batch + seqs * (size_t)n_blocks;
 }
 
-int sd_vk_paged_meta(const sd_gpu_step *s, int n_blocks, uint32_t *m, size_t cap, char *err)
+long sd_vk_paged_meta(const sd_gpu_step *s, int n_blocks, uint32_t *m, size_t cap, char *err)
 {
     int n = s->n_tok, blk = s->block;
     size_t at = 2 * (size_t)n;
@@ -55,5 +55,5 @@ int sd_vk_paged_meta(const sd_gpu_step *s, int n_blocks, uint32_t *m, size_t cap
         }
         at += nb;
     }
-    return 0;
+    return (long)at;
 }

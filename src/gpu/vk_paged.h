@@ -17,10 +17,10 @@
  * n_seqs sequences over a pool of n_blocks blocks. */
 size_t sd_vk_paged_words(int n_batch, int n_seqs, int n_blocks);
 /* Writes step s's metadata into m (cap words) for a pool of n_blocks
- * blocks. Returns 0, or -1 with the reason in err when a token's sequence
+ * blocks. Returns the words written, or -1 with the reason in err when a token's sequence
  * or position is out of range, a block it reads is not one of the pool's
  * (a table not yet grown that far), or the metadata exceeds cap: a step
  * the shaders must not see, since they index the cache with these words. */
-int sd_vk_paged_meta(const sd_gpu_step *s, int n_blocks, uint32_t *m, size_t cap, char *err);
+long sd_vk_paged_meta(const sd_gpu_step *s, int n_blocks, uint32_t *m, size_t cap, char *err);
 
 #endif
