@@ -16,6 +16,7 @@
 #include "showdown.h"
 #include "eval/logits_file.h"
 #include "gpu/backend.h"
+#include "gpu/vk_paged.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/offload.h"
@@ -31,6 +32,40 @@ static void need_device(void)
     sd_gpu_device_info info[4];
     char err[SD_ERR_LEN] = "";
     if (sd_gpu_vulkan.list(info, 4, err) == 0) cr_skip_test("no Vulkan device: %s", err);
+}
+
+/* ---- the paged step's metadata (no device needed) ----------------------- */
+
+/* Positions, each token's table offset, each sequence's table once, as far
+ * as its furthest position in the step; every word the shaders would index
+ * the cache with is checked first. */
+Test(gpu_serve, paged_metadata_layout_and_checks)
+{
+    int t0[] = {4, 9, 2}, t1[] = {0, 7}, t2[] = {5, -1};
+    const int *tabs[] = {t0, t1, t2};
+    /* sequence 1 decodes at 20; sequence 0 prefills 15..17 (crossing into its second block) */
+    int pos[] = {20, 15, 16, 17}, seq[] = {1, 0, 0, 0};
+    sd_gpu_step s = {0};
+    s.n_tok = 4; s.pos_of = pos; s.seq = seq; s.tables = tabs; s.n_seqs = 3; s.block = 16;
+    uint32_t m[64];
+    char err[SD_ERR_LEN];
+    long w = sd_vk_paged_meta(&s, 10, m, 64, err);
+    cr_assert_eq(w, 8 + 2 + 2, "%s", err);
+    uint32_t want[] = {20, 15, 16, 17, 8, 10, 10, 10, 0, 7, 4, 9};
+    for (int i = 0; i < 12; i++) cr_expect_eq(m[i], want[i], "word %d: %u, not %u", i, m[i], want[i]);
+    cr_expect_eq(sd_vk_paged_words(64, 4, 10), 2 * 64 + 4 * 10);
+    cr_expect_eq(sd_vk_paged_words(2, 4, 10), 2 * 2 + 2 * 10, "no more sequences than tokens");
+
+    cr_expect_eq(sd_vk_paged_meta(&s, 8, m, 64, err), -1, "block 9 of a pool of 8");
+    cr_expect(strstr(err, "not one of the pool's 8"), "%s", err);
+    cr_expect_eq(sd_vk_paged_meta(&s, 10, m, 11, err), -1, "11 words cannot hold it");
+    int pos2[] = {20}, seq2[] = {2};
+    s.n_tok = 1; s.pos_of = pos2; s.seq = seq2;
+    cr_expect_eq(sd_vk_paged_meta(&s, 10, m, 64, err), -1, "position 20 of sequence 2 is in no block (-1)");
+    seq2[0] = 3;
+    cr_expect_eq(sd_vk_paged_meta(&s, 10, m, 64, err), -1, "sequence 3 of 3");
+    seq2[0] = 0; pos2[0] = -1;
+    cr_expect_eq(sd_vk_paged_meta(&s, 10, m, 64, err), -1, "a negative position");
 }
 
 /* ---- the batched step ------------------------------------------------- */
@@ -405,14 +440,17 @@ Test(gpu_serve, lost_device_gives_error_objects_then_503)
         if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
     }
     cr_assert_eq(running, 0, "the requests did not end in 120 s");
+    int lost = 0;   /* requests in flight at the loss (the others came after it) */
     for (int i = 0; i < NHTTP; i++) {
         curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &rs[i].status);
         if (i % 2 && rs[i].status == 200) {
             /* streamed: the chunks so far, then one error event, no [DONE] */
             const char *ev = rs[i].data ? strstr(rs[i].data, "data: {\"error\":") : NULL;
             cr_expect(ev && strstr(ev, "device lost") && !strstr(ev, "[DONE]"), "request %d: %s", i, rs[i].data);
+            lost++;
         } else if (rs[i].status == 500) {
             assert_error(&rs[i], 500, "device lost");
+            lost++;
         } else {
             assert_error(&rs[i], 503, "the GPU failed");   /* arrived after the loss */
         }
@@ -422,6 +460,8 @@ Test(gpu_serve, lost_device_gives_error_objects_then_503)
         curl_slist_free_all(hs[i]);
     }
     curl_multi_cleanup(m);
+    cr_expect_gt(lost, 0, "no request was in flight at the loss");
+    cr_log_info("%d of %d requests in flight at the loss", lost, NHTTP);
     reply r;
     http("POST", "/v1/completions", "{\"prompt\":\"hello\",\"max_tokens\":4}", &r);
     assert_error(&r, 503, "the GPU failed");
