@@ -2,6 +2,7 @@
  * body limits, the small endpoints (models, health, tokenize, detokenize,
  * metrics) and one log line per request. Generation is in http_gen.c. */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -456,7 +457,12 @@ void sd_server_shutdown(sd_server *s, int grace_ms)
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < n; i++) sd_engine_cancel(s->e, ids[i]);
         free(ids);
-        wait_jobs(s, sd_time_ms() + 5000);
+        /* A cancelled request ends at the engine's next step, which can be
+         * many seconds away (a software Vulkan driver, a large prompt
+         * chunk); stopping the daemon with a connection still suspended
+         * aborts the process, so wait for every job. A step always ends: a
+         * hung device is reported lost at its fence's timeout. */
+        wait_jobs(s, INFINITY);
     }
     /* Let the connections send what they have (every job is done, so none
      * stays suspended), then stop the threads. */
