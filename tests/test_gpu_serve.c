@@ -233,8 +233,9 @@ enum { MAXTOK = 64 };
 typedef struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int done, n;
+    int done, n, n_prompt;
     int32_t tok[MAXTOK];
+    float lp[MAXTOK], prompt_lp[MAXTOK];
     sd_gen_event end;
 } collect;
 
@@ -242,7 +243,11 @@ static int on_event(const sd_gen_event *ev, void *user)
 {
     collect *c = user;
     pthread_mutex_lock(&c->mu);
-    if (ev->kind == SD_EV_TOKEN && c->n < MAXTOK) c->tok[c->n++] = ev->token;
+    if (ev->kind == SD_EV_PROMPT && c->n_prompt < MAXTOK) c->prompt_lp[c->n_prompt++] = ev->logprob;
+    if (ev->kind == SD_EV_TOKEN && c->n < MAXTOK) {
+        c->lp[c->n] = ev->logprob;
+        c->tok[c->n++] = ev->token;
+    }
     if (ev->kind == SD_EV_DONE) {
         c->end = *ev;
         c->done = 1;
@@ -257,7 +262,7 @@ enum { NREQ = 5 };
 /* NREQ greedy requests submitted at once to an engine of `slots` slots over
  * n_ctx positions, n_batch tokens a step; their tokens into out. */
 static void engine_run(sd_model *m, int slots, int n_ctx, int n_batch, int32_t prompts[NREQ][48], const int *len,
-                       int n_gen, collect *out, sd_engine_stats *st)
+                       int n_gen, int prompt_logprobs, collect *out, sd_engine_stats *st)
 {
     sd_engine *e = start_batched(m, slots, n_ctx, n_batch);
     for (int i = 0; i < NREQ; i++) {
@@ -265,6 +270,7 @@ static void engine_run(sd_model *m, int slots, int n_ctx, int n_batch, int32_t p
         pthread_mutex_init(&out[i].mu, NULL);
         pthread_cond_init(&out[i].cv, NULL);
         sd_gen_request r = greedy(prompts[i], len[i], n_gen);
+        r.prompt_logprobs = prompt_logprobs && (i == 2 || i == 4);   /* every prompt row through the output head */
         uint64_t id;
         int full;
         char err[SD_ERR_LEN];
@@ -283,7 +289,7 @@ static void engine_run(sd_model *m, int slots, int n_ctx, int n_batch, int32_t p
 /* The same requests through a CPU engine and one with ngl GPU layers:
  * identical greedy tokens. Prompts 1 and 3 share their first 16 tokens
  * (the prefix cache); n_ctx 64 (4 blocks) for 3 slots forces preemption. */
-static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt)
+static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt, int prompt_logprobs)
 {
     need_device();
     char err[SD_ERR_LEN];
@@ -300,14 +306,23 @@ static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt)
     int n_gen = want_preempt ? 20 : 10;
     collect *c = calloc(NREQ, sizeof *c), *g = calloc(NREQ, sizeof *g);
     sd_engine_stats sc, sg;
-    engine_run(mc, 3, n_ctx, 16, prompts, len, n_gen, c, &sc);
-    engine_run(mg, 3, n_ctx, 16, prompts, len, n_gen, g, &sg);
+    engine_run(mc, 3, n_ctx, 16, prompts, len, n_gen, prompt_logprobs, c, &sc);
+    engine_run(mg, 3, n_ctx, 16, prompts, len, n_gen, prompt_logprobs, g, &sg);
     for (int i = 0; i < NREQ; i++) {
         cr_assert_eq(g[i].n, n_gen, "request %d: %d tokens", i, g[i].n);
-        for (int k = 0; k < n_gen; k++)
+        for (int k = 0; k < n_gen; k++) {
             cr_assert_eq(g[i].tok[k], c[i].tok[k], "request %d token %d: GPU %d, CPU %d", i, k, g[i].tok[k],
                          c[i].tok[k]);
+            cr_expect(fabsf(g[i].lp[k] - c[i].lp[k]) <= 2e-3, "request %d token %d: log-probability %g, CPU %g", i, k,
+                      g[i].lp[k], c[i].lp[k]);
+        }
+        cr_assert_eq(g[i].n_prompt, c[i].n_prompt, "request %d: prompt log-probabilities", i);
+        for (int k = 0; k < g[i].n_prompt; k++)
+            cr_expect(fabsf(g[i].prompt_lp[k] - c[i].prompt_lp[k]) <= 2e-3,
+                      "request %d prompt token %d: log-probability %g, CPU %g", i, k, g[i].prompt_lp[k],
+                      c[i].prompt_lp[k]);
     }
+    if (prompt_logprobs) cr_expect_eq(g[2].n_prompt, len[2], "prompt log-probabilities asked and not given");
     cr_expect_eq(sg.gpu_layers, sd_model_gpu_layers(mg));
     cr_expect(!sg.failed, "%s", sg.failure);
     cr_expect_eq(sg.kv_blocks_used, 0, "every block back after the requests");
@@ -322,9 +337,12 @@ static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt)
     sd_model_free(mg);
 }
 
-Test(gpu_serve, engine_all_layers_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 256, 0); }
-Test(gpu_serve, engine_split_equals_cpu_q8_0) { engine_vs_cpu("models/tiny-q8_0.gguf", 1, 256, 0); }
-Test(gpu_serve, engine_preemption_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 64, 1); }
+/* Log-probabilities (generated tokens', and prompt positions' for requests
+ * 2 and 4 in the first test: every row of a prompt chunk through the GPU's
+ * output head) within test_engine.c's 2e-3. */
+Test(gpu_serve, engine_all_layers_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 256, 0, 1); }
+Test(gpu_serve, engine_split_equals_cpu_q8_0) { engine_vs_cpu("models/tiny-q8_0.gguf", 1, 256, 0, 0); }
+Test(gpu_serve, engine_preemption_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 64, 1, 0); }
 
 /* ---- over HTTP -------------------------------------------------------- */
 
