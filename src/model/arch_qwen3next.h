@@ -28,7 +28,10 @@
  * A recurrent layer keeps, per sequence, its convolution's last inputs and
  * each value head's state matrix: the KV cache's per-sequence state slot
  * (model/kv_cache.h), zeroed when the sequence is released or when a token
- * at position 0 arrives. Its matrices sit in the layer's ordinary slots:
+ * at position 0 arrives; a sequence's run of positions in a batch goes
+ * through the delta rule in chunks (sd_deltanet_run), and its state is also
+ * copied to an armed snapshot as the run passes its position (the prefix
+ * cache's, model/kv_cache.h). Its matrices sit in the layer's ordinary slots:
  * wq = attn_qkv, wk = attn_gate (or wq = the fused ssm_in, wk empty),
  * wv = ssm_ba, wo = ssm_out; in MoE layers
  * w_gate/w_up/w_down hold the shared expert. */
