@@ -413,6 +413,12 @@ Test(qwen3next, prefix_resumes_from_a_state_snapshot)
     /* Blocks without a snapshot are not reused: a prefix of the second, cut before 144. */
     sd_kv_seq_release(kv, 0);
     cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, u, 140), 0);
+    /* Two sequences admitted with one prompt: one snapshot is filled, not two. */
+    sd_kv_seq_release(kv, 0);
+    sd_kv_seq_plan_snapshot(kv, 0, t, 101);
+    sd_kv_seq_plan_snapshot(kv, 1, t, 101);
+    cr_expect(kv->seqs[0].snap && !kv->seqs[1].snap, "the same prefix armed twice");
+    sd_kv_seq_release(kv, 1);
     /* No snapshots kept: no reuse at all. */
     sd_kv_seq_release(kv, 0);
     sd_kv_snap_limit(kv, 0);

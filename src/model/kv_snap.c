@@ -31,12 +31,14 @@ void sd_kv_snap_limit(sd_kv_cache *c, int cap)
     for (int i = 0; i < cap; i++) c->snap.slot[i].owner = -1;
 }
 
-/* The kept snapshot of exactly tokens[0..n), or NULL. */
-static sd_kv_snap *find(sd_kv_cache *c, const int32_t *tokens, int n)
+/* The snapshot of exactly tokens[0..n), kept (or, with filling, also
+ * being filled), or NULL. */
+static sd_kv_snap *find(sd_kv_cache *c, const int32_t *tokens, int n, int filling)
 {
     for (int i = 0; i < c->snap.cap; i++) {
         sd_kv_snap *x = &c->snap.slot[i];
-        if (x->owner < 0 && x->n_tok == n && !memcmp(x->toks, tokens, (size_t)n * sizeof *tokens)) return x;
+        if ((filling || x->owner < 0) && x->n_tok == n && !memcmp(x->toks, tokens, (size_t)n * sizeof *tokens))
+            return x;
     }
     return NULL;
 }
@@ -44,7 +46,7 @@ static sd_kv_snap *find(sd_kv_cache *c, const int32_t *tokens, int n)
 int sd_kv_snap_resume(sd_kv_cache *c, int s, const int32_t *tokens, int k)
 {
     for (; k > 0; k--) {
-        sd_kv_snap *x = find(c, tokens, k * SD_KV_BLOCK);
+        sd_kv_snap *x = find(c, tokens, k * SD_KV_BLOCK, 0);
         if (!x) continue;
         memcpy(c->seqs[s].state, x->data, c->state_bytes);
         x->used = ++c->snap.clock;
@@ -59,8 +61,8 @@ void sd_kv_seq_plan_snapshot(sd_kv_cache *c, int s, const int32_t *tokens, int n
     sd_kv_seq *q = &c->seqs[s];
     int p = (n - 1) / SD_KV_BLOCK * SD_KV_BLOCK;
     if (!c->snap.cap || q->snap || p < SD_KV_BLOCK || p <= q->n_blocks * SD_KV_BLOCK) return;
-    sd_kv_snap *x = find(c, tokens, p);
-    if (x) {   /* kept already (its blocks were evicted, or a shorter prefix was reused) */
+    sd_kv_snap *x = find(c, tokens, p, 1);
+    if (x) {   /* kept or being filled already (by a sequence with the same prompt) */
         x->used = ++c->snap.clock;
         return;
     }
@@ -78,6 +80,7 @@ void sd_kv_seq_plan_snapshot(sd_kv_cache *c, int s, const int32_t *tokens, int n
     x->n_tok = 0;
     if (!toks || !x->data) return;   /* no memory: no snapshot, nothing else changes */
     memcpy(x->toks, tokens, (size_t)p * sizeof *tokens);
+    x->n_tok = p;
     x->owner = s;
     q->snap = x->data;
     q->snap_pos = p;
@@ -89,7 +92,6 @@ void sd_kv_snap_commit(sd_kv_cache *c, int s, int n)
     sd_kv_seq *q = &c->seqs[s];
     if (!q->snap || n < q->snap_pos) return;
     sd_kv_snap *x = &c->snap.slot[q->snap_slot];
-    x->n_tok = q->snap_pos;
     x->owner = -1;
     x->used = ++c->snap.clock;
     c->snap.stores++;
