@@ -124,6 +124,7 @@ typedef struct {
     int n_slots, busy_slots, queued;
     int kv_blocks, kv_blocks_used, kv_block_size;
     uint64_t kv_bytes;          /* the KV cache's keys and values (sliding layers: their windows only) */
+    uint64_t state_snapshot_bytes; /* recurrent state kept for prefix reuse (qwen3next; model/kv_cache.h) */
     uint64_t prefix_hit_tokens, prompt_tokens, generated_tokens, steps;
     uint64_t batch_tokens;      /* tokens through the forward pass (batch_tokens / steps: mean batch) */
     uint64_t preemptions;       /* sequences sent back to the queue for KV blocks (recomputed later) */

@@ -159,6 +159,9 @@ char *sd_metrics_render(sd_metrics *m, const sd_engine_stats *st)
                 st->kv_blocks ? (double)st->kv_blocks_used / st->kv_blocks : 0);
         put_one(&b, "showdown_kv_cache_bytes", "gauge", "bytes of the KV cache (sliding-window layers: their windows only)",
                 (double)st->kv_bytes);
+        put_one(&b, "showdown_state_snapshot_bytes", "gauge",
+                "bytes of recurrent state kept at cached prefix ends (models with recurrent layers)",
+                (double)st->state_snapshot_bytes);
     }
     if (b.oom) { free(b.s); return NULL; }
     return b.s;

@@ -43,6 +43,7 @@ static void update_kv_stats(sd_engine *e)
     e->stats.kv_blocks_used = c->n_blocks - sd_kv_available(c);
     e->stats.kv_block_size = SD_KV_BLOCK;
     e->stats.kv_bytes = c->bytes;
+    e->stats.state_snapshot_bytes = c->snap.bytes;
 }
 
 /* Gives slot si's blocks back and empties it; returns its request, with
@@ -86,6 +87,7 @@ static void admit(sd_engine *e)
         int rows = q->r.prompt_logprobs && q->n_prompt_ev < n_prompt;
         /* Prompt log-probabilities need every position's logits: no reuse (engine.h). */
         int cached = rows ? 0 : sd_kv_seq_reuse_prefix(kv, i, sl->tokens, n_fill);
+        sd_kv_seq_plan_snapshot(kv, i, sl->tokens, n_fill);   /* recurrent state at the prompt's last block */
         /* Room for the first decode position too: otherwise a sequence
          * admitted into the last blocks could be preempted at once and
          * recompute its prompt every step until blocks come back. */
