@@ -3,9 +3,10 @@
 # writes them as one C file of uint32 arrays (the table src/gpu/spv.h
 # declares), so the binary carries its shaders. matvec.comp and matmul.comp
 # are compiled once per weight format (-DFMT_<name>; both include
-# dequant.glsl). Without glslc the table is empty and the
-# Vulkan backend reports that it was built without shaders. Target Vulkan 1.1
-# (SPIR-V 1.3): matvec.comp reduces with subgroup operations.
+# dequant.glsl), and so is matvec_id.comp (the experts' rows). Without
+# glslc the table is empty and the Vulkan backend reports that it was built
+# without shaders. Target Vulkan 1.1 (SPIR-V 1.3): matvec.comp reduces with
+# subgroup operations.
 # Usage: embed-shaders.sh OUT.c TMPDIR
 set -euo pipefail
 out=$1 tmp=$2
@@ -30,9 +31,15 @@ if command -v glslc >/dev/null 2>&1; then
       emit "${k}_$f" "$tmp/${k}_$f.spv"
     done
   done
+  # the experts' matvec: rows of the expert each (token, slot) chose
+  for f in $formats; do
+    glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" -DFMT_"$f" "$dir/matvec_id.comp" \
+      -o "$tmp/matvec_id_$f.spv"
+    emit "matvec_id_$f" "$tmp/matvec_id_$f.spv"
+  done
   for s in "$dir"/*.comp; do
     n=$(basename "$s" .comp)
-    case $n in matvec | matmul) continue ;; esac
+    case $n in matvec | matmul | matvec_id) continue ;; esac
     glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" "$s" -o "$tmp/$n.spv"
     emit "$n" "$tmp/$n.spv"
   done

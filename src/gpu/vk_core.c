@@ -183,7 +183,8 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
     SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
-    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
+    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act", "geglu", "softcap",
+    "moe_route", "moe_act", "moe_combine"};
 
 int sd_vk_matvec_index(uint32_t type)
 {
@@ -202,11 +203,11 @@ static const sd_spv *find_spv(const char *name)
 static int make_layout(sd_vk_device *d, char *err)
 {
     sd_vk_instance *vk = &d->vk;
-    VkDescriptorSetLayoutBinding b[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkDescriptorSetLayoutBinding b[SD_VK_BINDINGS];
+    for (uint32_t i = 0; i < SD_VK_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL};
     VkDescriptorSetLayoutCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = 4, .pBindings = b};
+                                           .bindingCount = SD_VK_BINDINGS, .pBindings = b};
     VkResult r = vk->vkCreateDescriptorSetLayout(d->dev, &dci, NULL, &d->dsl);
     VkPushConstantRange pc = {VK_SHADER_STAGE_COMPUTE_BIT, 0, 64};
     VkPipelineLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
@@ -227,6 +228,8 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
     if (d->pipes[i]) return 0;
     char name[32];
     if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
+    else if (i >= SD_VK_MATVEC_ID_FIRST)
+        snprintf(name, sizeof name, "matvec_id_%s", sd_type_name(mv_types[i - SD_VK_MATVEC_ID_FIRST]));
     else if (i >= SD_VK_MATMUL_FIRST)
         snprintf(name, sizeof name, "matmul_%s", sd_type_name(mv_types[i - SD_VK_MATMUL_FIRST]));
     else snprintf(name, sizeof name, "%s", op_names[i - SD_VK_N_FORMATS]);
@@ -428,6 +431,12 @@ int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err)
 int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
                  char *err)
 {
+    return sd_vk_upload_at(d, dst, 0, src, bytes, stage, err);
+}
+
+int sd_vk_upload_at(sd_vk_device *d, sd_vk_buffer *dst, VkDeviceSize dst_off, const void *src, VkDeviceSize bytes,
+                    sd_vk_buffer *stage, char *err)
+{
     sd_vk_instance *vk = &d->vk;
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = d->cpool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
@@ -446,7 +455,7 @@ int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSi
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
         vk->vkResetCommandBuffer(cb, 0);
         vk->vkBeginCommandBuffer(cb, &bi);
-        VkBufferCopy c = {0, at, n};
+        VkBufferCopy c = {0, dst_off + at, n};
         vk->vkCmdCopyBuffer(cb, stage->buf, dst->buf, 1, &c);
         rc = sd_vk_submit_wait(d, cb, 0, err);
     }
