@@ -361,3 +361,15 @@ MOE(mixtral, q4_0)
 MOE(gptoss, f32)
 MOE(gptoss, q8_0)
 MOE(gptoss, q4_0)
+
+/* Expert tensors and an output head larger than a device binds (lavapipe:
+ * 128 MiB) go in parts. Here the split size is lowered to 104448 bytes
+ * (SHOWDOWN_VK_MAX_BINDING, vk_core.c): gpt-oss Q8_0's expert matrices
+ * (34816 bytes) go 3, 3 and 2 to a buffer, its 512-row head (272 bytes a
+ * row) in parts of 384 and 128 rows. */
+Test(gpu_arch, moe_experts_and_head_in_parts)
+{
+    setenv("SHOWDOWN_VK_MAX_BINDING", "104448", 1);
+    moe_vs_cpu("moe-gptoss-q8_0", 99, "layers 0-1 on ");
+    unsetenv("SHOWDOWN_VK_MAX_BINDING");
+}

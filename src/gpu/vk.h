@@ -67,6 +67,7 @@ typedef struct {
     VkPhysicalDevice pd;
     sd_gpu_device_info info;
     VkPhysicalDeviceLimits limits;
+    VkDeviceSize max_binding;   /* split weights larger than this (maxStorageBufferRange) */
     VkPhysicalDeviceMemoryProperties memprops;
     VkDevice dev;
     VkQueue queue;

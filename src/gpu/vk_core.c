@@ -277,6 +277,12 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
     VkPhysicalDeviceProperties props;
     vk->vkGetPhysicalDeviceProperties(d->pd, &props);
     d->limits = props.limits;
+    /* Test-only: SHOWDOWN_VK_MAX_BINDING=BYTES lowers the size weights are
+     * split at, so small models take the paths of heads and expert tensors
+     * too large to bind whole (tests/test_gpu_arch.c). */
+    d->max_binding = d->limits.maxStorageBufferRange;
+    const char *mb = getenv("SHOWDOWN_VK_MAX_BINDING");
+    if (mb && atoll(mb) > 0 && (unsigned long long)atoll(mb) < d->max_binding) d->max_binding = (VkDeviceSize)atoll(mb);
     vk->vkGetPhysicalDeviceMemoryProperties(d->pd, &d->memprops);
     /* matvec.comp reduces with subgroupAdd: every Vulkan 1.1 GPU driver
      * (and lavapipe) has it in compute shaders, but it is optional. */

@@ -154,7 +154,7 @@ static int vk_upload_output(sd_gpu_model *g, const float *norm, const sd_weight 
         snprintf(err, SD_ERR_LEN, "vulkan: no kernel for %s weights", sd_type_name(w->type));
         return -1;
     }
-    uint64_t per = g->d.limits.maxStorageBufferRange / w->row_bytes;
+    uint64_t per = g->d.max_binding / w->row_bytes;
     if (per > (uint64_t)w->rows) per = (uint64_t)w->rows;
     if (per < 1) { snprintf(err, SD_ERR_LEN, "vulkan: an output row exceeds the device's binding limit"); return -1; }
     g->out_rows = (int)per;
@@ -226,7 +226,7 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
     uint32_t sets = 0;
     for (int il = 0; il < g->n_layer; il++) {
         if (!g->layers[il].on) continue;
-        sets += 26u;   /* at most 19 dispatches per layer, 7 activation conversions */
+        sets += 34u;   /* at most 27 dispatches per layer (biases, norms, post-norms), 7 activation conversions */
         if (!g->layers[il].moe) continue;
         int f, k, ne;
         sd_vk_moe_dims(g->layers[il].moe, &f, &k, &ne);

@@ -42,7 +42,7 @@ static int upload_experts(sd_vk_device *d, sd_vk_buffer *stage, sd_vk_moe *m, in
         snprintf(err, SD_ERR_LEN, "vulkan: no kernel for %s expert weights", sd_type_name(w[0].type));
         return -1;
     }
-    VkDeviceSize eb = (VkDeviceSize)w[0].rows * w[0].row_bytes, range = d->limits.maxStorageBufferRange;
+    VkDeviceSize eb = (VkDeviceSize)w[0].rows * w[0].row_bytes, range = d->max_binding;
     if (eb > range) {
         snprintf(err, SD_ERR_LEN, "vulkan: an expert's matrix of %llu bytes exceeds %s's largest binding (%llu)",
                  (unsigned long long)eb, d->info.name, (unsigned long long)range);

@@ -3,9 +3,8 @@
 // g = GELU(g) * u, GELU in its tanh form as kernels/geglu.c computes it
 // (the reference engine's table of F16 inputs): x rounded to F16 and
 // looked up in the CPU's own table T (F16 GELU of every F16 value, two a
-// word), so both sides take the same values (a GELU computed here rounded
-// to F16 the other way often enough to move a prompt row by 2e-4); 0
-// below -10 and x above 10.
+// word), so the same input gives the same value on both sides whatever
+// the driver's tanh; 0 below -10 and x above 10.
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) buffer Gb { float G[]; };
 layout(std430, binding = 1) readonly buffer Ub { float U[]; };
