@@ -24,6 +24,7 @@
 #include "model/moe.h"
 #include "model/session.h"
 #include "common.h"
+#include "qwen3next_derive.h"
 
 static void need_device(void)
 {
@@ -372,4 +373,25 @@ Test(gpu_arch, moe_experts_and_head_in_parts)
     setenv("SHOWDOWN_VK_MAX_BINDING", "104448", 1);
     moe_vs_cpu("moe-gptoss-q8_0", 99, "layers 0-1 on ");
     unsetenv("SHOWDOWN_VK_MAX_BINDING");
+}
+
+/* qwen3next's recurrent layers have no GPU kernels: -ngl falls back to the
+ * CPU, saying why in the placement line, with the CPU's text. */
+Test(gpu_arch, qwen3next_stays_on_the_cpu)
+{
+    need_device();
+    char path[256], args[1024];
+    qnext_synth(path, sizeof path, "q8_0");
+    snprintf(args, sizeof args, "run -m %s -p 'Once upon a time' -n 6 --temp 0 -t 2", path);
+    int rc1, rc2;
+    char *e1, *e2, *cpu = run_showdown("", args, &e1, &rc1);
+    strcat(args, " -ngl 99");
+    char *gpu = run_showdown("", args, &e2, &rc2);
+    cr_assert(cpu && gpu && e1 && e2);
+    cr_expect_eq(rc2, 0, "%s", e2);
+    cr_expect(strstr(e2, "vulkan: qwen3next's recurrent layers are not supported on the GPU yet; running on the CPU"),
+              "%s", e2);
+    cr_expect_str_eq(gpu, cpu);
+    free(cpu); free(gpu); free(e1); free(e2);
+    unlink(path);
 }
