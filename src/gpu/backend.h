@@ -98,6 +98,9 @@ typedef struct {
     /* One command buffer for the whole step; -1 on device loss or a failed
      * allocation (the step's results are then not to be used). */
     int (*run)(sd_gpu_state *st, const sd_gpu_step *step, char *err);
+    /* A line about how the device runs the model, for its placement line
+     * (which prefill kernel, a path a self-check turned off), or NULL. */
+    const char *(*notice)(const sd_gpu_model *g);
 } sd_gpu_backend;
 
 /* The backends compiled in, NULL-terminated (the Vulkan one first). */

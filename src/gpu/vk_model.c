@@ -118,7 +118,9 @@ static int upload_weight(sd_gpu_model *g, const sd_weight *w, sd_vk_buffer *b, s
         return -1;
     }
     VkDeviceSize bytes = (VkDeviceSize)w->rows * w->row_bytes;
-    if (sd_vk_buffer_new(&g->d, bytes, 0, b, err) || sd_vk_upload(&g->d, b, w->data, bytes, &g->stage, err)) return -1;
+    if (sd_vk_buffer_new(&g->d, bytes, 0, b, err) || sd_vk_upload(&g->d, b, w->data, bytes, &g->stage, err) ||
+        sd_vk_coop_check(&g->d, w, b, err))
+        return -1;
     *meta = *w;
     meta->data = NULL;
     meta->packed = NULL;
@@ -297,6 +299,7 @@ typedef struct sd_vk_rec {
     sd_vk_buffer *qsrc;
     uint32_t qoff;
     int qmode, qn;
+    int path;   /* SD_VK_PATH_*: which kernel takes batches above MATMUL_MIN_TOK */
 } rec;
 
 static void barrier(rec *R)
@@ -416,7 +419,17 @@ static void matvec_rows(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffe
         (uint32_t)m->rows, (uint32_t)m->cols, (uint32_t)n_tok, (uint32_t)m->row_bytes, x_off, (uint32_t)m->cols, y_off,
         y_stride, m->scale, (uint32_t)add, (uint32_t)((uint64_t)n_tok * m->cols)};
     uint32_t gx, gy;
-    if (n_tok > MATMUL_MIN_TOK) {
+    int fi = sd_vk_matvec_index(m->type);
+    const sd_vk_coop *c = &R->d->coop;
+    if (n_tok > MATMUL_MIN_TOK && R->path != SD_VK_PATH_PLAIN && c->on && c->state[fi] == 1) {
+        /* matmul_coop.comp: 4m x 4n tiles of rows x tokens */
+        dispatch(R, SD_VK_COOP_FIRST + fi, w, x, y, NULL, &pc, sizeof pc, (uint32_t)((m->rows + c->bm - 1) / c->bm),
+                 (uint32_t)((n_tok + c->bn - 1) / c->bn));
+    } else if (n_tok > MATMUL_MIN_TOK && R->path == SD_VK_PATH_COOP) {
+        if (!R->failed) snprintf(R->err, SD_ERR_LEN, "vulkan: no cooperative-matrix kernel for %s on %s%s%s",
+                                 sd_type_name(m->type), R->d->info.name, c->notice[0] ? ": " : "", c->notice);
+        R->failed = 1;
+    } else if (n_tok > MATMUL_MIN_TOK) {
         /* matmul.comp: 32 x 32 tiles of rows x tokens */
         dispatch(R, SD_VK_MATMUL_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc,
                  (uint32_t)((m->rows + 31) / 32), (uint32_t)((n_tok + 31) / 32));
@@ -564,7 +577,7 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     if (r == VK_SUCCESS) r = d->vk.vkResetCommandBuffer(st->cb, 0);
     if (r == VK_SUCCESS) r = d->vk.vkBeginCommandBuffer(st->cb, &bi);
     if (r != VK_SUCCESS) { snprintf(err, SD_ERR_LEN, "vulkan: command buffer: %s", sd_vk_result(r)); return -1; }
-    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0, SD_VK_PATH_AUTO};
     size_t xb = (size_t)n * e * sizeof(float);
     memcpy(st->io.map, step->x, xb);
     VkBufferCopy c = {0, 0, xb};
@@ -615,9 +628,11 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     return 0;
 }
 
+static const char *vk_notice(const sd_gpu_model *g) { return g->d.coop.notice[0] ? g->d.coop.notice : NULL; }
+
 const sd_gpu_backend sd_gpu_vulkan = {
     "vulkan", vk_list, vk_supports, vk_model_new, vk_upload_layer, vk_upload_output, vk_model_free,
-    vk_state_new, vk_state_free, vk_run,
+    vk_state_new, vk_state_free, vk_run, vk_notice,
 };
 
 const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
@@ -625,6 +640,11 @@ const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
 /* ---- one product alone, for the tests ----------------------------------- */
 
 int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err)
+{
+    return sd_vk_product_once(device, w, x, n_tok, SD_VK_PATH_PLAIN, y, err);
+}
+
+int sd_vk_product_once(int device, const sd_weight *w, const float *x, int n_tok, int path, float *y, char *err)
 {
     sd_gpu_model *g = calloc(1, sizeof *g);
     sd_gpu_state *st = calloc(1, sizeof *st);
@@ -652,7 +672,7 @@ int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok,
     if (d->vk.vkCreateDescriptorPool(d->dev, &pci, NULL, &st->pool) != VK_SUCCESS) { st->pool = VK_NULL_HANDLE; goto vkfail; }
     if (d->vk.vkAllocateCommandBuffers(d->dev, &ai, &st->cb) != VK_SUCCESS) { st->cb = VK_NULL_HANDLE; goto vkfail; }
     d->vk.vkBeginCommandBuffer(st->cb, &bi);
-    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0, path};
     matvec(&R, &meta, &wb, &xb, 0, &yb, 0, n_tok, 0);
     VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT};

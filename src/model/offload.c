@@ -201,9 +201,10 @@ int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err)
     o->be = be;
     o->output = output;
     snprintf(o->device, sizeof o->device, "%s", dev->name);
+    const char *note = be->notice ? be->notice(o->g) : NULL;
     if (nl)
-        snprintf(o->placement, sizeof o->placement, "%s: layers %d-%d on %s, output on %s", be->name, o->first,
-                 hp->n_layer - 1, dev->name, output ? "GPU" : "CPU");
+        snprintf(o->placement, sizeof o->placement, "%s: layers %d-%d on %s, output on %s%s%s", be->name, o->first,
+                 hp->n_layer - 1, dev->name, output ? "GPU" : "CPU", note ? "; " : "", note ? note : "");
     else
         snprintf(o->placement, sizeof o->placement, "%s: no layer on %s (-ngl %d)", be->name, dev->name, ngl);
     return 0;
