@@ -190,7 +190,7 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
     "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act", "geglu", "softcap",
-    "moe_route", "moe_act", "moe_combine"};
+    "moe_route", "moe_act", "moe_combine", "rope_paged", "kv_store_paged", "attention_paged"};
 
 int sd_vk_matvec_index(uint32_t type)
 {

@@ -10,6 +10,7 @@
 #include "gpu/spv.h"
 #include "gpu/vk.h"
 #include "gpu/vk_moe.h"
+#include "gpu/vk_paged.h"
 #include "kernels/geglu.h"
 #include "tensor/types.h"
 
@@ -46,6 +47,12 @@ struct sd_gpu_state {
     VkDescriptorPool pool;
     uint32_t pool_sets;
     VkCommandBuffer cb;
+    /* The serving engine's paged pool (batch_new): n_ctx = n_blocks * block
+     * positions lent to sequences through their block tables. */
+    int paged, block, n_blocks, n_out;
+    size_t meta_words;
+    sd_vk_buffer meta;       /* host-visible: a paged step's metadata (vk_paged.h) */
+    sd_vk_buffer meta_dev;   /* its device copy, which the shaders read */
 };
 
 #define STAGE_BYTES (16u << 20)
@@ -202,7 +209,10 @@ static VkDeviceSize xq_bytes(int n_tok, VkDeviceSize cols)
     return (VkDeviceSize)n_tok * (cols + cols / 32 + 1) * 4;
 }
 
-static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu_state **out, char *err)
+/* KV cache of n_ctx positions, scratch for n_ub tokens, logits for n_out of
+ * them, meta_words of paged metadata (0: a session's state). */
+static int state_alloc(sd_gpu_model *g, int n_ctx, int n_ub, int n_out, size_t meta_words, int kv_f32,
+                       sd_gpu_state **out, char *err)
 {
     sd_vk_device *d = &g->d;
     const sd_gpu_shape *s = &g->shape;
@@ -213,7 +223,7 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
         snprintf(err, SD_ERR_LEN, "vulkan: out of memory");
         return -1;
     }
-    st->g = g; st->n_ctx = n_ctx; st->n_ub = n_ub; st->kv_f32 = kv_f32;
+    st->g = g; st->n_ctx = n_ctx; st->n_ub = n_ub; st->kv_f32 = kv_f32; st->n_out = n_out; st->meta_words = meta_words;
     VkDeviceSize B = (VkDeviceSize)n_ub * 4, e = (VkDeviceSize)s->n_embd, qd = (VkDeviceSize)s->n_head * s->head_dim;
     VkDeviceSize kvd = (VkDeviceSize)s->n_head_kv * s->head_dim, kv = (VkDeviceSize)n_ctx * kvd * (kv_f32 ? 4 : 2);
     for (int il = 0; il < g->n_layer; il++)
@@ -242,15 +252,18 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
         if (sd_vk_moe_scratch_new(d, n_ub, g->n_layer, s->n_embd, moe_ff, moe_k, moe_e, &st->moe, err)) goto fail;
     }
     st->io_logits = (size_t)n_ub * (size_t)e;
-    VkDeviceSize io = (st->io_logits + (g->has_output ? (size_t)n_ub * (size_t)s->n_vocab : 0)) * 4;
+    VkDeviceSize io = (st->io_logits + (g->has_output ? (size_t)n_out * (size_t)s->n_vocab : 0)) * 4;
     if (sd_vk_buffer_new(d, B * e, 0, &st->x, err) || sd_vk_buffer_new(d, B * (qd > e ? qd : e), 0, &st->xb, err) ||
         sd_vk_buffer_new(d, B * qd, 0, &st->q, err) || sd_vk_buffer_new(d, B * kvd, 0, &st->k, err) ||
         sd_vk_buffer_new(d, B * kvd, 0, &st->v, err) || sd_vk_buffer_new(d, B * qd, 0, &st->att, err) ||
         sd_vk_buffer_new(d, B * ff, 0, &st->hb, err) || sd_vk_buffer_new(d, B * ff, 0, &st->hb2, err) ||
-        sd_vk_buffer_new(d, xq, 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
+        sd_vk_buffer_new(d, xq, 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err) ||
+        (meta_words && (sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 1, &st->meta, err) ||
+                        sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 0, &st->meta_dev, err))))
         goto fail;
-    /* The layers' (above); the head's norm, encoding, parts and soft-cap. */
-    st->pool_sets = sets + 8u + (uint32_t)g->n_out;
+    /* The layers' (above; a paged step's layer: one more, record_paged_attention);
+     * the head's norm, encoding, parts and soft-cap. */
+    st->pool_sets = sets + 8u + (uint32_t)g->n_out + (meta_words ? 2u * (uint32_t)g->n_layer : 0);
     VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SD_VK_BINDINGS * st->pool_sets};
     VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                       .maxSets = st->pool_sets, .poolSizeCount = 1, .pPoolSizes = &ps};
@@ -272,13 +285,35 @@ fail:
     return -1;
 }
 
+static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu_state **out, char *err)
+{
+    return state_alloc(g, n_ctx, n_ub, n_ub, 0, kv_f32, out, err);
+}
+
+static int vk_batch_new(sd_gpu_model *g, int n_pos, int block, int n_seqs, int n_batch, int n_out, int kv_f32,
+                        sd_gpu_state **out, char *err)
+{
+    if (block < 1 || n_pos < block || n_pos % block || n_seqs < 1 || n_batch < 1 || n_out < 1 || n_out > n_batch) {
+        snprintf(err, SD_ERR_LEN, "vulkan: bad paged pool (%d positions in blocks of %d, %d sequences, %d tokens)",
+                 n_pos, block, n_seqs, n_batch);
+        return -1;
+    }
+    if (state_alloc(g, n_pos, n_batch, n_out, sd_vk_paged_words(n_batch, n_seqs, n_pos / block), kv_f32, out, err))
+        return -1;
+    (*out)->paged = 1;
+    (*out)->block = block;
+    (*out)->n_blocks = n_pos / block;
+    return 0;
+}
+
 static void vk_state_free(sd_gpu_state *st)
 {
     if (!st) return;
     sd_vk_device *d = &st->g->d;
     d->vk.vkDeviceWaitIdle(d->dev);
     for (int il = 0; il < st->g->n_layer; il++) { sd_vk_buffer_free(d, &st->kc[il]); sd_vk_buffer_free(d, &st->vc[il]); }
-    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io};
+    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io,
+                          &st->meta, &st->meta_dev};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) sd_vk_buffer_free(d, bs[i]);
     sd_vk_moe_scratch_free(d, &st->moe);
     if (st->cb) d->vk.vkFreeCommandBuffers(d->dev, d->cpool, 1, &st->cb);
@@ -486,6 +521,42 @@ static void sublayer_out(rec *R, vk_layer *L, int wi, sd_vk_buffer *src, int pos
     barrier(R);
 }
 
+/* A paged step's RoPE, cache write and attention for layer il: q rotated
+ * into st->att and attended there in place, keys rotated in place and
+ * written with the values to the rows their block tables give. */
+static void record_paged_attention(rec *R, int il, int n)
+{
+    sd_gpu_state *st = R->st;
+    sd_gpu_model *g = st->g;
+    const sd_gpu_shape *s = &g->shape;
+    vk_layer *L = &g->layers[il];
+    int hd = s->head_dim, kvd = s->n_head_kv * hd;
+    struct {
+        uint32_t n_tok, n_head, hd; float base, scale; uint32_t neox, has_ff;
+        float yarn_fs, corr_lo, corr_hi, mscale;
+    } rq = {(uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, L->rope_base, L->rope_scale, (uint32_t)s->rope_neox,
+            s->rope_freq_factors != NULL, s->yarn_freq_scale, s->yarn_corr_lo, s->yarn_corr_hi, s->yarn_mscale}, rk = rq;
+    rk.n_head = (uint32_t)s->n_head_kv;
+    uint32_t gx, gy;
+    sd_vk_grid(((uint64_t)n * s->n_head * (hd / 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->q, &g->freq, &st->meta_dev, &st->att, &rq, sizeof rq, gx, gy);
+    sd_vk_grid(((uint64_t)n * s->n_head_kv * (hd / 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->k, &g->freq, &st->meta_dev, &st->k, &rk, sizeof rk, gx, gy);
+    barrier(R);
+    struct { uint32_t n_tok, n_kv, hd, n_pos, block, f32; } kp = {(uint32_t)n, (uint32_t)s->n_head_kv, (uint32_t)hd,
+                                                                  (uint32_t)st->n_ctx, (uint32_t)st->block,
+                                                                  (uint32_t)st->kv_f32};
+    sd_vk_grid(((uint64_t)n * kvd / (st->kv_f32 ? 1 : 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->k, &st->kc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->v, &st->vc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
+    barrier(R);
+    struct { uint32_t n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; } ap = {
+        (uint32_t)s->n_head, (uint32_t)s->n_head_kv, (uint32_t)hd, (uint32_t)st->n_ctx, (uint32_t)n,
+        (uint32_t)st->block, (uint32_t)st->kv_f32, 1.0f / sqrtf((float)hd)};
+    dispatch(R, SD_VK_ATTENTION_PAGED, &st->att, &st->kc[il], &st->vc[il], &st->meta_dev, &ap, sizeof ap,
+             (uint32_t)s->n_head, (uint32_t)n);
+}
+
 static void record_layer(rec *R, int il, int n, int pos)
 {
     sd_gpu_state *st = R->st;
@@ -512,6 +583,10 @@ static void record_layer(rec *R, int il, int n, int pos)
         rmsnorm(R, &st->k, 0, &L->vec[V_KN], &st->k, hd, n * s->n_head_kv);
         barrier(R);
     }
+    if (st->paged) {
+        record_paged_attention(R, il, n);   /* each token at its own position, through its block table */
+        goto attended;
+    }
     struct {
         uint32_t n_tok, n_head, hd, pos0; float base, scale; uint32_t neox, has_ff;
         float yarn_fs, corr_lo, corr_hi, mscale;
@@ -533,6 +608,7 @@ static void record_layer(rec *R, int il, int n, int pos)
         L->vec[V_SINKS].buf != VK_NULL_HANDLE};
     sd_vk_buffer *ab[5] = {&st->q, &st->kc[il], &st->vc[il], &st->att, &L->vec[V_SINKS]};
     sd_vk_rec_dispatch(R, SD_VK_ATTENTION, ab, 5, &ap, sizeof ap, (uint32_t)s->n_head, (uint32_t)n);
+attended:
     barrier(R);
     sublayer_out(R, L, W_O, &st->att, V_POST_ATTN, n);
     rmsnorm(R, &st->x, 0, &L->vec[V_FFN_NORM], &st->xb, e, n);
@@ -555,6 +631,32 @@ static void record_layer(rec *R, int il, int n, int pos)
     sublayer_out(R, L, W_DOWN, &st->hb, V_POST_FFN, n);
 }
 
+/* A paged step's shape against its state: the pool's block size, and
+ * output rows ascending within the batch, no more than the logits held. */
+static int bad_paged_step(const sd_gpu_state *st, const sd_gpu_step *step)
+{
+    if (step->block != st->block || !step->seq || !step->tables) return 1;
+    if (!step->output) return 0;
+    if (!step->out || step->n_out < 1 || step->n_out > st->n_out) return 1;
+    for (int i = 0; i < step->n_out; i++)
+        if (step->out[i] < (i ? step->out[i - 1] + 1 : 0) || step->out[i] >= step->n_tok) return 1;
+    return 0;
+}
+
+/* x's rows out[0..rows) into xb's rows 0..rows, for the output head. */
+static void gather_out_rows(rec *R, const int *out, int rows)
+{
+    sd_gpu_state *st = R->st;
+    VkDeviceSize row = (VkDeviceSize)st->g->shape.n_embd * sizeof(float);
+    VkBufferCopy c[64];
+    for (int i = 0; i < rows && !R->failed;) {
+        uint32_t k = 0;
+        for (; k < 64 && i < rows; k++, i++) c[k] = (VkBufferCopy){(VkDeviceSize)out[i] * row, (VkDeviceSize)i * row, row};
+        R->d->vk.vkCmdCopyBuffer(R->cb, st->x.buf, st->xb.buf, k, c);
+    }
+    barrier(R);
+}
+
 static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
 {
     sd_gpu_model *g = st->g;
@@ -565,10 +667,14 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: %s failed earlier in this run (%s)", d->info.name, d->lost_why);
         return -1;
     }
-    if (n < 1 || n > st->n_ub || step->pos + n > st->n_ctx || (step->output && !g->has_output)) {
-        snprintf(err, SD_ERR_LEN, "vulkan: bad step (%d tokens at %d)", n, step->pos);
+    int paged = step->pos_of != NULL;
+    if (paged != st->paged || n < 1 || n > st->n_ub || (!paged && step->pos + n > st->n_ctx) ||
+        (step->output && !g->has_output) || (paged && bad_paged_step(st, step))) {
+        snprintf(err, SD_ERR_LEN, "vulkan: bad %sstep (%d tokens at %d)", paged ? "paged " : "", n, paged ? 0 : step->pos);
         return -1;
     }
+    long meta_words = paged ? sd_vk_paged_meta(step, st->n_blocks, st->meta.map, st->meta_words, err) : 0;
+    if (meta_words < 0) return -1;
     for (int il = step->layer_begin; il < step->layer_end; il++)
         if (!g->layers[il].on) { snprintf(err, SD_ERR_LEN, "vulkan: layer %d is not on the device", il); return -1; }
     VkResult r = d->vk.vkResetDescriptorPool(d->dev, st->pool, 0);
@@ -582,11 +688,17 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     memcpy(st->io.map, step->x, xb);
     VkBufferCopy c = {0, 0, xb};
     d->vk.vkCmdCopyBuffer(st->cb, st->io.buf, st->x.buf, 1, &c);
+    if (paged) {
+        VkBufferCopy mc = {0, 0, (VkDeviceSize)meta_words * 4};
+        d->vk.vkCmdCopyBuffer(st->cb, st->meta.buf, st->meta_dev.buf, 1, &mc);
+    }
     barrier(&R);
     for (int il = step->layer_begin; il < step->layer_end; il++) record_layer(&R, il, n, step->pos);
-    int rows = n - step->first_row;
+    int rows = paged ? step->n_out : n - step->first_row;
     if (step->output) {
-        rmsnorm(&R, &st->x, (uint32_t)(step->first_row * e), &g->out_norm, &st->xb, e, rows);
+        if (paged) gather_out_rows(&R, step->out, rows);   /* then normalized in place */
+        rmsnorm(&R, paged ? &st->xb : &st->x, paged ? 0 : (uint32_t)(step->first_row * e), &g->out_norm, &st->xb, e,
+                rows);
         barrier(&R);
         for (int i = 0; i < g->n_out; i++) {
             sd_weight part = g->out_meta;
@@ -632,7 +744,7 @@ static const char *vk_notice(const sd_gpu_model *g) { return g->d.coop.notice[0]
 
 const sd_gpu_backend sd_gpu_vulkan = {
     "vulkan", vk_list, vk_supports, vk_model_new, vk_upload_layer, vk_upload_output, vk_model_free,
-    vk_state_new, vk_state_free, vk_run, vk_notice,
+    vk_state_new, vk_state_free, vk_run, vk_notice, vk_batch_new,
 };
 
 const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
