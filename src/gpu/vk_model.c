@@ -523,7 +523,9 @@ static void sublayer_out(rec *R, vk_layer *L, int wi, sd_vk_buffer *src, int pos
 
 /* A paged step's RoPE, cache write and attention for layer il: q rotated
  * into st->att and attended there in place, keys rotated in place and
- * written with the values to the rows their block tables give. */
+ * written with the values to the rows their block tables give. A sliding
+ * layer reads its window from the sequence's full table (the CPU's window
+ * pool, when there is one, serves the CPU's layers only). */
 static void record_paged_attention(rec *R, int il, int n)
 {
     sd_gpu_state *st = R->st;
@@ -550,11 +552,12 @@ static void record_paged_attention(rec *R, int il, int n)
     dispatch(R, SD_VK_KV_STORE_PAGED, &st->k, &st->kc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
     dispatch(R, SD_VK_KV_STORE_PAGED, &st->v, &st->vc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
     barrier(R);
-    struct { uint32_t n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; } ap = {
+    struct { uint32_t n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; uint32_t swa, sinks; } ap = {
         (uint32_t)s->n_head, (uint32_t)s->n_head_kv, (uint32_t)hd, (uint32_t)st->n_ctx, (uint32_t)n,
-        (uint32_t)st->block, (uint32_t)st->kv_f32, 1.0f / sqrtf((float)hd)};
-    dispatch(R, SD_VK_ATTENTION_PAGED, &st->att, &st->kc[il], &st->vc[il], &st->meta_dev, &ap, sizeof ap,
-             (uint32_t)s->n_head, (uint32_t)n);
+        (uint32_t)st->block, (uint32_t)st->kv_f32, (s->q_scale > 0 ? s->q_scale : 1.0f) / sqrtf((float)hd),
+        (uint32_t)L->swa, L->vec[V_SINKS].buf != VK_NULL_HANDLE};
+    sd_vk_buffer *ab[5] = {&st->att, &st->kc[il], &st->vc[il], &st->meta_dev, &L->vec[V_SINKS]};
+    sd_vk_rec_dispatch(R, SD_VK_ATTENTION_PAGED, ab, 5, &ap, sizeof ap, (uint32_t)s->n_head, (uint32_t)n);
 }
 
 static void record_layer(rec *R, int il, int n, int pos)

@@ -257,16 +257,9 @@ int sd_offload_engine_new(sd_fwd *f, int n_out, char *err)
         snprintf(err, SD_ERR_LEN, "a q8_0 KV cache is not supported with GPU layers (f16, f32 are)");
         return -1;
     }
-    /* The paged attention kernel (attention_paged.comp) scores every
-     * position with 1/sqrt(head_dim): no windows, sinks or query scale. */
-    int plain = !c->win.n_blocks && f->m->q_scale == 1.0f;
-    for (int il = o->first; plain && il < f->m->hp.n_layer; il++)
-        plain = !f->m->layers[il].swa && !f->m->layers[il].attn_sinks;
-    if (!plain) {
-        snprintf(err, SD_ERR_LEN, "%s: the server's GPU attention has no sliding windows, sinks or query scale yet "
-                 "(serve this model with -ngl 0)", o->be->name);
-        return -1;
-    }
+    /* Sliding GPU layers read their windows from the full pool's tables
+     * (attention_paged.comp), which hold every position of a sequence: the
+     * window pool, when there is one, serves the CPU's layers only. */
     if (!(f->gpu_err = calloc(1, SD_ERR_LEN))) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
     if (o->be->batch_new(o->g, c->n_blocks * SD_KV_BLOCK, SD_KV_BLOCK, c->n_seqs, f->max_tok, n_out,
                          c->type == SD_KV_F32, &f->gpu, err)) {
