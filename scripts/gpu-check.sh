@@ -113,6 +113,11 @@ if [ "$tests" = 1 ]; then
     --filter 'gpu/@(product_*|forward_qwen*|forward_llama3*|forward_prefill_tiled*)' -j4 >"$out/tests.log" 2>&1
   say "    $(grep -a 'Synthesis' "$out/tests.log" | tail -1)"
   grep -a -E '^\[(FAIL|----)\]' "$out/tests.log" | grep -v 'Criterion v' | head -20 | sed 's/^/    /' | tee -a "$sum"
+  # Gemma 3 and the MoE layers (tests/test_gpu_arch.c; the real Gemma 3
+  # 270M where SHOWDOWN_MODELS holds it).
+  SHOWDOWN_BIN=$bin timeout 300 build/tests/run_tests --filter 'gpu_arch/*' -j4 >"$out/tests-arch.log" 2>&1
+  say "    architectures: $(grep -a 'Synthesis' "$out/tests-arch.log" | tail -1)"
+  grep -a -E '^\[FAIL\] gpu_arch' "$out/tests-arch.log" | head -8 | sed 's/^/    /' | tee -a "$sum"
   # The cooperative-matrix prefill kernel (its kernels need glslang 13+ at
   # build time: build where GLSLANG_VALIDATOR is set and carry build/).
   SHOWDOWN_BIN=$bin timeout 120 build/tests/run_tests --filter 'gpu_coopmat/*' -j4 --verbose >"$out/tests-coop.log" 2>&1

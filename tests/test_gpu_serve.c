@@ -3,7 +3,8 @@
  * tokens and prompt chunks at their own positions, a shared prefix block, a
  * released sequence's blocks reused) against the same steps on the CPU; the
  * engine's greedy tokens with every layer and with a split against the CPU
- * engine's, through chunked prefill, the prefix cache and preemption; the
+ * engine's, through chunked prefill, the prefix cache and preemption (and
+ * with Gemma 3's sliding windows and gpt-oss's sinks); the
  * HTTP server with -ngl 99 against the CPU server; and a lost device mid-step
  * (SHOWDOWN_VK_FAIL=submit:N) giving error objects, then 503s, never a
  * crash. Skipped, saying why, without a device. Speed on lavapipe means
@@ -289,11 +290,21 @@ static void engine_run(sd_model *m, int slots, int n_ctx, int n_batch, int32_t p
 /* The same requests through a CPU engine and one with ngl GPU layers:
  * identical greedy tokens. Prompts 1 and 3 share their first 16 tokens
  * (the prefix cache); n_ctx 64 (4 blocks) for 3 slots forces preemption. */
+/* A model under ../shared, or a file at an absolute path (synthesized). */
+static sd_model *load_any(const char *rel)
+{
+    char err[SD_ERR_LEN];
+    sd_model *m;
+    if (rel[0] != '/') return load_shared(rel);
+    cr_assert_eq(sd_model_load(rel, &m, err), 0, "%s", err);
+    return m;
+}
+
 static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt, int prompt_logprobs)
 {
     need_device();
     char err[SD_ERR_LEN];
-    sd_model *mc = load_shared(rel), *mg = load_shared(rel);
+    sd_model *mc = load_any(rel), *mg = load_any(rel);
     sd_offload_params op = {ngl, 0, n_ctx, SD_KV_F32, NULL, NULL};
     cr_assert_eq(sd_model_offload(mg, &op, err), 0, "%s", err);
     cr_assert_gt(sd_model_gpu_layers(mg), 0, "%s", sd_model_placement(mg));
@@ -343,6 +354,24 @@ static void engine_vs_cpu(const char *rel, int ngl, int n_ctx, int want_preempt,
 Test(gpu_serve, engine_all_layers_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 256, 0, 1); }
 Test(gpu_serve, engine_split_equals_cpu_q8_0) { engine_vs_cpu("models/tiny-q8_0.gguf", 1, 256, 0, 0); }
 Test(gpu_serve, engine_preemption_equals_cpu) { engine_vs_cpu("models/tiny-f32.gguf", 99, 64, 1, 0); }
+
+/* The paged attention's sliding windows (a tiny gemma3: window 8, which the
+ * prompts and decode slide past; the CPU engine keeps those layers in its
+ * window pool, the GPU reads the full tables) and sinks (gpt-oss's tiny MoE
+ * file, YaRN too), with every layer on the GPU. */
+Test(gpu_serve, engine_gemma3_windows_equals_cpu)
+{
+    need_device();
+    char dir[64], path[128], cmd[512];
+    cr_assert_eq(tmp_dir_make(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/g3.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s synth --preset tiny --arch gemma3 --layers 6 --type F32 -o %s >/dev/null 2>&1",
+             showdown_bin(), path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    engine_vs_cpu(path, 99, 256, 0, 1);
+    tmp_dir_remove(dir);
+}
+Test(gpu_serve, engine_gptoss_sinks_equals_cpu) { engine_vs_cpu("models/moe-gptoss-f32.gguf", 99, 256, 0, 0); }
 
 /* ---- over HTTP -------------------------------------------------------- */
 

@@ -80,13 +80,20 @@ typedef struct {
     void *map;
 } sd_vk_buffer;
 
+/* Pipelines: a matvec per format, the other ops, a tiled matmul per
+ * format, a cooperative-matrix matmul per format, an expert-indexed matvec
+ * per format (matvec_id.comp). */
 enum { SD_VK_MATVEC_FIRST, SD_VK_N_FORMATS = 16,
        SD_VK_RMSNORM = SD_VK_N_FORMATS, SD_VK_ROPE, SD_VK_KV_STORE, SD_VK_ATTENTION, SD_VK_SWIGLU, SD_VK_ADD_BIAS,
-       SD_VK_QUANT_ACT,
+       SD_VK_QUANT_ACT, SD_VK_GEGLU, SD_VK_SOFTCAP, SD_VK_MOE_ROUTE, SD_VK_MOE_ACT, SD_VK_MOE_COMBINE,
        SD_VK_ROPE_PAGED, SD_VK_KV_STORE_PAGED, SD_VK_ATTENTION_PAGED,   /* the serving engine's steps (vk_paged.h) */
        SD_VK_MATMUL_FIRST, SD_VK_N_OPS = SD_VK_MATMUL_FIRST - SD_VK_N_FORMATS,
        SD_VK_COOP_FIRST = SD_VK_MATMUL_FIRST + SD_VK_N_FORMATS,
-       SD_VK_N_PIPES = SD_VK_COOP_FIRST + SD_VK_N_FORMATS };
+       SD_VK_MATVEC_ID_FIRST = SD_VK_COOP_FIRST + SD_VK_N_FORMATS,
+       SD_VK_N_PIPES = SD_VK_MATVEC_ID_FIRST + SD_VK_N_FORMATS };
+
+/* Storage buffers a dispatch binds (the descriptor set layout's bindings). */
+#define SD_VK_BINDINGS 6
 
 /* The cooperative-matrix prefill product (matmul_coop.comp), when the device
  * has VK_KHR_cooperative_matrix with an F16 x F16 -> F32 subgroup-scope
@@ -106,6 +113,7 @@ typedef struct {
     VkPhysicalDevice pd;
     sd_gpu_device_info info;
     VkPhysicalDeviceLimits limits;
+    VkDeviceSize max_binding;   /* split weights larger than this (maxStorageBufferRange) */
     VkPhysicalDeviceMemoryProperties memprops;
     VkDevice dev;
     VkQueue queue;
@@ -128,6 +136,9 @@ void sd_vk_buffer_free(sd_vk_device *d, sd_vk_buffer *b);
 /* Copies bytes into a device buffer through a host staging buffer, in chunks. */
 int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
                  char *err);
+/* The same, to bytes [dst_off, dst_off + bytes) of dst. */
+int sd_vk_upload_at(sd_vk_device *d, sd_vk_buffer *dst, VkDeviceSize dst_off, const void *src, VkDeviceSize bytes,
+                    sd_vk_buffer *stage, char *err);
 /* Ends, submits and waits for cb; marks the device lost on failure.
  * step: a forward step's (counted by SHOWDOWN_VK_FAIL=submit:N). */
 int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err);
@@ -142,6 +153,21 @@ int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok,
 int sd_vk_pipeline(sd_vk_device *d, int i, char *err);
 /* The matvec pipeline index of a weight format, -1 if there is none. */
 int sd_vk_matvec_index(uint32_t type);
+
+/* Recording a step (vk_model.c), for the parts recorded in other files
+ * (vk_moe.c): a barrier between dependent dispatches; one dispatch of
+ * pipeline pipe on nb buffers (NULL: a dummy); activations x (n_tok rows of
+ * cols from float x_off) encoded as a weight format's dot product takes
+ * them (the buffer to read them from then, at float 0: st->xq or x itself);
+ * y = w x as the layers' products do. */
+typedef struct sd_vk_rec sd_vk_rec;
+void sd_vk_rec_barrier(sd_vk_rec *R);
+void sd_vk_rec_dispatch(sd_vk_rec *R, int pipe, sd_vk_buffer *const *bs, int nb, const void *pc, uint32_t pc_bytes,
+                        uint32_t gx, uint32_t gy);
+sd_vk_buffer *sd_vk_rec_encode(sd_vk_rec *R, uint32_t type, sd_vk_buffer *x, uint32_t x_off, int cols, int n_tok);
+void sd_vk_rec_matvec(sd_vk_rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x, sd_vk_buffer *y, int n_tok);
+/* Workgroups for `groups` of work: 65535 wide rows of a 2-D grid. */
+void sd_vk_grid(uint64_t groups, uint32_t *gx, uint32_t *gy);
 
 /* Which kernel a batch of more than 16 tokens takes (sd_vk_product_once). */
 enum { SD_VK_PATH_AUTO, SD_VK_PATH_PLAIN, SD_VK_PATH_COOP };

@@ -203,7 +203,7 @@ int sd_vk_coop_check(sd_vk_device *d, const sd_weight *meta, sd_vk_buffer *w, ch
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         ((float *)xb.map)[i] = (float)((s >> 40) / 8388608.0 - 1.0);
     }
-    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 8};
+    VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 2 * SD_VK_BINDINGS};   /* a set takes the layout's all */
     VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO, .maxSets = 2,
                                       .poolSizeCount = 1, .pPoolSizes = &ps};
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,

@@ -189,8 +189,8 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
     SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
-    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act",
-    "rope_paged", "kv_store_paged", "attention_paged"};
+    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act", "geglu", "softcap",
+    "moe_route", "moe_act", "moe_combine", "rope_paged", "kv_store_paged", "attention_paged"};
 
 int sd_vk_matvec_index(uint32_t type)
 {
@@ -209,11 +209,11 @@ static const sd_spv *find_spv(const char *name)
 static int make_layout(sd_vk_device *d, char *err)
 {
     sd_vk_instance *vk = &d->vk;
-    VkDescriptorSetLayoutBinding b[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkDescriptorSetLayoutBinding b[SD_VK_BINDINGS];
+    for (uint32_t i = 0; i < SD_VK_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL};
     VkDescriptorSetLayoutCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = 4, .pBindings = b};
+                                           .bindingCount = SD_VK_BINDINGS, .pBindings = b};
     VkResult r = vk->vkCreateDescriptorSetLayout(d->dev, &dci, NULL, &d->dsl);
     VkPushConstantRange pc = {VK_SHADER_STAGE_COMPUTE_BIT, 0, 64};
     VkPipelineLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
@@ -234,6 +234,8 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
     if (d->pipes[i]) return 0;
     char name[32];
     if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
+    else if (i >= SD_VK_MATVEC_ID_FIRST)
+        snprintf(name, sizeof name, "matvec_id_%s", sd_type_name(mv_types[i - SD_VK_MATVEC_ID_FIRST]));
     else if (i >= SD_VK_COOP_FIRST)
         snprintf(name, sizeof name, "matmul_coop_%s", sd_type_name(mv_types[i - SD_VK_COOP_FIRST]));
     else if (i >= SD_VK_MATMUL_FIRST)
@@ -255,7 +257,7 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
                       .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main"},
             .layout = d->layout};
         sd_vk_coop_spec spec;
-        if (i >= SD_VK_COOP_FIRST) sd_vk_coop_stage(d, &pci.stage, &spec);
+        if (i >= SD_VK_COOP_FIRST && i < SD_VK_MATVEC_ID_FIRST) sd_vk_coop_stage(d, &pci.stage, &spec);
         VkPipeline p;
         r = vk->vkCreateComputePipelines(d->dev, VK_NULL_HANDLE, 1, &pci, NULL, &p);
         if (r == VK_SUCCESS) d->pipes[i] = p;
@@ -285,6 +287,12 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
     VkPhysicalDeviceProperties props;
     vk->vkGetPhysicalDeviceProperties(d->pd, &props);
     d->limits = props.limits;
+    /* Test-only: SHOWDOWN_VK_MAX_BINDING=BYTES lowers the size weights are
+     * split at, so small models take the paths of heads and expert tensors
+     * too large to bind whole (tests/test_gpu_arch.c). */
+    d->max_binding = d->limits.maxStorageBufferRange;
+    const char *mb = getenv("SHOWDOWN_VK_MAX_BINDING");
+    if (mb && atoll(mb) > 0 && (unsigned long long)atoll(mb) < d->max_binding) d->max_binding = (VkDeviceSize)atoll(mb);
     vk->vkGetPhysicalDeviceMemoryProperties(d->pd, &d->memprops);
     /* matvec.comp reduces with subgroupAdd: every Vulkan 1.1 GPU driver
      * (and lavapipe) has it in compute shaders, but it is optional. */
@@ -453,6 +461,12 @@ int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err)
 int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
                  char *err)
 {
+    return sd_vk_upload_at(d, dst, 0, src, bytes, stage, err);
+}
+
+int sd_vk_upload_at(sd_vk_device *d, sd_vk_buffer *dst, VkDeviceSize dst_off, const void *src, VkDeviceSize bytes,
+                    sd_vk_buffer *stage, char *err)
+{
     sd_vk_instance *vk = &d->vk;
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = d->cpool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
@@ -471,7 +485,7 @@ int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSi
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
         vk->vkResetCommandBuffer(cb, 0);
         vk->vkBeginCommandBuffer(cb, &bi);
-        VkBufferCopy c = {0, at, n};
+        VkBufferCopy c = {0, dst_off + at, n};
         vk->vkCmdCopyBuffer(cb, stage->buf, dst->buf, 1, &c);
         rc = sd_vk_submit_wait(d, cb, 0, err);
     }
