@@ -9,14 +9,13 @@
  * doubling cancels (tensor/fp4.c's mxfp4_dot computes the same sums). */
 #define PK_MXFP4_TILE (16 + 4 * 64)
 
-/* Sixteen E8M0 codes as floats at half their value, 2^(e - 128): the bits
- * (e - 1) << 23, and for e < 2 the subnormals 0x00200000 << e. */
-static inline __m512 pk_e8m0_half(const char *codes)
+/* Sixteen E8M0 codes as the exponents of their halved scales, e - 128, in
+ * floats: vscalefps multiplies the token's scale by 2^(e - 128) with one
+ * rounding, as multiplying by the (exact) halved scale would. */
+static inline __m512 pk_e8m0_half_exp(const char *codes)
 {
     __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)codes));
-    __m512i v = _mm512_slli_epi32(_mm512_sub_epi32(c, _mm512_set1_epi32(1)), 23);
-    __m512i sub = _mm512_sllv_epi32(_mm512_set1_epi32(0x00200000), c);
-    return _mm512_castsi512_ps(_mm512_mask_mov_epi32(v, _mm512_cmplt_epu32_mask(c, _mm512_set1_epi32(2)), sub));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(c, _mm512_set1_epi32(128)));
 }
 
 static inline void pk_unpack_mxfp4(const char *t, __m512i *u)
@@ -40,9 +39,11 @@ static inline void pk_unpack_mxfp4(const char *t, __m512i *u)
         for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             const char *tl = wg + b * PK_MXFP4_TILE;                                               \
+            for (int o = 0; o < PK_MXFP4_TILE; o += 64)                                            \
+                _mm_prefetch(tl + PK_LEGACY_AHEAD(PK_MXFP4_TILE) * PK_MXFP4_TILE + o, _MM_HINT_T0); \
             __m512i u[8];                                                                          \
             pk_unpack_mxfp4(tl, u);                                                                \
-            __m512 ws = pk_e8m0_half(tl);                                                          \
+            __m512 we = pk_e8m0_half_exp(tl);                                                          \
             _Pragma("GCC unroll 8")                                                                \
             for (int t = 0; t < NT; t++) {                                                         \
                 const int8_t *q = ((const blk_q8_0 *)(x + (size_t)t * xs_row))[b].qs;              \
@@ -55,7 +56,7 @@ static inline void pk_unpack_mxfp4(const char *t, __m512i *u)
                 }                                                                                  \
                 if (NT == 1) i0 = _mm512_add_epi32(i0, i1);                                        \
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0),                                   \
-                                         _mm512_mul_ps(ws, _mm512_set1_ps(xd[t * mstride + b])), acc[t]); \
+                                         _mm512_scalef_ps(_mm512_set1_ps(xd[t * mstride + b]), we), acc[t]); \
             }                                                                                      \
         }                                                                                          \
         pk_store(out, ldo, acc, NT, accum);                                                        \
