@@ -65,7 +65,7 @@ $(SPV_C:.c=.o): $(SPV_C)
 # KERNEL_CFLAGS: extra flags for the ISA kernel files only (the fuzz build
 # turns its instrumentation off there: clang takes minutes on them otherwise).
 $(BUILD)/src/kernels/x86/%_avx2.o: override CFLAGS += -mavx2 -mfma -mf16c $(KERNEL_CFLAGS)
-$(BUILD)/src/kernels/x86/%_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512bf16 -mfma -mf16c $(KERNEL_CFLAGS)
+$(BUILD)/src/kernels/x86/%_avx512.o: override CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c $(KERNEL_CFLAGS)
 $(BUILD)/src/kernels/arm/%_neon.o: override CFLAGS += -march=armv8.2-a+dotprod+fp16 $(KERNEL_CFLAGS)
 
 # The commit goes into bench results: rebuild the one file that uses it when it changes.

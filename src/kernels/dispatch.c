@@ -62,7 +62,7 @@ static void init(void)
     if (cap >= LV_AVX2 && avx2) { sd_kernels_register_avx2(&table); table.isa = "avx2"; }
     int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                 __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bf16");
+                 __builtin_cpu_supports("avx512vnni");   /* BF16 only for its own dot (Ice Lake has none) */
     if (cap >= LV_AVX512 && avx512) { sd_kernels_register_avx512(&table); table.isa = "avx512"; }
 #elif defined(__aarch64__)
     if (cap >= LV_NEON) { sd_kernels_register_neon(&table); table.isa = "neon"; }

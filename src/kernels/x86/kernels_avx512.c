@@ -1,5 +1,6 @@
-/* AVX-512 kernels (F, BW, VL, DQ, VNNI, BF16): the shared 256-bit bodies with
- * vpdpbusd for the int8 dots, plus BF16 pairs through vdpbf16ps. */
+/* AVX-512 kernels (F, BW, VL, DQ, VNNI): the shared 256-bit bodies with
+ * vpdpbusd for the int8 dots, plus BF16 pairs through vdpbf16ps where the
+ * CPU has AVX512-BF16 (Cooper Lake, Sapphire Rapids on; Ice Lake has not). */
 #define SD_VNNI 1
 #include "kernels/dispatch.h"
 #include "kernels/x86/act_body.h"
@@ -12,7 +13,7 @@
 #include "kernels/x86/packed_zmm.h"
 
 /* 32 BF16 pairs per instruction, accumulated in F32. */
-static float dot_bf16_dp(int64_t n, const void *vw, const void *vx)
+__attribute__((target("avx512bf16"))) static float dot_bf16_dp(int64_t n, const void *vw, const void *vx)
 {
     const uint16_t *w = vw, *x = vx;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -66,7 +67,7 @@ void sd_kernels_register_avx512(sd_kernel_table *t)
     register_dot_legacy(t);
     register_dot_kquant(t);
     register_dot_float(t);
-    t->vec_dot[SD_TYPE_BF16] = dot_bf16_dp;
+    if (__builtin_cpu_supports("avx512bf16")) t->vec_dot[SD_TYPE_BF16] = dot_bf16_dp;
     t->vec_dot[SD_TYPE_Q4_0] = dot_q4_0_zmm;
     register_gemm(t);
     register_gemm_float(t);
