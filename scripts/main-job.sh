@@ -2,7 +2,9 @@
 # The main job `make run` performs: real text from SmolLM2 when `make models`
 # has fetched it (SHOWDOWN_MODELS, default build/models), then, with nothing
 # downloaded: synthesize a small Llama-shaped model in three formats, measure
-# this machine's ceilings, and benchmark the three, each row against its ceiling.
+# this machine's ceilings, and benchmark the three, each row against its ceiling
+# (named in the row: compute, dram, or cache+dram/cache where a decode step's
+# bytes fit the caches in part or whole; "!" marks a row above its ceiling).
 set -euo pipefail
 bin=${1:-build/showdown}
 tmp=$(mktemp -d /tmp/showdown-run.XXXXXX)
@@ -19,7 +21,9 @@ else
   echo "== the real model is not fetched ($smollm: run 'make models'); using the synthesized models only" >&2
 fi
 
-# ~100M parameters: big enough to leave the caches, small enough for seconds.
+# ~88M parameters, small enough for seconds: F16 (~164 MB per token) and Q8_0
+# (~87 MB) are mostly read from DRAM; Q4_0 (~48 MB) about fills a 48 MiB L3,
+# so its decode ceiling is the cache's rather than DRAM's (the row names which).
 shape=(--preset tiny --dim 768 --layers 12 --heads 12 --kv-heads 4 --ffn 2048 --vocab-size 8000)
 models=()
 for type in f16 q8_0 q4_0; do
@@ -28,7 +32,7 @@ for type in f16 q8_0 q4_0; do
   models+=("$tmp/small-$type.gguf")
 done
 
-echo "== calibrating this machine (bandwidth and multiply-add ceilings)" >&2
+echo "== calibrating this machine (DRAM and cache read bandwidth, multiply-add ceilings)" >&2
 export SHOWDOWN_PROFILE="$tmp/calibration.tsv"
 "$bin" calibrate --seconds 4 >&2
 

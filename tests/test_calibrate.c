@@ -104,3 +104,104 @@ Test(calibrate, short_measurements_are_positive)
     double r = sd_calib_rate(CALIB_F32, 1, 0.05);
     cr_assert(r > 0.02, "f32 rate %g G ops/s", r);
 }
+
+/* A profile file with the given body after the magic line; returns its path. */
+static void write_profile(char *path, const char *body)
+{
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "# showdown calibration profile v1 (written by `showdown calibrate`)\n%s", body);
+    fclose(f);
+}
+
+/* What `showdown calibrate` wrote before it measured caches: still loads,
+ * with the cache fields unknown (zeros), which the roofline reads as "dram". */
+Test(calibrate, a_profile_without_cache_fields_still_loads)
+{
+    char path[] = "/tmp/sd-oldprofile-XXXXXX", err[SD_ERR_LEN];
+    write_profile(path, "cpu_model\tOld CPU\nn_cpus\t2\nmax_threads\t2\nisa\tavx512\nmeasured_unix\t1700000000\n"
+                        "gflops_f32\t100.000\ngflops_bf16\t200.000\ngops_int8\t400.000\n"
+                        "bw_gbps\t1\t20.000\nbw_gbps\t2\t30.000\n");
+    sd_calibration *c = malloc(sizeof *c);
+    cr_assert_eq(sd_calib_load(c, path, err), 0, "%s", err);
+    cr_assert_float_eq(c->bw_gbps[2], 30, 1e-9);
+    cr_assert_eq(c->cache.llc_bytes, 0);
+    cr_assert_eq(c->cache.l2_bytes, 0);
+    cr_assert_eq(c->cache_ws_bytes[0], 0);
+    cr_assert_float_eq(c->cache_bw_gbps[0][1], 0, 0);
+    unlink(path);
+    free(c);
+}
+
+Test(calibrate, cache_fields_round_trip)
+{
+    sd_calibration *c = calloc(1, sizeof *c), *d = malloc(sizeof *d);
+    snprintf(c->cpu_model, sizeof c->cpu_model, "Cache CPU");
+    c->n_cpus = 16;
+    c->max_threads = 2;
+    c->bw_gbps[1] = 20;
+    c->bw_gbps[2] = 30;
+    c->cache_ws_bytes[0] = 8 << 20;
+    c->cache_bw_gbps[0][1] = 55.5;
+    c->cache_bw_gbps[0][2] = 101.25;
+    c->cache_ws_bytes[1] = 2 << 20;
+    c->cache_bw_gbps[1][2] = 250;
+    c->cache = (sd_cache_info){.l1d_bytes = 32 << 10, .l2_bytes = 512 << 10, .llc_bytes = 16 << 20, .l1d_shared_cpus = 2,
+                               .l2_shared_cpus = 2, .llc_shared_cpus = 8, .llc_level = 3, .n_cpus = 16};
+    char path[] = "/tmp/sd-cacheprofile-XXXXXX", err[SD_ERR_LEN];
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    cr_assert_eq(sd_calib_save(c, path, err), 0, "%s", err);
+    cr_assert_eq(sd_calib_load(d, path, err), 0, "%s", err);
+    cr_assert_eq(memcmp(&c->cache, &d->cache, sizeof c->cache), 0);
+    cr_assert_eq(d->cache_ws_bytes[0], 8 << 20);
+    cr_assert_eq(d->cache_ws_bytes[1], 2 << 20);
+    cr_assert_eq(d->cache_ws_bytes[2], 0);
+    cr_assert_float_eq(d->cache_bw_gbps[0][2], 101.25, 1e-9);
+    cr_assert_float_eq(d->cache_bw_gbps[0][1], 55.5, 1e-9);
+    cr_assert_float_eq(d->cache_bw_gbps[1][2], 250, 1e-9);
+    cr_assert_float_eq(d->cache_bw_gbps[1][1], 0, 0);
+    /* a machine whose caches the OS does not name: no cache lines, loads as unknown */
+    memset(&c->cache, 0, sizeof c->cache);
+    memset(c->cache_bw_gbps, 0, sizeof c->cache_bw_gbps);
+    memset(c->cache_ws_bytes, 0, sizeof c->cache_ws_bytes);
+    cr_assert_eq(sd_calib_save(c, path, err), 0, "%s", err);
+    cr_assert_eq(sd_calib_load(d, path, err), 0, "%s", err);
+    cr_assert_eq(d->cache.llc_bytes, 0);
+    cr_assert_eq(d->cache_ws_bytes[0], 0);
+    unlink(path);
+    free(c);
+    free(d);
+}
+
+Test(calibrate, malformed_cache_lines_are_refused)
+{
+    const char *bad[] = {"llc_bytes\tmany\t2\t3\n", "llc_bytes\t50331648\t2\n", "llc_bytes\t50331648\t0\t3\n",
+                         "llc_bytes\t50331648\t2\t1\n", "l2_bytes\t1310720\n",
+                         "cache_bw_gbps\t1048576\t1\tnan\n", "cache_bw_gbps\t1048576\t0\t5\n",
+                         "cache_bw_gbps\t1\t5.000\n", "cache_bw_gbps\t0\t1\t5\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char body[512], path[] = "/tmp/sd-badcache-XXXXXX", err[SD_ERR_LEN];
+        snprintf(body, sizeof body, "max_threads\t1\nbw_gbps\t1\t20.000\n%s", bad[i]);
+        write_profile(path, body);
+        sd_calibration *c = malloc(sizeof *c);
+        cr_assert_eq(sd_calib_load(c, path, err), -1, "accepted: %s", bad[i]);
+        cr_assert(strstr(err, "malformed line"), "%s", err);
+        unlink(path);
+        free(c);
+    }
+}
+
+Test(calibrate, sweeping_a_small_buffer_gives_a_rate)
+{
+    /* a 256 KiB buffer read 4 times per pass: a rate, positive and finite */
+    size_t n = 256u << 10;
+    unsigned char *buf = malloc(n);
+    cr_assert(buf);
+    memset(buf, 1, n);
+    double bw = sd_calib_bw_cached(buf, n, 2, 2, 4);
+    free(buf);
+    cr_assert(bw > 0 && isfinite(bw), "bandwidth %g GB/s", bw);
+}

@@ -29,8 +29,7 @@ static int isa_tables(sd_kernel_table *out)
         out[n++].isa = "avx2";
     }
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("avx512bf16")) {
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
         memset(&out[n], 0, sizeof out[n]);
         sd_kernels_register_avx512(&out[n]);
         out[n++].isa = "avx512";

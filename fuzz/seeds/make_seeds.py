@@ -191,6 +191,10 @@ prof = ("# showdown calibration profile v1 (written by `showdown calibrate`)\ncp
         "n_cpus\t4\nmax_threads\t4\nisa\tavx2\nmeasured_unix\t1700000000\ngflops_f32\t100.5\n"
         "gflops_bf16\t50.0\ngops_int8\t400.0\n" + "".join("bw_gbps\t%d\t%.3f\n" % (t, 10.0 * t) for t in range(1, 5)))
 put("fuzz_calib_load", "profile.tsv", prof)
+# the cache lines a profile has since the cache-aware decode ceiling
+put("fuzz_calib_load", "profile-caches.tsv", prof + "l1d_bytes\t49152\t1\nl2_bytes\t1310720\t1\n"
+    "llc_bytes\t50331648\t2\t3\n" + "".join("cache_bw_gbps\t%d\t%d\t%.3f\n" % (ws, t, 30.0 * t * 4 ** k)
+                                              for k, ws in enumerate((25165824, 6291456, 1572864)) for t in range(1, 5)))
 
 hw = ("# id\tname\tkind\tfamily\tmem\tusable\tbw\tlink\tf16\tint8\tfp8\tfp4\tload_w\tidle_w\tcores\tisa\thost\tsource\n"
       "rtx-x\tNVIDIA RTX X\tgpu\tcuda\t24\t22.5\t1008\tpcie4x16\t165\t660\t0\t0\t350\t20\t128\t-\thost-ddr5\thttps://example.com/spec\n"

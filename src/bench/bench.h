@@ -55,9 +55,12 @@ typedef struct {
     char energy_source[256];
     /* against the machine's ceiling: NAN when there is no calibration */
     double roofline_ts, roofline_fraction;
-    char roofline_note[160];
+    char roofline_ceiling[32];         /* which ceiling: "compute", "dram", "cache+dram", ... (roofline.h) */
+    char roofline_note[256];           /* its basis; says so when avg_ts is above it */
     /* where and when */
     char cpu_info[128], build_commit[64], kernel_isa[32], test_time[32];
+    uint64_t l2_bytes, llc_bytes;      /* one instance of each; 0: unknown */
+    int llc_shared_cpus;               /* CPUs sharing one LLC */
     char error[SD_ERR_LEN];            /* empty when the test ran */
     /* where it ran (llama-bench's names): what actually ran, not what was asked */
     char backends[16], gpu_info[256];  /* "vulkan" or "cpu"; the device's name or "" */

@@ -13,6 +13,9 @@ const sd_bench_field sd_bench_fields[] = {
     {"bench_schema", FK_SCHEMA, 0},
     F(build_commit, FK_STR),
     F(cpu_info, FK_STR),
+    F(l2_bytes, FK_U64),
+    F(llc_bytes, FK_U64),
+    F(llc_shared_cpus, FK_INT),
     F(kernel_isa, FK_STR),
     F(model_filename, FK_STR),
     F(model_type, FK_STR),
@@ -50,6 +53,7 @@ const sd_bench_field sd_bench_fields[] = {
     F(tokens_per_joule, FK_NUM),
     F(roofline_ts, FK_NUM),
     F(roofline_fraction, FK_NUM),
+    F(roofline_ceiling, FK_STR),
     F(roofline_note, FK_STR),
     F(error, FK_ERROR),
 };

@@ -147,7 +147,8 @@ void sd_report_svg(FILE *f, const sd_report_row *rows, int n)
     fputs("; energy: ", f);
     svg_text(f, r0->energy_source);
     fputs("</text>\n", f);
-    fprintf(f, "<text x='20' y='%.0f' font-size='12' fill='#333333'>ceiling: decode = read bandwidth / bytes per token "
-               "(weights + KV), prefill = multiply-add rate / (2 x params), from showdown calibrate</text>\n", H - 14);
+    fprintf(f, "<text x='20' y='%.0f' font-size='12' fill='#333333'>ceiling: decode = bytes per token (weights + KV) "
+               "from DRAM, less what the caches can hold (at the cache rate); prefill = multiply-add rate "
+               "/ (2 x params); from showdown calibrate</text>\n", H - 14);
     fputs("</svg>\n", f);
 }

@@ -132,7 +132,7 @@ static void on_rep(void *ud, int rep, int warmup)
 }
 
 static void fill_common(sd_bench_row *r, const sd_bench_config *c, const test_spec *t, const char *model_path,
-                        const char *cpu, const char *energy_source)
+                        const char *cpu, const sd_cache_info *caches, const char *energy_source)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->model_filename, sizeof r->model_filename, "%s", model_path);
@@ -150,6 +150,9 @@ static void fill_common(sd_bench_row *r, const sd_bench_config *c, const test_sp
     r->roofline_ts = r->roofline_fraction = NAN;
     snprintf(r->energy_source, sizeof r->energy_source, "%s", energy_source);
     snprintf(r->cpu_info, sizeof r->cpu_info, "%s", cpu);
+    r->l2_bytes = caches->llc_level > 2 ? caches->l2_bytes : 0;
+    r->llc_bytes = caches->llc_bytes;
+    r->llc_shared_cpus = caches->llc_shared_cpus;
     snprintf(r->build_commit, sizeof r->build_commit, "%s", SD_BUILD_COMMIT);
     snprintf(r->kernel_isa, sizeof r->kernel_isa, "%s", sd_kernel_isa());
     snprintf(r->load_cache, sizeof r->load_cache, "unknown");
@@ -184,8 +187,17 @@ static void set_roofline(sd_bench_row *r, const sd_bench_config *c, const bench_
         .type_name = sd_model_type_name(bm->m),
         .n_threads = r->n_threads, .n_prompt = r->n_prompt, .n_gen = r->n_gen, .n_depth = r->n_depth,
     };
-    r->roofline_ts = sd_roofline_ts(c->calib, &in, r->roofline_note, sizeof r->roofline_note);
+    sd_roofline_out o;
+    sd_roofline_eval(c->calib, &in, &o);
+    r->roofline_ts = o.ts;
+    snprintf(r->roofline_ceiling, sizeof r->roofline_ceiling, "%s", o.ceiling);
+    snprintf(r->roofline_note, sizeof r->roofline_note, "%s", o.note);
     if (isfinite(r->roofline_ts) && isfinite(r->avg_ts)) r->roofline_fraction = r->avg_ts / r->roofline_ts;
+    /* Above a physical limit means the limit's model does not hold here: say so in the row. */
+    if (r->roofline_fraction > 1) {
+        size_t l = strlen(r->roofline_note);
+        snprintf(r->roofline_note + l, sizeof r->roofline_note - l, "; ABOVE this ceiling (docs/BENCHMARKS-report.md)");
+    }
 }
 
 /* The context the longest test needs: what the GPU's KV cache is sized for. */
@@ -241,6 +253,8 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
     if (!row || !probe) { free(tests); free(row); sd_energy_close(probe); snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
     char cpu[128];
     sd_cpu_model(cpu, sizeof cpu);
+    sd_cache_info caches;
+    sd_cache_info_read(NULL, &caches);   /* zeros where unknown */
 
     progress_ctx pc = {.cb = cb, .t_start = sd_time_ms() / 1e3};
     pc.pr.n_tests = n_tests;
@@ -276,7 +290,7 @@ int sd_bench_run(const sd_bench_config *c, const sd_bench_callbacks *cb, char *e
         }
         double ratio = have_probe && bm.m && bp.size_bytes > 0 ? (double)sd_model_weight_bytes(bm.m) / bp.size_bytes : 1;
         pc.est_this = have_probe ? predict(c, t, &bp, ratio) : 0;
-        fill_common(row, c, t, path, cpu, sd_energy_source(probe));
+        fill_common(row, c, t, path, cpu, &caches, sd_energy_source(probe));
         char name[96];
         pc.pr.test = i + 1;
         pc.pr.model = path;

@@ -12,9 +12,11 @@ static void calibrate_usage(FILE *out)
 {
     fputs("usage: showdown calibrate [options]\n\n"
           "Measures streaming read bandwidth with 1..N threads (a buffer of up to 1 GiB,\n"
-          "best of several passes) and the sustained multiply-add rate of blocked f32,\n"
-          "bf16 and int8 dot-product kernels, then caches them in the profile that\n"
-          "`showdown bench` uses for roofline_fraction.\n\n"
+          "best of several passes), the same from buffers of 1/2, 1/8 and 1/32 of the\n"
+          "last-level cache (the rate of data already in cache), and the sustained\n"
+          "multiply-add rate of blocked f32, bf16 and int8 dot-product kernels, then\n"
+          "caches them, with the cache sizes, in the profile that `showdown bench` uses\n"
+          "for roofline_fraction.\n\n"
           "  -t, --threads N   measure bandwidth with 1..N threads (default: all CPUs)\n"
           "  --seconds S       time budget, roughly (default 10)\n"
           "  --profile FILE    where to write (default: $SHOWDOWN_PROFILE, else\n"
@@ -27,9 +29,19 @@ static void calibrate_usage(FILE *out)
 static void print_profile(const sd_calibration *c, const char *path)
 {
     printf("profile: %s\n", path);
+    char caches[160];
     printf("cpu: %s (%d CPUs)\n", c->cpu_model, c->n_cpus);
-    printf("streaming read bandwidth (GB/s, best of passes):\n");
-    for (int t = 1; t <= c->max_threads; t++) printf("  %3d thread%s %8.2f\n", t, t > 1 ? "s" : " ", c->bw_gbps[t]);
+    printf("caches: %s\n", c->cache.llc_bytes ? sd_cache_info_str(&c->cache, caches, sizeof caches)
+                                               : "not in this profile (older, or the OS names none)");
+    printf("streaming read bandwidth (GB/s, best of passes): DRAM (1 GiB buffer)");
+    for (int k = 0; k < SD_CALIB_CACHE_SIZES && c->cache_ws_bytes[k]; k++)
+        printf(", %.2f MiB", c->cache_ws_bytes[k] / 1048576.0);
+    printf("%s\n", c->cache_ws_bytes[0] ? " in cache" : "; cache read rate unknown");
+    for (int t = 1; t <= c->max_threads; t++) {
+        printf("  %3d thread%s %8.2f", t, t > 1 ? "s" : " ", c->bw_gbps[t]);
+        for (int k = 0; k < SD_CALIB_CACHE_SIZES && c->cache_ws_bytes[k]; k++) printf("  %8.2f", c->cache_bw_gbps[k][t]);
+        putchar('\n');
+    }
     printf("multiply-add rate, %d threads (G ops/s, 2 per multiply-add):\n", c->max_threads);
     printf("  f32  %10.1f\n  bf16 %10.1f\n  int8 %10.1f\n", c->gflops_f32, c->gflops_bf16, c->gops_int8);
     printf("kernels: %s\n", c->isa);

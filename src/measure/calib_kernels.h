@@ -21,6 +21,10 @@ int sd_calib_x86_supported(calib_kind k);
 unsigned long long sd_calib_read(const void *buf, unsigned long long n);
 /* Best of `passes` streaming reads of buf with `threads` threads, in GB/s. */
 double sd_calib_bw(const unsigned char *buf, unsigned long long bytes, int threads, int passes);
+/* The same for a buffer that fits in cache: each thread reads its slice once
+ * untimed (so the timed reads find it in cache, even after another process
+ * ran), then `sweeps` times per pass, so one pass lasts long enough to time. */
+double sd_calib_bw_cached(const unsigned char *buf, unsigned long long bytes, int threads, int passes, int sweeps);
 /* The bandwidth test's buffer: 1 GiB, but at most a quarter of RAM. */
 unsigned long long sd_calib_bw_bytes(void);
 /* Sustained multiply-add rate with `threads` threads running the kernel for

@@ -27,6 +27,60 @@ const char *sd_calib_path(char *buf, unsigned long n)
     return buf;
 }
 
+/* The read rate of data already in cache: working sets of half the LLC (all
+ * of it would lose lines to conflicts and to whatever else runs), an eighth
+ * and a 32nd, read over and over. A smaller set reads faster (more of it in
+ * the private L2, less contention), and the roofline uses the largest set no
+ * larger than the bytes it lets the caches serve. Unknown (zeros) when the
+ * OS does not say how big the LLC is. About `seconds` in all. */
+static int measure_cache_bw(sd_calibration *c, double seconds, int verbose, char *err)
+{
+    if (sd_cache_info_read(NULL, &c->cache) != 0) {
+        if (verbose) fprintf(stderr, "calibrate: cache sizes unknown here: no cache read rate\n");
+        return 0;
+    }
+    c->cache.n_cpus = c->n_cpus;   /* as a loaded profile has it */
+    unsigned long long most = c->cache.llc_bytes / 2 / 4096 * 4096;
+    if (most < 65536) most = 65536;
+    unsigned char *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, most) != 0) {
+        snprintf(err, SD_ERR_LEN, "cannot allocate %llu KiB for the cache bandwidth test", most >> 10);
+        return -1;
+    }
+    for (unsigned long long i = 0; i < most; i += 8) {
+        unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
+        memcpy(buf + i, &v, 8);
+    }
+    for (int k = 0; k < SD_CALIB_CACHE_SIZES; k++) {
+        unsigned long long bytes = most >> (2 * k) & ~4095ULL;
+        if (bytes < 65536) break;
+        c->cache_ws_bytes[k] = bytes;
+        /* ~64 MiB per pass (the clock starts after every thread has read its
+         * slice once), best of up to 16 within this size and thread count's
+         * share of the time, 3 at least: short passes are the ones a busy
+         * machine leaves alone. */
+        int sweeps = (int)((64ULL << 20) / bytes);
+        double share_ms = 1e3 * seconds / (SD_CALIB_CACHE_SIZES * c->max_threads);
+        for (int t = 1; t <= c->max_threads; t++) {
+            double bw = 0, t0 = sd_time_ms();
+            for (int p = 0; p < 16 && (p < 3 || sd_time_ms() - t0 < share_ms); p++) {
+                double one = sd_calib_bw_cached(buf, bytes, t, 1, sweeps);
+                if (one < 0) {
+                    free(buf);
+                    snprintf(err, SD_ERR_LEN, "cannot start %d threads for the cache bandwidth test", t);
+                    return -1;
+                }
+                if (one > bw) bw = one;
+            }
+            c->cache_bw_gbps[k][t] = bw;
+            if (verbose) fprintf(stderr, "calibrate: cache read (%6.2f MiB), %3d thread%s: %7.2f GB/s\n",
+                                 bytes / 1048576.0, t, t > 1 ? "s" : " ", bw);
+        }
+    }
+    free(buf);
+    return 0;
+}
+
 int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int verbose, char *err)
 {
     memset(c, 0, sizeof *c);
@@ -48,11 +102,12 @@ int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int ver
         unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
         memcpy(buf + i, &v, 8);
     }
-    /* About 60% of the time on bandwidth: passes per thread count from a trial. */
+    /* About half the time on DRAM bandwidth (passes per thread count from a
+     * trial), a tenth on the cache read rate, the rest on arithmetic. */
     double t0 = sd_time_ms();
     sd_calib_bw(buf, bytes, 1, 1);
     double one_pass_s = (sd_time_ms() - t0) / 1e3;
-    int passes = (int)(0.6 * seconds / (one_pass_s * max_threads));
+    int passes = (int)(0.5 * seconds / (one_pass_s * max_threads));
     if (passes < 2) passes = 2;
     if (passes > 8) passes = 8;
     for (int t = 1; t <= max_threads; t++) {
@@ -65,6 +120,7 @@ int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int ver
         }
     }
     free(buf);
+    if (measure_cache_bw(c, 0.1 * seconds, verbose, err) != 0) return -1;
 
     double per_kind = 0.4 * seconds / 3;
     double *rates[3] = {&c->gflops_f32, &c->gflops_bf16, &c->gops_int8};
@@ -118,11 +174,56 @@ int sd_calib_save(const sd_calibration *c, const char *path, char *err)
     fprintf(f, "gflops_bf16\t%.3f\n", c->gflops_bf16);
     fprintf(f, "gops_int8\t%.3f\n", c->gops_int8);
     for (int t = 1; t <= c->max_threads; t++) fprintf(f, "bw_gbps\t%d\t%.3f\n", t, c->bw_gbps[t]);
+    /* Added after v1's first files: a reader that predates them skips unknown keys. */
+    const sd_cache_info *ci = &c->cache;
+    if (ci->llc_bytes) {
+        fprintf(f, "l1d_bytes\t%llu\t%d\n", (unsigned long long)ci->l1d_bytes, ci->l1d_shared_cpus);
+        fprintf(f, "l2_bytes\t%llu\t%d\n", (unsigned long long)ci->l2_bytes, ci->l2_shared_cpus);
+        fprintf(f, "llc_bytes\t%llu\t%d\t%d\n", (unsigned long long)ci->llc_bytes, ci->llc_shared_cpus, ci->llc_level);
+    }
+    for (int k = 0; k < SD_CALIB_CACHE_SIZES; k++)
+        for (int t = 1; c->cache_ws_bytes[k] && t <= c->max_threads; t++)
+            if (c->cache_bw_gbps[k][t] > 0)
+                fprintf(f, "cache_bw_gbps\t%llu\t%d\t%.3f\n", c->cache_ws_bytes[k], t, c->cache_bw_gbps[k][t]);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
         snprintf(err, SD_ERR_LEN, "%.400s: write failed: %s", path, strerror(errno));
         remove(tmp);
         return -1;
+    }
+    return 0;
+}
+
+/* "bytes<TAB>shared CPUs" (the LLC adds "<TAB>level"): 0, or -1 when malformed. */
+static int parse_cache_line(sd_calibration *c, const char *key, const char *val)
+{
+    unsigned long long bytes;
+    int shared, level = 0, n = sscanf(val, "%llu\t%d\t%d", &bytes, &shared, &level);
+    int is_llc = !strcmp(key, "llc_bytes");
+    if (n < 2 || shared < 0 || shared > 1 << 20 || bytes > 1ULL << 44) return -1;
+    if (is_llc && (n != 3 || level < 2 || level > 9 || bytes == 0 || shared < 1)) return -1;
+    sd_cache_info *k = &c->cache;
+    if (key[1] == '1') { k->l1d_bytes = bytes; k->l1d_shared_cpus = shared; }
+    else if (key[1] == '2') { k->l2_bytes = bytes; k->l2_shared_cpus = shared; }
+    else { k->llc_bytes = bytes; k->llc_shared_cpus = shared; k->llc_level = level; }
+    return 0;
+}
+
+/* "working set bytes<TAB>threads<TAB>GB/s": 0, or -1 when malformed. Sizes
+ * beyond the SD_CALIB_CACHE_SIZES this build keeps are skipped. */
+static int parse_cache_bw(sd_calibration *c, const char *val)
+{
+    unsigned long long bytes;
+    int t;
+    double v;
+    if (sscanf(val, "%llu\t%d\t%lf", &bytes, &t, &v) != 3 || bytes == 0 || t < 1 || t > SD_CALIB_MAX_THREADS ||
+        !(v > 0) || isinf(v))
+        return -1;
+    for (int k = 0; k < SD_CALIB_CACHE_SIZES; k++) {
+        if (c->cache_ws_bytes[k] && c->cache_ws_bytes[k] != bytes) continue;
+        c->cache_ws_bytes[k] = bytes;
+        c->cache_bw_gbps[k][t] = v;
+        break;
     }
     return 0;
 }
@@ -166,6 +267,12 @@ int sd_calib_load(sd_calibration *c, const char *path, char *err)
             c->bw_gbps[t] = v;
             have_bw = 1;
         }
+        else if (!strcmp(key, "cache_bw_gbps")) {
+            if (parse_cache_bw(c, val) != 0) { rc = -1; break; }
+        }
+        else if (!strcmp(key, "l1d_bytes") || !strcmp(key, "l2_bytes") || !strcmp(key, "llc_bytes")) {
+            if (parse_cache_line(c, key, val) != 0) { rc = -1; break; }
+        }
         /* unknown keys: a newer profile; ignore them */
     }
     int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;   /* a directory opens, then fails to read */
@@ -180,5 +287,6 @@ int sd_calib_load(sd_calibration *c, const char *path, char *err)
         snprintf(err, SD_ERR_LEN, "%.400s: incomplete profile (rerun showdown calibrate)", path);
         return -1;
     }
+    c->cache.n_cpus = c->n_cpus;
     return 0;
 }

@@ -4,7 +4,10 @@
 #ifndef SD_CALIBRATE_H
 #define SD_CALIBRATE_H
 
+#include "measure/sysinfo.h"
+
 #define SD_CALIB_MAX_THREADS 256
+#define SD_CALIB_CACHE_SIZES 3
 
 typedef struct {
     char cpu_model[128];
@@ -12,6 +15,13 @@ typedef struct {
     int max_threads;                               /* bw_gbps[1..max_threads] valid */
     double bw_gbps[SD_CALIB_MAX_THREADS + 1];      /* streaming read, GB/s, by threads */
     double gflops_f32, gflops_bf16, gops_int8;     /* sustained multiply-add rate, all threads */
+    /* The caches the profile was measured on, and the streaming read rate of
+     * data already in cache: working sets of half, an eighth and a 32nd of
+     * the last-level cache (largest first), by threads. Zeros: unknown (a
+     * profile written before these were measured still loads). */
+    sd_cache_info cache;
+    unsigned long long cache_ws_bytes[SD_CALIB_CACHE_SIZES];
+    double cache_bw_gbps[SD_CALIB_CACHE_SIZES][SD_CALIB_MAX_THREADS + 1];
     char isa[32];
     long long measured_unix;                       /* when it was measured */
 } sd_calibration;

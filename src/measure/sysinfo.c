@@ -1,4 +1,5 @@
-/* CPU model from /proc/cpuinfo (Linux) or sysctl (macOS). */
+/* CPU model from /proc/cpuinfo (Linux) or sysctl (macOS); the caches are
+ * in cacheinfo.c. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
