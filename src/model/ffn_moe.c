@@ -270,6 +270,16 @@ static void scatter_band(void *ctx, int i, int nth)
     }
 }
 
+/* Below this many slots (a few tokens: batched decode) a step stays on the
+ * calling thread: a pool run costs a few microseconds, more than the step. */
+#define MOE_POOL_SLOTS 64
+
+static void moe_step(sd_fwd *f, sd_pool_fn fn, moe_job *j)
+{
+    if (j->rows >= MOE_POOL_SLOTS) sd_pool_run(f->pool, fn, j);
+    else fn(j, 0, 1);
+}
+
 void sd_moe_ffn(sd_fwd *f, int il, int n)
 {
     const sd_hparams *hp = &f->m->hp;
@@ -325,7 +335,7 @@ void sd_moe_ffn(sd_fwd *f, int il, int n)
     for (int e = 0, a = 0; e < moe->n_expert; a = sc.ends[e], e++)
         if (sc.ends[e] > a) sc.sel[na++] = e;
     moe_job job = {f, moe, &sc, n * k, n, k, d, ff};
-    sd_pool_run(f->pool, gather_band, &job);
+    moe_step(f, gather_band, &job);
     sd_moe_prepare(f->m, f->m->layers[il].moe, sc.sel, na, nth);
     /* Every active expert's gate and up over its own slots: one pool run. */
     for (int i = 0; i < na; i++) {
@@ -339,7 +349,7 @@ void sd_moe_ffn(sd_fwd *f, int il, int n)
     }
     sd_matmul_grouped(f->pool, sc.wl, 2 * na, sc.xg, n * k, sc.first, sc.count, sc.ol, f->xq);
     /* Then every active expert's down over its slots' hidden states: one more. */
-    sd_pool_run(f->pool, activate_band, &job);
+    moe_step(f, activate_band, &job);
     for (int i = 0; i < na; i++) {
         int e = sc.sel[i], a = e ? sc.ends[e - 1] : 0, c = sc.ends[e] - a;
         sc.wl[i] = &moe->down[e];
@@ -348,7 +358,7 @@ void sd_moe_ffn(sd_fwd *f, int il, int n)
         sc.count[i] = c;
     }
     sd_matmul_grouped(f->pool, sc.wl, na, sc.g, n * k, sc.first, sc.count, sc.ol, f->xq);
-    sd_pool_run(f->pool, scatter_band, &job);
+    moe_step(f, scatter_band, &job);
 }
 
 const int32_t *sd_moe_ids(const sd_fwd *f, int *n_tok)
