@@ -24,9 +24,9 @@ sd_session_params sd_session_default_params(void)
     return p;
 }
 
-/* Tokens per pass for model m (session.h). qwen3next keeps SD_UBATCH (its
- * recurrent layers' scratch is sized for it), and so do GPU layers (their
- * state is made for SD_UBATCH tokens). */
+/* Tokens per pass for model m (session.h). GPU layers keep SD_UBATCH (their
+ * state is made for SD_UBATCH tokens), and so does qwen3next for now (its
+ * recurrent layers at longer passes are neither tested nor measured). */
 static int session_ubatch(const sd_model *m)
 {
     if (!m->hp.n_expert || m->qnext || sd_model_gpu_layers(m) > 0) return SD_UBATCH;
