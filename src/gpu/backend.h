@@ -47,6 +47,16 @@ typedef struct {
     int layer_begin, layer_end;
     int output, first_row;
     float *logits;
+    /* A paged step (a state from batch_new; NULL pos_of otherwise): token t
+     * is at position pos_of[t] of sequence seq[t], whose position p lives
+     * in row tables[seq[t]][p / block] * block + p % block of the device
+     * cache; pos and first_row are unused, and the output head runs on rows
+     * out[0..n_out) (ascending) into logits (n_out x n_vocab). */
+    const int *pos_of, *seq;
+    const int *const *tables;
+    int n_seqs, block;
+    const int *out;
+    int n_out;
 } sd_gpu_step;
 
 typedef struct sd_gpu_model sd_gpu_model;   /* weights on one device */
@@ -71,6 +81,15 @@ typedef struct {
     /* One command buffer for the whole step; -1 on device loss or a failed
      * allocation (the step's results are then not to be used). */
     int (*run)(sd_gpu_state *st, const sd_gpu_step *step, char *err);
+    /* A line about how the device runs the model, for its placement line
+     * (which prefill kernel, a path a self-check turned off), or NULL. */
+    const char *(*notice)(const sd_gpu_model *g);
+    /* The serving engine's state: a paged KV pool of n_pos positions (whole
+     * blocks) for the uploaded layers, shared by n_seqs sequences through
+     * their block tables, scratch for n_batch tokens a step and logits for
+     * n_out of them. Freed with state_free; run takes paged steps on it. */
+    int (*batch_new)(sd_gpu_model *g, int n_pos, int block, int n_seqs, int n_batch, int n_out, int kv_f32,
+                     sd_gpu_state **out, char *err);
 } sd_gpu_backend;
 
 /* The backends compiled in, NULL-terminated (the Vulkan one first). */

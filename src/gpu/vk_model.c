@@ -9,6 +9,7 @@
 #include "showdown.h"
 #include "gpu/spv.h"
 #include "gpu/vk.h"
+#include "gpu/vk_paged.h"
 #include "tensor/types.h"
 
 enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN };
@@ -39,6 +40,12 @@ struct sd_gpu_state {
     VkDescriptorPool pool;
     uint32_t pool_sets;
     VkCommandBuffer cb;
+    /* The serving engine's paged pool (batch_new): n_ctx = n_blocks * block
+     * positions lent to sequences through their block tables. */
+    int paged, block, n_blocks, n_out;
+    size_t meta_words;
+    sd_vk_buffer meta;       /* host-visible: a paged step's metadata (vk_paged.h) */
+    sd_vk_buffer meta_dev;   /* its device copy, which the shaders read */
 };
 
 #define STAGE_BYTES (16u << 20)
@@ -108,7 +115,9 @@ static int upload_weight(sd_gpu_model *g, const sd_weight *w, sd_vk_buffer *b, s
         return -1;
     }
     VkDeviceSize bytes = (VkDeviceSize)w->rows * w->row_bytes;
-    if (sd_vk_buffer_new(&g->d, bytes, 0, b, err) || sd_vk_upload(&g->d, b, w->data, bytes, &g->stage, err)) return -1;
+    if (sd_vk_buffer_new(&g->d, bytes, 0, b, err) || sd_vk_upload(&g->d, b, w->data, bytes, &g->stage, err) ||
+        sd_vk_coop_check(&g->d, w, b, err))
+        return -1;
     *meta = *w;
     meta->data = NULL;
     meta->packed = NULL;
@@ -166,7 +175,10 @@ static VkDeviceSize xq_bytes(int n_tok, VkDeviceSize cols)
     return (VkDeviceSize)n_tok * (cols + cols / 32 + 1) * 4;
 }
 
-static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu_state **out, char *err)
+/* KV cache of n_ctx positions, scratch for n_ub tokens, logits for n_out of
+ * them, meta_words of paged metadata (0: a session's state). */
+static int state_alloc(sd_gpu_model *g, int n_ctx, int n_ub, int n_out, size_t meta_words, int kv_f32,
+                       sd_gpu_state **out, char *err)
 {
     sd_vk_device *d = &g->d;
     const sd_gpu_shape *s = &g->shape;
@@ -177,7 +189,7 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
         snprintf(err, SD_ERR_LEN, "vulkan: out of memory");
         return -1;
     }
-    st->g = g; st->n_ctx = n_ctx; st->n_ub = n_ub; st->kv_f32 = kv_f32;
+    st->g = g; st->n_ctx = n_ctx; st->n_ub = n_ub; st->kv_f32 = kv_f32; st->n_out = n_out; st->meta_words = meta_words;
     VkDeviceSize B = (VkDeviceSize)n_ub * 4, e = (VkDeviceSize)s->n_embd, qd = (VkDeviceSize)s->n_head * s->head_dim;
     VkDeviceSize kvd = (VkDeviceSize)s->n_head_kv * s->head_dim, kv = (VkDeviceSize)n_ctx * kvd * (kv_f32 ? 4 : 2);
     for (int il = 0; il < g->n_layer; il++)
@@ -187,16 +199,19 @@ static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu
     VkDeviceSize ff = (VkDeviceSize)s->n_ff, widest = ff > qd ? ff : qd;   /* columns of any product */
     if (e > widest) widest = e;
     st->io_logits = (size_t)n_ub * (size_t)e;
-    VkDeviceSize io = (st->io_logits + (g->has_output ? (size_t)n_ub * (size_t)s->n_vocab : 0)) * 4;
+    VkDeviceSize io = (st->io_logits + (g->has_output ? (size_t)n_out * (size_t)s->n_vocab : 0)) * 4;
     if (sd_vk_buffer_new(d, B * e, 0, &st->x, err) || sd_vk_buffer_new(d, B * (qd > e ? qd : e), 0, &st->xb, err) ||
         sd_vk_buffer_new(d, B * qd, 0, &st->q, err) || sd_vk_buffer_new(d, B * kvd, 0, &st->k, err) ||
         sd_vk_buffer_new(d, B * kvd, 0, &st->v, err) || sd_vk_buffer_new(d, B * qd, 0, &st->att, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb, err) ||
         sd_vk_buffer_new(d, B * (VkDeviceSize)s->n_ff, 0, &st->hb2, err) ||
-        sd_vk_buffer_new(d, xq_bytes(n_ub, widest), 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err))
+        sd_vk_buffer_new(d, xq_bytes(n_ub, widest), 0, &st->xq, err) || sd_vk_buffer_new(d, io, 1, &st->io, err) ||
+        (meta_words && (sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 1, &st->meta, err) ||
+                        sd_vk_buffer_new(d, (VkDeviceSize)meta_words * 4, 0, &st->meta_dev, err))))
         goto fail;
-    /* At most 19 dispatches per layer, 7 activation conversions, 3 for the head. */
-    st->pool_sets = 26u * (uint32_t)g->n_layer + 8u;
+    /* At most 19 dispatches per layer, 7 activation conversions, 3 for the head
+     * (a paged step's layer: one more, record_paged_attention). */
+    st->pool_sets = 26u * (uint32_t)g->n_layer + 8u + (meta_words ? 2u * (uint32_t)g->n_layer : 0);
     VkDescriptorPoolSize ps = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 4 * st->pool_sets};
     VkDescriptorPoolCreateInfo pci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                                       .maxSets = st->pool_sets, .poolSizeCount = 1, .pPoolSizes = &ps};
@@ -218,13 +233,35 @@ fail:
     return -1;
 }
 
+static int vk_state_new(sd_gpu_model *g, int n_ctx, int n_ub, int kv_f32, sd_gpu_state **out, char *err)
+{
+    return state_alloc(g, n_ctx, n_ub, n_ub, 0, kv_f32, out, err);
+}
+
+static int vk_batch_new(sd_gpu_model *g, int n_pos, int block, int n_seqs, int n_batch, int n_out, int kv_f32,
+                        sd_gpu_state **out, char *err)
+{
+    if (block < 1 || n_pos < block || n_pos % block || n_seqs < 1 || n_batch < 1 || n_out < 1 || n_out > n_batch) {
+        snprintf(err, SD_ERR_LEN, "vulkan: bad paged pool (%d positions in blocks of %d, %d sequences, %d tokens)",
+                 n_pos, block, n_seqs, n_batch);
+        return -1;
+    }
+    if (state_alloc(g, n_pos, n_batch, n_out, sd_vk_paged_words(n_batch, n_seqs, n_pos / block), kv_f32, out, err))
+        return -1;
+    (*out)->paged = 1;
+    (*out)->block = block;
+    (*out)->n_blocks = n_pos / block;
+    return 0;
+}
+
 static void vk_state_free(sd_gpu_state *st)
 {
     if (!st) return;
     sd_vk_device *d = &st->g->d;
     d->vk.vkDeviceWaitIdle(d->dev);
     for (int il = 0; il < st->g->n_layer; il++) { sd_vk_buffer_free(d, &st->kc[il]); sd_vk_buffer_free(d, &st->vc[il]); }
-    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io};
+    sd_vk_buffer *bs[] = {&st->x, &st->xb, &st->q, &st->k, &st->v, &st->att, &st->hb, &st->hb2, &st->xq, &st->io,
+                          &st->meta, &st->meta_dev};
     for (size_t i = 0; i < sizeof bs / sizeof bs[0]; i++) sd_vk_buffer_free(d, bs[i]);
     if (st->cb) d->vk.vkFreeCommandBuffers(d->dev, d->cpool, 1, &st->cb);
     if (st->pool) d->vk.vkDestroyDescriptorPool(d->dev, st->pool, NULL);
@@ -244,6 +281,7 @@ typedef struct {
     sd_vk_buffer *qsrc;
     uint32_t qoff;
     int qmode, qn;
+    int path;   /* SD_VK_PATH_*: which kernel takes batches above MATMUL_MIN_TOK */
 } rec;
 
 static void barrier(rec *R)
@@ -345,7 +383,17 @@ static void matvec(rec *R, const sd_weight *m, sd_vk_buffer *w, sd_vk_buffer *x,
         (uint32_t)m->rows, (uint32_t)m->cols, (uint32_t)n_tok, (uint32_t)m->row_bytes, x_off, (uint32_t)m->cols, y_off,
         (uint32_t)m->rows, m->scale, (uint32_t)add, (uint32_t)((uint64_t)n_tok * m->cols)};
     uint32_t gx, gy;
-    if (n_tok > MATMUL_MIN_TOK) {
+    int fi = sd_vk_matvec_index(m->type);
+    const sd_vk_coop *c = &R->d->coop;
+    if (n_tok > MATMUL_MIN_TOK && R->path != SD_VK_PATH_PLAIN && c->on && c->state[fi] == 1) {
+        /* matmul_coop.comp: 4m x 4n tiles of rows x tokens */
+        dispatch(R, SD_VK_COOP_FIRST + fi, w, x, y, NULL, &pc, sizeof pc, (uint32_t)((m->rows + c->bm - 1) / c->bm),
+                 (uint32_t)((n_tok + c->bn - 1) / c->bn));
+    } else if (n_tok > MATMUL_MIN_TOK && R->path == SD_VK_PATH_COOP) {
+        if (!R->failed) snprintf(R->err, SD_ERR_LEN, "vulkan: no cooperative-matrix kernel for %s on %s%s%s",
+                                 sd_type_name(m->type), R->d->info.name, c->notice[0] ? ": " : "", c->notice);
+        R->failed = 1;
+    } else if (n_tok > MATMUL_MIN_TOK) {
         /* matmul.comp: 32 x 32 tiles of rows x tokens */
         dispatch(R, SD_VK_MATMUL_FIRST + sd_vk_matvec_index(m->type), w, x, y, NULL, &pc, sizeof pc,
                  (uint32_t)((m->rows + 31) / 32), (uint32_t)((n_tok + 31) / 32));
@@ -361,6 +409,40 @@ static void rmsnorm(rec *R, sd_vk_buffer *x, uint32_t x_off, sd_vk_buffer *w, sd
     struct { uint32_t n, rows, x_off, o_off; float eps; } pc = {(uint32_t)n, (uint32_t)rows, x_off, 0,
                                                                 R->st->g->shape.norm_eps};
     dispatch(R, SD_VK_RMSNORM, x, w, o, NULL, &pc, sizeof pc, (uint32_t)rows, 1);
+}
+
+/* A paged step's RoPE, cache write and attention for layer il: q rotated
+ * into st->att and attended there in place, keys rotated in place and
+ * written with the values to the rows their block tables give. */
+static void record_paged_attention(rec *R, int il, int n)
+{
+    sd_gpu_state *st = R->st;
+    sd_gpu_model *g = st->g;
+    const sd_gpu_shape *s = &g->shape;
+    vk_layer *L = &g->layers[il];
+    int hd = s->head_dim, kvd = s->n_head_kv * hd;
+    struct { uint32_t n_tok, n_head, hd; float base, scale; uint32_t neox, has_ff; } rq = {
+        (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, L->rope_base, L->rope_scale, (uint32_t)s->rope_neox,
+        s->rope_freq_factors != NULL}, rk = rq;
+    rk.n_head = (uint32_t)s->n_head_kv;
+    uint32_t gx, gy;
+    grid(((uint64_t)n * s->n_head * (hd / 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->q, &g->freq, &st->meta_dev, &st->att, &rq, sizeof rq, gx, gy);
+    grid(((uint64_t)n * s->n_head_kv * (hd / 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_ROPE_PAGED, &st->k, &g->freq, &st->meta_dev, &st->k, &rk, sizeof rk, gx, gy);
+    barrier(R);
+    struct { uint32_t n_tok, n_kv, hd, n_pos, block, f32; } kp = {(uint32_t)n, (uint32_t)s->n_head_kv, (uint32_t)hd,
+                                                                  (uint32_t)st->n_ctx, (uint32_t)st->block,
+                                                                  (uint32_t)st->kv_f32};
+    grid(((uint64_t)n * kvd / (st->kv_f32 ? 1 : 2) + 63) / 64, &gx, &gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->k, &st->kc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
+    dispatch(R, SD_VK_KV_STORE_PAGED, &st->v, &st->vc[il], &st->meta_dev, NULL, &kp, sizeof kp, gx, gy);
+    barrier(R);
+    struct { uint32_t n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; } ap = {
+        (uint32_t)s->n_head, (uint32_t)s->n_head_kv, (uint32_t)hd, (uint32_t)st->n_ctx, (uint32_t)n,
+        (uint32_t)st->block, (uint32_t)st->kv_f32, 1.0f / sqrtf((float)hd)};
+    dispatch(R, SD_VK_ATTENTION_PAGED, &st->att, &st->kc[il], &st->vc[il], &st->meta_dev, &ap, sizeof ap,
+             (uint32_t)s->n_head, (uint32_t)n);
 }
 
 static void record_layer(rec *R, int il, int n, int pos)
@@ -389,6 +471,10 @@ static void record_layer(rec *R, int il, int n, int pos)
         rmsnorm(R, &st->k, 0, &L->vec[V_KN], &st->k, hd, n * s->n_head_kv);
         barrier(R);
     }
+    if (st->paged) {
+        record_paged_attention(R, il, n);   /* each token at its own position, through its block table */
+        goto attended;
+    }
     struct { uint32_t n_tok, n_head, hd, pos0; float base, scale; uint32_t neox, has_ff; } rq = {
         (uint32_t)n, (uint32_t)s->n_head, (uint32_t)hd, (uint32_t)pos, L->rope_base, L->rope_scale,
         (uint32_t)s->rope_neox, s->rope_freq_factors != NULL}, rk = rq;
@@ -406,6 +492,7 @@ static void record_layer(rec *R, int il, int n, int pos)
         (uint32_t)st->kv_f32, 1.0f / sqrtf((float)hd)};
     dispatch(R, SD_VK_ATTENTION, &st->q, &st->kc[il], &st->vc[il], &st->att, &ap, sizeof ap, (uint32_t)s->n_head,
              (uint32_t)n);
+attended:
     barrier(R);
     matvec(R, &L->meta[W_O], &L->w[W_O], &st->att, 0, &st->x, 0, n, 1);
     barrier(R);
@@ -421,6 +508,32 @@ static void record_layer(rec *R, int il, int n, int pos)
     barrier(R);
 }
 
+/* A paged step's shape against its state: the pool's block size, and
+ * output rows ascending within the batch, no more than the logits held. */
+static int bad_paged_step(const sd_gpu_state *st, const sd_gpu_step *step)
+{
+    if (step->block != st->block || !step->seq || !step->tables) return 1;
+    if (!step->output) return 0;
+    if (!step->out || step->n_out < 1 || step->n_out > st->n_out) return 1;
+    for (int i = 0; i < step->n_out; i++)
+        if (step->out[i] < (i ? step->out[i - 1] + 1 : 0) || step->out[i] >= step->n_tok) return 1;
+    return 0;
+}
+
+/* x's rows out[0..rows) into xb's rows 0..rows, for the output head. */
+static void gather_out_rows(rec *R, const int *out, int rows)
+{
+    sd_gpu_state *st = R->st;
+    VkDeviceSize row = (VkDeviceSize)st->g->shape.n_embd * sizeof(float);
+    VkBufferCopy c[64];
+    for (int i = 0; i < rows && !R->failed;) {
+        uint32_t k = 0;
+        for (; k < 64 && i < rows; k++, i++) c[k] = (VkBufferCopy){(VkDeviceSize)out[i] * row, (VkDeviceSize)i * row, row};
+        R->d->vk.vkCmdCopyBuffer(R->cb, st->x.buf, st->xb.buf, k, c);
+    }
+    barrier(R);
+}
+
 static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
 {
     sd_gpu_model *g = st->g;
@@ -431,10 +544,14 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: %s failed earlier in this run (%s)", d->info.name, d->lost_why);
         return -1;
     }
-    if (n < 1 || n > st->n_ub || step->pos + n > st->n_ctx || (step->output && !g->has_output)) {
-        snprintf(err, SD_ERR_LEN, "vulkan: bad step (%d tokens at %d)", n, step->pos);
+    int paged = step->pos_of != NULL;
+    if (paged != st->paged || n < 1 || n > st->n_ub || (!paged && step->pos + n > st->n_ctx) ||
+        (step->output && !g->has_output) || (paged && bad_paged_step(st, step))) {
+        snprintf(err, SD_ERR_LEN, "vulkan: bad %sstep (%d tokens at %d)", paged ? "paged " : "", n, paged ? 0 : step->pos);
         return -1;
     }
+    long meta_words = paged ? sd_vk_paged_meta(step, st->n_blocks, st->meta.map, st->meta_words, err) : 0;
+    if (meta_words < 0) return -1;
     for (int il = step->layer_begin; il < step->layer_end; il++)
         if (!g->layers[il].on) { snprintf(err, SD_ERR_LEN, "vulkan: layer %d is not on the device", il); return -1; }
     VkResult r = d->vk.vkResetDescriptorPool(d->dev, st->pool, 0);
@@ -443,16 +560,22 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     if (r == VK_SUCCESS) r = d->vk.vkResetCommandBuffer(st->cb, 0);
     if (r == VK_SUCCESS) r = d->vk.vkBeginCommandBuffer(st->cb, &bi);
     if (r != VK_SUCCESS) { snprintf(err, SD_ERR_LEN, "vulkan: command buffer: %s", sd_vk_result(r)); return -1; }
-    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0, SD_VK_PATH_AUTO};
     size_t xb = (size_t)n * e * sizeof(float);
     memcpy(st->io.map, step->x, xb);
     VkBufferCopy c = {0, 0, xb};
     d->vk.vkCmdCopyBuffer(st->cb, st->io.buf, st->x.buf, 1, &c);
+    if (paged) {
+        VkBufferCopy mc = {0, 0, (VkDeviceSize)meta_words * 4};
+        d->vk.vkCmdCopyBuffer(st->cb, st->meta.buf, st->meta_dev.buf, 1, &mc);
+    }
     barrier(&R);
     for (int il = step->layer_begin; il < step->layer_end; il++) record_layer(&R, il, n, step->pos);
-    int rows = n - step->first_row;
+    int rows = paged ? step->n_out : n - step->first_row;
     if (step->output) {
-        rmsnorm(&R, &st->x, (uint32_t)(step->first_row * e), &g->out_norm, &st->xb, e, rows);
+        if (paged) gather_out_rows(&R, step->out, rows);   /* then normalized in place */
+        rmsnorm(&R, paged ? &st->xb : &st->x, paged ? 0 : (uint32_t)(step->first_row * e), &g->out_norm, &st->xb, e,
+                rows);
         barrier(&R);
         matvec(&R, &g->out_meta, &g->out_w, &st->xb, 0, &st->io, (uint32_t)st->io_logits, rows, 0);
     }
@@ -470,9 +593,11 @@ static int vk_run(sd_gpu_state *st, const sd_gpu_step *step, char *err)
     return 0;
 }
 
+static const char *vk_notice(const sd_gpu_model *g) { return g->d.coop.notice[0] ? g->d.coop.notice : NULL; }
+
 const sd_gpu_backend sd_gpu_vulkan = {
     "vulkan", vk_list, vk_supports, vk_model_new, vk_upload_layer, vk_upload_output, vk_model_free,
-    vk_state_new, vk_state_free, vk_run,
+    vk_state_new, vk_state_free, vk_run, vk_notice, vk_batch_new,
 };
 
 const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
@@ -480,6 +605,11 @@ const sd_gpu_backend *const sd_gpu_backends[] = {&sd_gpu_vulkan, NULL};
 /* ---- one product alone, for the tests ----------------------------------- */
 
 int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok, float *y, char *err)
+{
+    return sd_vk_product_once(device, w, x, n_tok, SD_VK_PATH_PLAIN, y, err);
+}
+
+int sd_vk_product_once(int device, const sd_weight *w, const float *x, int n_tok, int path, float *y, char *err)
 {
     sd_gpu_model *g = calloc(1, sizeof *g);
     sd_gpu_state *st = calloc(1, sizeof *st);
@@ -507,7 +637,7 @@ int sd_vk_matvec_once(int device, const sd_weight *w, const float *x, int n_tok,
     if (d->vk.vkCreateDescriptorPool(d->dev, &pci, NULL, &st->pool) != VK_SUCCESS) { st->pool = VK_NULL_HANDLE; goto vkfail; }
     if (d->vk.vkAllocateCommandBuffers(d->dev, &ai, &st->cb) != VK_SUCCESS) { st->cb = VK_NULL_HANDLE; goto vkfail; }
     d->vk.vkBeginCommandBuffer(st->cb, &bi);
-    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0};
+    rec R = {st, d, st->cb, 0, err, NULL, 0, 0, 0, path};
     matvec(&R, &meta, &wb, &xb, 0, &yb, 0, n_tok, 0);
     VkMemoryBarrier hb = {.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER, .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
                           .dstAccessMask = VK_ACCESS_HOST_READ_BIT};

@@ -167,9 +167,10 @@ int sd_model_offload(sd_model *m, const sd_offload_params *p, char *err)
     o->be = be;
     o->output = output;
     snprintf(o->device, sizeof o->device, "%s", dev->name);
+    const char *note = be->notice ? be->notice(o->g) : NULL;
     if (nl)
-        snprintf(o->placement, sizeof o->placement, "%s: layers %d-%d on %s, output on %s", be->name, o->first,
-                 hp->n_layer - 1, dev->name, output ? "GPU" : "CPU");
+        snprintf(o->placement, sizeof o->placement, "%s: layers %d-%d on %s, output on %s%s%s", be->name, o->first,
+                 hp->n_layer - 1, dev->name, output ? "GPU" : "CPU", note ? "; " : "", note ? note : "");
     else
         snprintf(o->placement, sizeof o->placement, "%s: no layer on %s (-ngl %d)", be->name, dev->name, ngl);
     return 0;
@@ -213,12 +214,70 @@ void sd_offload_session_free(sd_session *s)
     s->f.gpu_err = NULL;
 }
 
+int sd_offload_engine_new(sd_fwd *f, int n_out, char *err)
+{
+    struct sd_offload *o = f->m->gpu;
+    const sd_kv_cache *c = f->kv;
+    if (!o || !o->g) return 0;
+    if (c->type == SD_KV_Q8_0) {
+        snprintf(err, SD_ERR_LEN, "a q8_0 KV cache is not supported with GPU layers (f16, f32 are)");
+        return -1;
+    }
+    /* The paged attention kernel (attention_paged.comp) scores every
+     * position with 1/sqrt(head_dim): no windows, sinks or query scale. */
+    int plain = !c->win.n_blocks && f->m->q_scale == 1.0f;
+    for (int il = o->first; plain && il < f->m->hp.n_layer; il++)
+        plain = !f->m->layers[il].swa && !f->m->layers[il].attn_sinks;
+    if (!plain) {
+        snprintf(err, SD_ERR_LEN, "%s: the server's GPU attention has no sliding windows, sinks or query scale yet "
+                 "(serve this model with -ngl 0)", o->be->name);
+        return -1;
+    }
+    if (!(f->gpu_err = calloc(1, SD_ERR_LEN))) { snprintf(err, SD_ERR_LEN, "out of memory"); return -1; }
+    if (o->be->batch_new(o->g, c->n_blocks * SD_KV_BLOCK, SD_KV_BLOCK, c->n_seqs, f->max_tok, n_out,
+                         c->type == SD_KV_F32, &f->gpu, err)) {
+        f->gpu = NULL;
+        sd_offload_engine_free(f);
+        return -1;
+    }
+    f->gpu_paged = 1;
+    return 0;
+}
+
+void sd_offload_engine_free(sd_fwd *f)
+{
+    if (f->gpu) f->m->gpu->be->state_free(f->gpu);
+    f->gpu = NULL;
+    f->gpu_paged = 0;
+    free(f->gpu_err);
+    f->gpu_err = NULL;
+}
+
+/* The engine's batch on the paged pool: the sequences' block tables as the
+ * CPU cache holds them (GPU layers read the full pool's). */
+static int run_paged(sd_fwd *f, const sd_batch *b, int il, float *logits)
+{
+    struct sd_offload *o = f->m->gpu;
+    const sd_kv_cache *c = f->kv;
+    int nl = f->m->hp.n_layer;
+    const int *tabs[c->n_seqs];
+    for (int s = 0; s < c->n_seqs; s++) tabs[s] = c->seqs[s].blocks;
+    sd_gpu_step st = {f->x, b->n, 0, il, nl, o->output && b->n_out > 0, 0, logits,
+                      b->pos, b->seq, tabs, c->n_seqs, SD_KV_BLOCK, b->out, b->n_out};
+    if (o->be->run(f->gpu, &st, f->gpu_err)) {
+        if (!f->gpu_err[0]) snprintf(f->gpu_err, SD_ERR_LEN, "%s: GPU step failed", o->be->name);
+        return nl + 1;
+    }
+    return o->output ? nl + 1 : nl;
+}
+
 int sd_offload_run(sd_fwd *f, const sd_batch *b, int il, float *logits)
 {
     const sd_model *m = f->m;
     struct sd_offload *o = m->gpu;
     int nl = m->hp.n_layer, n = b->n;
     if (!f->gpu || il < o->first) return il;
+    if (f->gpu_paged) return run_paged(f, b, il, logits);
     int ok = n > 0 && b->n_out >= (o->output ? 1 : 0) && b->n_out <= n;
     for (int t = 0; ok && t < n; t++) ok = b->seq[t] == b->seq[0] && b->pos[t] == b->pos[0] + t;
     for (int i = 0; ok && i < b->n_out; i++) ok = b->out[i] == n - b->n_out + i;
@@ -226,7 +285,8 @@ int sd_offload_run(sd_fwd *f, const sd_batch *b, int il, float *logits)
         snprintf(f->gpu_err, SD_ERR_LEN, "%s: GPU layers run one sequence at a time", o->be->name);
         return nl + 1;
     }
-    sd_gpu_step st = {f->x, n, b->pos[0], il, nl, o->output && b->n_out > 0, n - b->n_out, logits};
+    sd_gpu_step st = {f->x, n, b->pos[0], il, nl, o->output && b->n_out > 0, n - b->n_out, logits, NULL, NULL, NULL, 0,
+                      0, NULL, 0};
     if (o->be->run(f->gpu, &st, f->gpu_err)) {
         if (!f->gpu_err[0]) snprintf(f->gpu_err, SD_ERR_LEN, "%s: GPU step failed", o->be->name);
         return nl + 1;
