@@ -57,7 +57,7 @@ Test(pack, kernels_match_generic_vec_dot)
 {
     static const uint32_t types[] = {SD_TYPE_Q4_0, SD_TYPE_Q4_1, SD_TYPE_Q8_0, SD_TYPE_NVFP4, SD_TYPE_Q4_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4};
     static const int64_t colss[] = {32, 96, 256, 768, 2112, 2144, 2304, 4160, 4352};
-    static const int toks[] = {1, 2, 3, 5, 8, 9, 17};
+    static const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 14, 15, 17};   /* each tile of 1-8, and some after a full 8 */
     int tested = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         sd_packed_fn pk = sd_kernel_packed(types[ti]);

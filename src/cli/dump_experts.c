@@ -22,12 +22,12 @@ int dump_experts(FILE *f, const sd_session *s, const int32_t *toks, int pos0)
     return ferror(f) ? -1 : 0;
 }
 
-/* Evaluates the prompt in passes of at most SD_UBATCH tokens, dumping each pass's choices. */
+/* Evaluates the prompt in the session's passes (s->ubatch tokens), dumping each pass's choices. */
 int dump_experts_eval(FILE *f, sd_session *s, const int32_t *toks, int n, float *rows, char *err)
 {
     int nv = sd_model_hparams(s->m)->n_vocab;
-    for (int i = 0; i < n; i += SD_UBATCH) {
-        int c = n - i < SD_UBATCH ? n - i : SD_UBATCH;
+    for (int i = 0; i < n; i += s->ubatch) {
+        int c = n - i < s->ubatch ? n - i : s->ubatch;
         if (sd_session_eval(s, toks + i, c, rows ? rows + (size_t)i * nv : NULL, err)) return -1;
         if (dump_experts(f, s, toks + i, i)) {
             snprintf(err, SD_ERR_LEN, "cannot write the experts' dump");

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/moe.h"
 #include "model/offload.h"
 #include "model/session.h"
 #include "tensor/types.h"
@@ -21,6 +22,17 @@ sd_session_params sd_session_default_params(void)
 {
     sd_session_params p = {0, 0, SD_KV_F16};
     return p;
+}
+
+/* Tokens per pass for model m (session.h). GPU layers keep SD_UBATCH (their
+ * state is made for SD_UBATCH tokens), and so does qwen3next for now (its
+ * recurrent layers at longer passes are neither tested nor measured). */
+static int session_ubatch(const sd_model *m)
+{
+    if (!m->hp.n_expert || m->qnext || sd_model_gpu_layers(m) > 0) return SD_UBATCH;
+    int ub = SD_UBATCH_MOE;
+    while (ub > SD_UBATCH && sd_moe_scratch_floats(m, ub) * sizeof(float) > SD_UBATCH_MOE_BYTES) ub /= 2;
+    return ub;
 }
 
 int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, char *err)
@@ -50,12 +62,20 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
-    if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, SD_UBATCH, &s->kv, err)) {
-        free(s);
+    s->ubatch = session_ubatch(m);
+    s->pos_buf = malloc((size_t)s->ubatch * sizeof(int));
+    s->seq_buf = malloc((size_t)s->ubatch * sizeof(int));
+    s->out_buf = malloc((size_t)s->ubatch * sizeof(int));
+    if (!s->pos_buf || !s->seq_buf || !s->out_buf) {
+        sd_session_free(s);
+        return sess_fail(err, "out of memory");
+    }
+    if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, s->ubatch, &s->kv, err)) {
+        sd_session_free(s);
         return -1;
     }
     sd_kv_seq_grow(s->kv, 0, n_ctx);   /* every block, in order: one array per head */
-    if (sd_fwd_init(&s->f, m, s->kv, SD_UBATCH, n_threads, err)) {
+    if (sd_fwd_init(&s->f, m, s->kv, s->ubatch, n_threads, err)) {
         sd_session_free(s);
         return -1;
     }
@@ -79,6 +99,9 @@ void sd_session_free(sd_session *s)
     sd_fwd_free(&s->f);
     sd_kv_cache_free(s->kv);
     free(s->logits);
+    free(s->pos_buf);
+    free(s->seq_buf);
+    free(s->out_buf);
     free(s);
 }
 
@@ -104,8 +127,8 @@ int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_a
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= nv)
             return sess_fail(err, "token id %d out of range (vocabulary of %d)", (int)tokens[i], nv);
-    for (int i = 0; i < n; i += SD_UBATCH) {
-        int c = n - i < SD_UBATCH ? n - i : SD_UBATCH;
+    for (int i = 0; i < n; i += s->ubatch) {
+        int c = n - i < s->ubatch ? n - i : s->ubatch;
         /* Sliding layers: this chunk's window blocks (a chunk fits the pool's). */
         if (sd_kv_seq_window(s->kv, 0, s->pos, s->pos + c))
             return sess_fail(err, "KV cache: the sliding window of positions %d..%d is not held", s->pos, s->pos + c - 1);

@@ -48,6 +48,18 @@ static inline void pk_store(float *out, size_t ldo, const __m512 *acc, int nt, i
     }
 }
 
+/* name##_gNT as a tile of A tokens then one of B = NT - A, for kernels
+ * whose accumulators fill the registers at 4 tokens (Q4_K, Q6_K). */
+#define PK_SPLIT_FN(name, NT, A, B)                                                                \
+    static inline void name##_g##NT(int64_t nb, const char *wg, const char *x, size_t xs_row,      \
+                                    const float *xd, const int32_t *xs, int64_t mstride, float *out, \
+                                    size_t ldo, int accum)                                         \
+    {                                                                                              \
+        name##_g##A(nb, wg, x, xs_row, xd, xs, mstride, out, ldo, accum);                          \
+        name##_g##B(nb, wg, x + (size_t)(A) * xs_row, xs_row, xd ? xd + (A) * mstride : NULL,      \
+                    xs ? xs + 2 * (A) * mstride : NULL, mstride, out + (size_t)(A) * ldo, ldo, accum); \
+    }
+
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
  * stay in registers), over nb blocks; the activation metadata of token t is
  * at xd[t * mstride], xs[2 * t * mstride] (two half sums per block). The integer sum starts at -OFF * sum(xq), folding
@@ -309,6 +321,10 @@ static inline void pk_q4_k_xsums(const blk_q8_k *x, int32_t *xp)
 PK_Q4_K_GROUP_FN(1)
 PK_Q4_K_GROUP_FN(2)
 PK_Q4_K_GROUP_FN(4)
+PK_Q4_K_GROUP_FN(3)
+PK_SPLIT_FN(packed_q4_k, 5, 4, 1)
+PK_SPLIT_FN(packed_q4_k, 6, 4, 2)
+PK_SPLIT_FN(packed_q4_k, 7, 4, 3)
 static inline void packed_q4_k_g8(int64_t nb, const char *wg, const char *x, size_t xs_row, const float *xd,
                                   const int32_t *xs, int64_t mstride, float *out, size_t ldo, int accum)
 {
@@ -409,6 +425,10 @@ static inline __m512 pk_q6_k_scale(const char *tl, int j)
 PK_Q6_K_GROUP_FN(1)
 PK_Q6_K_GROUP_FN(2)
 PK_Q6_K_GROUP_FN(4)
+PK_Q6_K_GROUP_FN(3)
+PK_SPLIT_FN(packed_q6_k, 5, 4, 1)
+PK_SPLIT_FN(packed_q6_k, 6, 4, 2)
+PK_SPLIT_FN(packed_q6_k, 7, 4, 3)
 static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, size_t xs_row, const float *xd,
                                   const int32_t *xs, int64_t mstride, float *out, size_t ldo, int accum)
 {
@@ -418,8 +438,11 @@ static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, siz
 
 /* Panel by panel; within a panel, groups in chunks of about 128 KiB
  * (L2-resident while every token tile of the batch passes over them),
- * tokens in tiles of 8, 4, 2, 1. BV: columns per block; XB: activation
- * bytes per block; META: whether the kernel reads the Q8_0 metadata (xd,
+ * tokens in tiles of 8, then one tile of the 1-7 left, so a weight tile is
+ * unpacked once per 8 tokens and once more at most (a mixture's experts get
+ * a few tokens each, rarely a multiple of 8; 7 left over took three passes,
+ * 4 + 2 + 1, when tiles were powers of two). BV: columns per block; XB:
+ * activation bytes per block; META: whether the kernel reads the Q8_0 metadata (xd,
  * xs; NULL otherwise). The group functions name##_g1 .. _g8 come first. */
 #define PK_CHUNK_BYTES (128 << 10)
 #define PK_FNS(name, TILE, BV, XB, META)                                                           \
@@ -436,7 +459,7 @@ static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, siz
             for (int g0 = 0; g0 < ng; g0 += gc) {                                                  \
                 int g1 = g0 + gc < ng ? g0 + gc : ng;                                              \
                 for (int t0 = 0; t0 < nt;) {                                                       \
-                    int left = nt - t0, tt = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;   \
+                    int tt = nt - t0 >= 8 ? 8 : nt - t0;                                           \
                     const char *xt = (const char *)x + (size_t)t0 * x_stride + (size_t)p0 * (XB);   \
                     const float *dt = META ? xd + (size_t)t0 * m + p0 * k : NULL;                  \
                     const int32_t *st = META ? xs + 2 * ((size_t)t0 * m + p0 * k) : NULL;          \
@@ -446,7 +469,11 @@ static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, siz
                         int ac = p0 > 0;                                                           \
                         switch (tt) {                                                              \
                         case 8: name##_g8(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 7: name##_g7(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 6: name##_g6(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 5: name##_g5(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
                         case 4: name##_g4(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
+                        case 3: name##_g3(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
                         case 2: name##_g2(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;     \
                         default: name##_g1(pw, wg, xt, x_stride, dt, st, m, o, ldo, ac); break;    \
                         }                                                                          \
@@ -462,6 +489,10 @@ static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, siz
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 2)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 4)                                                        \
     PK_GROUP_FN(name, UNPACK, TILE, OFF, 8)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 3)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 5)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 6)                                                        \
+    PK_GROUP_FN(name, UNPACK, TILE, OFF, 7)                                                        \
     PK_FNS(name, TILE, 32, sizeof(blk_q8_0), 1)
 
 PK_LEGACY_FNS(packed_q4_0, pk_unpack_q4_0, PK_Q4_0_TILE, 8)
@@ -470,12 +501,20 @@ PK_NVFP4_GROUP_FN(1)
 PK_NVFP4_GROUP_FN(2)
 PK_NVFP4_GROUP_FN(4)
 PK_NVFP4_GROUP_FN(8)
+PK_NVFP4_GROUP_FN(3)
+PK_NVFP4_GROUP_FN(5)
+PK_NVFP4_GROUP_FN(6)
+PK_NVFP4_GROUP_FN(7)
 PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV, 2 * sizeof(blk_q8_0), 1)
 PK_FNS(packed_q4_k, PK_Q4_K_TILE, QKK, sizeof(blk_q8_k), 0)
 PK_Q4_1_GROUP_FN(1)
 PK_Q4_1_GROUP_FN(2)
 PK_Q4_1_GROUP_FN(4)
 PK_Q4_1_GROUP_FN(8)
+PK_Q4_1_GROUP_FN(3)
+PK_Q4_1_GROUP_FN(5)
+PK_Q4_1_GROUP_FN(6)
+PK_Q4_1_GROUP_FN(7)
 PK_FNS(packed_q4_1, PK_Q4_1_TILE, 32, sizeof(blk_q8_1), 0)
 PK_FNS(packed_q6_k, PK_Q6_K_TILE, QKK, sizeof(blk_q8_k), 0)
 #include "kernels/x86/packed_mxfp4_zmm.h"
