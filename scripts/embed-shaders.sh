@@ -3,9 +3,15 @@
 # writes them as one C file of uint32 arrays (the table src/gpu/spv.h
 # declares), so the binary carries its shaders. matvec.comp and matmul.comp
 # are compiled once per weight format (-DFMT_<name>; both include
-# dequant.glsl). Without glslc the table is empty and the
-# Vulkan backend reports that it was built without shaders. Target Vulkan 1.1
-# (SPIR-V 1.3): matvec.comp reduces with subgroup operations.
+# dequant.glsl), and so is matvec_id.comp (the experts' rows). Without
+# glslc the table is empty and the Vulkan backend reports that it was built
+# without shaders. Target Vulkan 1.1 (SPIR-V 1.3): matvec.comp reduces with
+# subgroup operations.
+# matmul_coop.comp (GL_KHR_cooperative_matrix, Vulkan 1.3: SPIR-V 1.6) needs
+# glslang 13 or newer: glslc when it accepts it (Debian bookworm's, shaderc
+# 2023.2 on glslang 11, does not), else $GLSLANG_VALIDATOR or glslangValidator
+# from PATH. Without such a compiler those kernels are left out (one line
+# says so) and prefill takes matmul.comp on every device.
 # Usage: embed-shaders.sh OUT.c TMPDIR
 set -euo pipefail
 out=$1 tmp=$2
@@ -30,9 +36,36 @@ if command -v glslc >/dev/null 2>&1; then
       emit "${k}_$f" "$tmp/${k}_$f.spv"
     done
   done
+  # the experts' matvec: rows of the expert each (token, slot) chose
+  for f in $formats; do
+    glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" -DFMT_"$f" "$dir/matvec_id.comp" \
+      -o "$tmp/matvec_id_$f.spv"
+    emit "matvec_id_$f" "$tmp/matvec_id_$f.spv"
+  done
+  coop=""
+  try_coop() {   # try_coop FMT OUT: compiles matmul_coop.comp with $coop
+    case $coop in
+      glslc) glslc --target-env=vulkan1.3 -fshader-stage=compute -O -I"$dir" -DFMT_"$1" "$dir/matmul_coop.comp" -o "$2" ;;
+      *) "$coop" -V --target-env vulkan1.3 -S comp -I"$dir" -DFMT_"$1" "$dir/matmul_coop.comp" -o "$2" >/dev/null ;;
+    esac
+  }
+  for c in glslc "${GLSLANG_VALIDATOR:-}" glslangValidator; do
+    [ -n "$c" ] && command -v "$c" >/dev/null 2>&1 || continue
+    coop=$c
+    try_coop F32 "$tmp/coop_probe.spv" 2>/dev/null && break
+    coop=""
+  done
+  if [ -n "$coop" ]; then
+    for f in $formats; do
+      try_coop "$f" "$tmp/matmul_coop_$f.spv"
+      emit "matmul_coop_$f" "$tmp/matmul_coop_$f.spv"
+    done
+  else
+    echo "embed-shaders: no compiler here takes GL_KHR_cooperative_matrix (glslang 13+; set GLSLANG_VALIDATOR); prefill keeps the plain tiled kernel" >&2
+  fi
   for s in "$dir"/*.comp; do
     n=$(basename "$s" .comp)
-    case $n in matvec | matmul) continue ;; esac
+    case $n in matvec | matmul | matmul_coop | matvec_id) continue ;; esac
     glslc --target-env=vulkan1.1 -fshader-stage=compute -O -I"$dir" "$s" -o "$tmp/$n.spv"
     emit "$n" "$tmp/$n.spv"
   done

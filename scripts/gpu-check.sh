@@ -7,6 +7,8 @@
 #   3. benches random-weight models of the 1.1B and 8B Llama shapes
 #      (showdown synth) with every layer on the GPU at Q4_0, Q8_0, Q4_K_M and
 #      F16 (8B Q4_0 and Q8_0 first: the issue's goals), pp256 and tg64,
+#      (the 8B Q4_0's pp again on the tiled kernel, SHOWDOWN_VK_COOPMAT=0,
+#      against the cooperative-matrix one where the card has it),
 #   4. an -ngl sweep (0 8 16 24 32 99, one load) on the 8B Q4_0 with
 #      `showdown plan`'s prediction for each -ngl beside the measurement.
 # No model larger than an 80 GB card fits the 64 GB disk, so the sweep shows
@@ -111,6 +113,17 @@ if [ "$tests" = 1 ]; then
     --filter 'gpu/@(product_*|forward_qwen*|forward_llama3*|forward_prefill_tiled*)' -j4 >"$out/tests.log" 2>&1
   say "    $(grep -a 'Synthesis' "$out/tests.log" | tail -1)"
   grep -a -E '^\[(FAIL|----)\]' "$out/tests.log" | grep -v 'Criterion v' | head -20 | sed 's/^/    /' | tee -a "$sum"
+  # Gemma 3 and the MoE layers (tests/test_gpu_arch.c; the real Gemma 3
+  # 270M where SHOWDOWN_MODELS holds it).
+  SHOWDOWN_BIN=$bin timeout 300 build/tests/run_tests --filter 'gpu_arch/*' -j4 >"$out/tests-arch.log" 2>&1
+  say "    architectures: $(grep -a 'Synthesis' "$out/tests-arch.log" | tail -1)"
+  grep -a -E '^\[FAIL\] gpu_arch' "$out/tests-arch.log" | head -8 | sed 's/^/    /' | tee -a "$sum"
+  # The cooperative-matrix prefill kernel (its kernels need glslang 13+ at
+  # build time: build where GLSLANG_VALIDATOR is set and carry build/).
+  SHOWDOWN_BIN=$bin timeout 120 build/tests/run_tests --filter 'gpu_coopmat/*' -j4 --verbose >"$out/tests-coop.log" 2>&1
+  say "    coopmat: $(grep -a 'Synthesis' "$out/tests-coop.log" | tail -1)"
+  { grep -a -m1 '^\[SKIP\] gpu_coopmat' "$out/tests-coop.log" | grep -v 'Test is disabled'
+    grep -a -E '^\[FAIL\] gpu_coopmat|worst relative' "$out/tests-coop.log" | head -8; } | sed 's/^/    /' | tee -a "$sum"
 else
   say "    skipped: no Criterion headers here"
 fi
@@ -157,6 +170,8 @@ for t in Q4_0 Q8_0 Q4_K_M F16; do
   f="$tmp/big-$t.gguf"
   synth "$big" "$t" "$f" || continue
   bench "$f" 99 "big-$t" -p "$pp" -n "$tg" -r "$reps" --warmup 1
+  # prefill on the tiled kernel, for the cooperative-matrix one's gain
+  [ "$t" = Q4_0 ] && SHOWDOWN_VK_COOPMAT=0 bench "$f" 99 "big-$t-tiled" -p "$pp" -n 0 -r "$reps" --warmup 1
   if [ "$t" = Q4_0 ]; then mv "$f" "$tmp/sweep.gguf"; else rm -f "$f"; fi
 done
 

@@ -245,11 +245,17 @@ Test(gpu, forward_llama3_freq_factors_tied) {
     synth_vs_cpu("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
                  "--ctx 512 --type Q4_K_M");
 }
+/* The tiled kernel itself: a device with the cooperative-matrix path would
+ * take that instead (tests/test_gpu_coopmat.c holds its tolerances). */
 Test(gpu, forward_prefill_tiled_q4_k_m) {
+    setenv("SHOWDOWN_VK_COOPMAT", "0", 1);
     synth_vs_cpu_n("--preset llama-3.2-1b --dim 128 --layers 2 --heads 4 --kv-heads 2 --ffn 384 --vocab-size 512 "
                    "--ctx 512 --type Q4_K_M", 40);
 }
-Test(gpu, forward_prefill_tiled_f32) { synth_vs_cpu_n("--preset tiny --arch qwen2 --type F32", 40); }
+Test(gpu, forward_prefill_tiled_f32) {
+    setenv("SHOWDOWN_VK_COOPMAT", "0", 1);
+    synth_vs_cpu_n("--preset tiny --arch qwen2 --type F32", 40);
+}
 
 /* ---- the CLI: greedy text, placement line, fallbacks ---------------------- */
 

@@ -2,12 +2,15 @@
  * qwen3next_derive.h. The recurrence is cheap to derive, so every position
  * is checked, not only the first: one token at a time, one batch, several
  * sequences interleaved in one batch (the server's pass), a session reset,
- * a released and reused sequence slot. */
+ * a released and reused sequence slot; a long prompt through the chunked
+ * delta rule (chunks of 64 and 16, and token by token); a prefix resumed
+ * from a snapshot of the recurrent state, and the snapshots' bound. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <unistd.h>
 
 #include "showdown.h"
+#include "model/arch_qwen3next.h"
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/session.h"
@@ -115,7 +118,7 @@ Test(qwen3next, interleaved_sequences_in_one_batch)
     sd_fwd f;
     cr_assert_eq(sd_fwd_init(&f, m, kv, 16, 2, err), 0, "%s", err);
     for (int s = 0; s < 3; s++) cr_assert_eq(sd_kv_seq_grow(kv, s, 64), 0);
-    /* Prefix reuse would skip the recurrence: refused for a model with state. */
+    /* Prefix reuse would skip the recurrence: none without a snapshot of the state. */
     cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, toks, NT), 0);
     int done[3] = {0, 0, 0};
     const int start[3] = {0, 5, 11};   /* sequence s begins after start[s] rounds */
@@ -294,5 +297,136 @@ Test(qwen3next, fused_ssm_in_layout_computes_the_same)
     cr_expect_leq(worst, 1e-6, "fused layout differs: %.3e", worst);
     free(a); free(b);
     unlink(fused);
+    unlink(path);
+}
+
+/* ---- chunked prefill and state snapshots -------------------------------- */
+
+#define NL 150   /* crosses chunk boundaries of 64 and 16 */
+
+static void long_prompt(int32_t *t, int n)
+{
+    unsigned x = 12345u;
+    for (int i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        t[i] = 1 + (int32_t)((x >> 8) % 390);
+    }
+}
+
+/* Every row of one batch of NL tokens, with the delta rule's chunk set to chunk. */
+static float *batch_rows(sd_model *m, const int32_t *t, int n, int chunk, int nv)
+{
+    char err[SD_ERR_LEN];
+    m->qnext->chunk = chunk;
+    sd_session_params p = {256, 2, SD_KV_F32};
+    sd_session *s;
+    cr_assert_eq(sd_session_new(m, &p, &s, err), 0, "%s", err);
+    float *rows = malloc((size_t)n * nv * sizeof *rows);
+    cr_assert_eq(sd_session_eval(s, t, n, rows, err), 0, "%s", err);
+    sd_session_free(s);
+    return rows;
+}
+
+Test(qwen3next, chunked_prefill_matches_the_derivation)
+{
+    char path[128], err[SD_ERR_LEN];
+    qnext_synth(path, sizeof path, "f32");
+    int32_t t[NL];
+    long_prompt(t, NL);
+    int nv;
+    double *want = qnext_derive_rows(path, t, NL, &nv);
+    sd_model *m;
+    cr_assert_eq(sd_model_load(path, &m, err), 0, "%s", err);
+    static const int chunks[] = {64, 16, 1};
+    for (int c = 0; c < 3; c++) {
+        float *rows = batch_rows(m, t, NL, chunks[c], nv);
+        double worst = 0;
+        for (int i = 0; i < NL; i++) worst = fmax(worst, rel_l2(rows + (size_t)i * nv, want + (size_t)i * nv, nv));
+        cr_log_info("qwen3next: %d tokens in one batch, chunk %d: worst row vs the derivation %.2e", NL, chunks[c],
+                    worst);
+        cr_expect_leq(worst, 1e-5, "chunk %d: worst relative L2 %.3e", chunks[c], worst);
+        free(rows);
+    }
+    free(want);
+    sd_model_free(m);
+    unlink(path);
+}
+
+/* n tokens of sequence s from position p0 through the pass, in batches of
+ * at most 48; the rows of positions >= p0 into rows. */
+static void feed(sd_fwd *f, sd_kv_cache *kv, int s, const int32_t *t, int p0, int n, float *rows, int nv)
+{
+    cr_assert_eq(sd_kv_seq_grow(kv, s, n), 0);
+    for (int a = p0; a < n; a += 48) {
+        int c = n - a < 48 ? n - a : 48, pos[48], seq[48], out[48];
+        for (int i = 0; i < c; i++) pos[i] = a + i, seq[i] = s, out[i] = i;
+        sd_batch b = {c, t + a, pos, seq, out, c};
+        sd_forward_batch(f, &b, rows + (size_t)(a - p0) * nv);
+        sd_kv_seq_publish(kv, s, t, a + c);
+    }
+}
+
+Test(qwen3next, prefix_resumes_from_a_state_snapshot)
+{
+    char path[128], err[SD_ERR_LEN];
+    qnext_synth(path, sizeof path, "f32");
+    int32_t t[NL], u[NL];
+    long_prompt(t, NL);
+    memcpy(u, t, sizeof u);
+    for (int i = 100; i < NL; i++) u[i] = 1 + (u[i] * 7) % 390;   /* shares the first 100 tokens */
+    int nv;
+    double *want = qnext_derive_rows(path, u, NL, &nv);
+    sd_model *m;
+    cr_assert_eq(sd_model_load(path, &m, err), 0, "%s", err);
+    sd_kv_cache *kv;
+    cr_assert_eq(sd_kv_cache_new(m, SD_KV_F32, 4 * 160, 2, 48, &kv, err), 0, "%s", err);
+    cr_expect_eq(kv->snap.cap, 2, "one snapshot a slot by default");
+    sd_kv_snap_limit(kv, 1);
+    sd_fwd f;
+    cr_assert_eq(sd_fwd_init(&f, m, kv, 48, 2, err), 0, "%s", err);
+    float *rows = malloc((size_t)NL * nv * sizeof *rows);
+    /* The first prompt: 101 tokens, its snapshot at 96 (6 blocks). */
+    sd_kv_seq_plan_snapshot(kv, 0, t, 101);
+    cr_assert_eq(kv->seqs[0].snap_pos, 96);
+    feed(&f, kv, 0, t, 0, 101, rows, nv);
+    cr_expect_eq(kv->snap.stores, 1);
+    cr_expect_eq(kv->snap.bytes, kv->state_bytes, "%llu bytes kept", (unsigned long long)kv->snap.bytes);
+    sd_kv_seq_release(kv, 0);
+    /* The second shares 100 tokens: it resumes at 96 and matches its cold rows. */
+    cr_assert_eq(sd_kv_seq_reuse_prefix(kv, 1, u, NL), 96);
+    cr_expect_eq(kv->snap.hits, 1);
+    sd_kv_seq_plan_snapshot(kv, 1, u, NL);
+    feed(&f, kv, 1, u, 96, NL, rows, nv);
+    double worst = 0;
+    for (int i = 96; i < NL; i++)
+        worst = fmax(worst, rel_l2(rows + (size_t)(i - 96) * nv, want + (size_t)i * nv, nv));
+    cr_log_info("qwen3next: resumed at 96 from a state snapshot, worst row vs the derivation %.2e", worst);
+    cr_expect_leq(worst, 1e-5, "resumed from the snapshot: %.3e", worst);
+    /* Its own snapshot (at 144) replaced the first: one kept, the bound holds. */
+    cr_expect_eq(kv->snap.stores, 2);
+    cr_expect_eq(kv->snap.replaced, 1);
+    cr_expect_eq(kv->snap.bytes, kv->state_bytes);
+    sd_kv_seq_release(kv, 1);
+    cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, t, 101), 0, "the replaced snapshot was reused");
+    sd_kv_seq_release(kv, 0);
+    cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, u, NL), 144);
+    /* Blocks without a snapshot are not reused: a prefix of the second, cut before 144. */
+    sd_kv_seq_release(kv, 0);
+    cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, u, 140), 0);
+    /* Two sequences admitted with one prompt: one snapshot is filled, not two. */
+    sd_kv_seq_release(kv, 0);
+    sd_kv_seq_plan_snapshot(kv, 0, t, 101);
+    sd_kv_seq_plan_snapshot(kv, 1, t, 101);
+    cr_expect(kv->seqs[0].snap && !kv->seqs[1].snap, "the same prefix armed twice");
+    sd_kv_seq_release(kv, 1);
+    /* No snapshots kept: no reuse at all. */
+    sd_kv_seq_release(kv, 0);
+    sd_kv_snap_limit(kv, 0);
+    cr_expect_eq(kv->snap.bytes, 0);
+    cr_expect_eq(sd_kv_seq_reuse_prefix(kv, 0, u, NL), 0);
+    free(rows); free(want);
+    sd_fwd_free(&f);
+    sd_kv_cache_free(kv);
+    sd_model_free(m);
     unlink(path);
 }

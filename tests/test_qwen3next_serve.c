@@ -1,10 +1,11 @@
 /* qwen3next through `showdown serve` (the real binary on a loopback port,
  * serve_client.h), on a synthesized file: sequences batched together
  * advance their own recurrent states (concurrent greedy completions equal
- * the same requests served alone), a repeated prompt reuses no prefix
- * blocks (a cached block does not hold the state at its end: cache_n 0,
- * same answer), and a sequence preempted when the KV pool runs out is
- * recomputed from a zero state (answers unchanged). */
+ * the same requests served alone), a repeated prompt and one extending it
+ * resume from the snapshot of the recurrent state at its last full block
+ * (cache_n > 0, the same answer as cold), the snapshots' memory stays
+ * within one state per slot, and a sequence preempted when the KV pool runs
+ * out is recomputed from a zero state (answers unchanged). */
 #include "serve_client.h"
 #include "qwen3next_derive.h"
 
@@ -27,7 +28,7 @@ static void start(const char *const *args)
 
 Test(qwen3next_serve, batched_sequences_keep_their_own_state)
 {
-    const char *args[] = {"-c", "1024", "-np", "3", NULL};
+    const char *args[] = {"-c", "1024", "-np", "3", "--metrics", NULL};
     start(args);
     enum { N = 3 };
     /* The first prompt is long enough to fill prefix-cache blocks (16 tokens each). */
@@ -45,14 +46,40 @@ Test(qwen3next_serve, batched_sequences_keep_their_own_state)
         cr_expect_str_eq(with[i], alone[i], "request %d alone: '%s', batched with the others: '%s'", i, alone[i], with[i]);
         free(with[i]);
     }
-    /* The long prompt once more: its blocks were published, but none is reused. */
+    /* The long prompt once more: resumed from the state kept at its last full block. */
     json_t *o;
     char *again = completion_text(bodies[0], &o);
-    cr_expect_eq(jint(o, "timings.cache_n"), 0, "a prefix was reused (%lld tokens) for a model with recurrent state",
-                 jint(o, "timings.cache_n"));
-    cr_expect_str_eq(again, alone[0]);
+    long long hit = jint(o, "timings.cache_n");
+    cr_expect(hit > 0 && hit % 16 == 0, "the repeated prompt reused %lld tokens", hit);
+    cr_expect_str_eq(again, alone[0], "cold '%s', resumed from the state snapshot '%s'", alone[0], again);
     json_decref(o);
-    free(again);
+    /* A prompt extending it (the next turn of a conversation) resumes too;
+     * its answer is compared below with a server that keeps no snapshots. */
+    char ext[600], body[700];
+    snprintf(ext, sizeof ext, "%s and then they all went home to sleep", prompts[0]);
+    snprintf(body, sizeof body, "{\"prompt\":\"%s\",\"max_tokens\":12,\"temperature\":0}", ext);
+    long long bytes = metric("showdown_state_snapshot_bytes");
+    cr_expect_gt(bytes, 0, "no state snapshot kept");
+    char *warm = completion_text(body, &o);
+    cr_expect_geq(jint(o, "timings.cache_n"), hit, "the extension reused %lld tokens", jint(o, "timings.cache_n"));
+    json_decref(o);
+    /* Four snapshots' worth of prompts: never more than one a slot kept. */
+    for (int i = 0; i < 4; i++) {
+        char b2[700];
+        snprintf(b2, sizeof b2, "{\"prompt\":\"%d %s\",\"max_tokens\":1,\"temperature\":0}", i, prompts[0]);
+        free(completion_text(b2, NULL));
+    }
+    cr_expect_eq(metric("showdown_state_snapshot_bytes"), 3 * bytes, "not one snapshot a slot kept (3 slots)");
+    server_kill();
+    setenv("SHOWDOWN_STATE_SNAPSHOTS", "0", 1);
+    server_try_start(model, args, NULL);
+    unsetenv("SHOWDOWN_STATE_SNAPSHOTS");
+    char *cold = completion_text(body, &o);
+    cr_expect_eq(jint(o, "timings.cache_n"), 0, "with no snapshots kept, a prefix was reused");
+    cr_expect_eq(metric("showdown_state_snapshot_bytes"), 0);
+    cr_expect_str_eq(warm, cold, "the extension cold '%s', resumed '%s'", cold, warm);
+    json_decref(o);
+    free(again); free(warm); free(cold);
     for (int i = 0; i < N; i++) free(alone[i]);
 }
 

@@ -34,9 +34,9 @@ static void serve_usage(FILE *out)
             "  --max-body SIZE        largest request body (default 1M; K, M, G suffixes)\n"
             "  --timeout S            idle connection timeout in seconds (default 600)\n"
             "  --metrics              serve Prometheus metrics at GET /metrics\n"
-            "  -ngl, --n-gpu-layers N accepted for llama-server's command lines; the server runs\n"
-            "                         on the CPU for now and says so (run, bench, ppl use the GPU)\n"
-            "  --device N             likewise\n\n"
+            "  -ngl, --n-gpu-layers N the last N layers on the GPU (more than the model has: the\n"
+            "                         output head too; auto: as many as fit; default 0)\n"
+            "  --device N             the GPU to use, as `showdown devices` lists them (default 0)\n\n"
             "Endpoints: POST /v1/completions, /v1/chat/completions (also without /v1),\n"
             "GET /v1/models, /health, /metrics; POST /tokenize, /detokenize.\n",
             sd_chat_names());
@@ -205,11 +205,9 @@ int cmd_serve(int argc, char **argv)
             v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv));
     load_delay_for_tests();
     if (sd_model_load(o.model, &m, err)) { fail("%s", err); goto done; }
-    /* The GPU layers run one sequence at a time (model/offload.c); the
-     * server's batches mix sequences over the paged cache. */
-    if (o.ngl || o.device)
-        fprintf(stderr, "serve: the server runs on the CPU for now, -ngl/--device are not used (GPU layers run one "
-                        "sequence at a time; run, bench and ppl take -ngl)\n");
+    /* The engine's steps run the GPU layers over a device pool of the KV
+     * cache's blocks (model/offload.h): sized for -c positions. */
+    if (gpu_offload(m, o.ngl, (int)o.device, (int)o.ctx, SD_KV_F16)) goto done;
     sd_chat_template tmpl;
     char why[160];
     if (pick_template(&o, m, &tmpl, why, sizeof why)) goto done;
@@ -222,10 +220,15 @@ int cmd_serve(int argc, char **argv)
     sd_server_set_model(srv, m, e, tmpl);
     sd_engine_stats st;
     sd_engine_get_stats(e, &st);
-    fprintf(stderr, "showdown serve: listening on http://%s%s%s:%d (model %s, %ld slots, context %ld, KV cache %.1f MiB, "
-                    "chat template %s)\n",
+    char where[96];
+    if (st.gpu_layers)
+        snprintf(where, sizeof where, "layers %d-%d on the GPU (%s)", st.gpu_first, st.gpu_first + st.gpu_layers - 1,
+                 sd_model_backend(m));
+    else snprintf(where, sizeof where, "every layer on the CPU");
+    fprintf(stderr, "showdown serve: listening on http://%s%s%s:%d (model %s, %ld slots, context %ld, KV cache %.1f MiB "
+                    "on the CPU, %s, chat template %s)\n",
             v6 ? "[" : "", h, v6 ? "]" : "", sd_server_port(srv), o.alias ? o.alias : o.model, o.n_slots, o.ctx,
-            st.kv_bytes / 1048576.0, why);
+            st.kv_bytes / 1048576.0, where, why);
     int sig = 0;
     sigwait(&sigs, &sig);
     fprintf(stderr, "showdown serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -23,9 +23,10 @@ static void usage(FILE *out)
             "  --seed S             random seed (default 42)\n"
             "  --vocab FILE.gguf    copy the tokenizer of this file (its size sets the\n"
             "                       vocabulary); default: a synthesized byte-level BPE one\n"
-            "  --arch A             llama, qwen2 (Q/K/V biases) or qwen3 (Q/K norms)\n"
-            "                       (the MoE presets: qwen3moe, gpt-oss, llama = mixtral,\n"
-            "                       qwen3next)\n"
+            "  --arch A             llama, qwen2 (Q/K/V biases), qwen3 (Q/K norms) or gemma3\n"
+            "                       (Q/K norms, post-norms, GELU, a window of 8, logits\n"
+            "                       capped at 30) (the MoE presets: qwen3moe, gpt-oss,\n"
+            "                       llama = mixtral, qwen3next)\n"
             "  --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N\n"
             "  --vocab-size N --ctx N --rope-base F\n"
             "                       change the preset's shape (--dim/--heads without\n"
@@ -155,7 +156,7 @@ int cmd_synth(int argc, char **argv)
     if (edit.n_expert >= 0 && !base->n_expert) return fail("--experts: preset %s is not a mixture of experts", base->name);
     if (rope_base > 0) s.rope_base = (float)rope_base;
     if (arch && sd_synth_set_arch(&s, arch))
-        return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss)", arch);
+        return fail("--arch: unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss, gemma3)", arch);
     if (!same_shape(&s, base)) {
         if (s.rope_base != base->rope_base || s.head_dim != base->head_dim) s.rope_llama3_factor = 0;
         snprintf(s.name, sizeof s.name, "%.24s-custom", base->name);

@@ -25,16 +25,41 @@ typedef struct {
     float norm_eps;
     int rope_neox;                    /* 1: rotate halves; 0: adjacent pairs */
     const float *rope_freq_factors;   /* head_dim/2 divisors, or NULL */
+    float q_scale;                    /* multiplies attention's 1/sqrt(head_dim) (gemma3 27B), else 1 */
+    float logit_softcap;              /* > 0: logits = c tanh(logits / c) (gemma3), 0: none */
+    int ffn_gelu;                     /* 1: GELU(gate) * up (gemma3, tanh form), 0: SiLU */
+    /* YaRN (gpt-oss): yarn_freq_scale > 0 replaces the layers' linear scale
+     * (kernels/ops.h sd_rope_yarn: freq_scale, corr_lo, corr_hi, mscale) */
+    float yarn_freq_scale, yarn_corr_lo, yarn_corr_hi, yarn_mscale;
 } sd_gpu_shape;
 
-/* One transformer layer (llama/qwen2/qwen3): pre-norm attention with
- * optional q/k/v biases and per-head q/k norms, then a SwiGLU FFN. */
+/* A layer's routed experts (qwen3moe, mixtral, gpt-oss), routed as
+ * model/moe.h describes; every expert's matrices share one shape and format. */
+typedef struct {
+    int n_expert, n_used, n_ff;
+    int topk_softmax;                    /* 0: softmax, top k, renormalized; 1: top k, softmax over k (gpt-oss) */
+    int oai_swiglu;                      /* gpt-oss's clamped SwiGLU (else SiLU(gate) * up) */
+    const sd_weight *router;             /* n_expert rows of n_embd */
+    const float *router_b;               /* n_expert, or NULL */
+    const sd_weight *gate, *up, *down;   /* n_expert views each (gate/up: n_ff x n_embd, down: n_embd x n_ff) */
+    const float *b_gate, *b_up, *b_down; /* [expert][n_ff] ([expert][n_embd] for down), or NULL */
+} sd_gpu_moe;
+
+/* One transformer layer (llama/qwen2/qwen3/gemma3/qwen3moe/gpt-oss):
+ * pre-norm attention with optional q/k/v/o biases, per-head q/k norms,
+ * a sliding window and sinks, then a gated FFN or routed experts, each
+ * sublayer's output optionally normed before its residual add. */
 typedef struct {
     const float *attn_norm, *ffn_norm;   /* n_embd */
     const float *bq, *bk, *bv;           /* or NULL */
     const float *q_norm, *k_norm;        /* head_dim, or NULL */
     float rope_base, rope_scale;         /* this layer's RoPE base and linear position scale */
-    const sd_weight *w[7];               /* q, k, v, o, gate, up, down */
+    const sd_weight *w[7];               /* q, k, v, o, gate, up, down (the FFN three unused with moe) */
+    const float *post_attn_norm, *post_ffn_norm;   /* gemma3: norms of each sublayer's output, or NULL */
+    int swa;                             /* sliding window (a token sees itself and swa - 1 before); 0: none */
+    const float *bo;                     /* output projection's bias (gpt-oss), or NULL */
+    const float *attn_sinks;             /* per query head: an extra softmax logit with no value, or NULL */
+    const sd_gpu_moe *moe;               /* routed experts instead of the dense FFN, or NULL */
 } sd_gpu_layer;
 
 /* One forward step's work on a device: layers [layer_begin, layer_end) on
@@ -47,6 +72,18 @@ typedef struct {
     int layer_begin, layer_end;
     int output, first_row;
     float *logits;
+    int32_t *moe_ids;   /* or NULL: where the chosen experts of the step's layers go, as model/moe.h's
+                           sd_moe_ids lays them out ([(t * n_layer + layer) * k + j], k of the model) */
+    /* A paged step (a state from batch_new; NULL pos_of otherwise): token t
+     * is at position pos_of[t] of sequence seq[t], whose position p lives
+     * in row tables[seq[t]][p / block] * block + p % block of the device
+     * cache; pos and first_row are unused, and the output head runs on rows
+     * out[0..n_out) (ascending) into logits (n_out x n_vocab). */
+    const int *pos_of, *seq;
+    const int *const *tables;
+    int n_seqs, block;
+    const int *out;
+    int n_out;
 } sd_gpu_step;
 
 typedef struct sd_gpu_model sd_gpu_model;   /* weights on one device */
@@ -71,6 +108,15 @@ typedef struct {
     /* One command buffer for the whole step; -1 on device loss or a failed
      * allocation (the step's results are then not to be used). */
     int (*run)(sd_gpu_state *st, const sd_gpu_step *step, char *err);
+    /* A line about how the device runs the model, for its placement line
+     * (which prefill kernel, a path a self-check turned off), or NULL. */
+    const char *(*notice)(const sd_gpu_model *g);
+    /* The serving engine's state: a paged KV pool of n_pos positions (whole
+     * blocks) for the uploaded layers, shared by n_seqs sequences through
+     * their block tables, scratch for n_batch tokens a step and logits for
+     * n_out of them. Freed with state_free; run takes paged steps on it. */
+    int (*batch_new)(sd_gpu_model *g, int n_pos, int block, int n_seqs, int n_batch, int n_out, int kv_f32,
+                     sd_gpu_state **out, char *err);
 } sd_gpu_backend;
 
 /* The backends compiled in, NULL-terminated (the Vulkan one first). */

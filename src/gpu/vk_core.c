@@ -33,9 +33,11 @@ static void open_loader(void)
 /* Test-only fault injection: SHOWDOWN_VK_FAIL=alloc:N makes the Nth device
  * memory allocation of the process fail as out of device memory,
  * SHOWDOWN_VK_FAIL=submit:N the Nth forward step's submission as a lost
- * device (1-based; uploads are not counted). The tests check that either
- * becomes one error line, never a crash or wrong output. */
-static struct { int kind; long at; long seen[3]; } vk_fault;
+ * device (1-based; uploads are not counted), SHOWDOWN_VK_FAIL=coop:N the
+ * Nth cooperative-matrix self-check as a mismatch. The tests check that
+ * each becomes one error line (the last: one notice), never a crash or
+ * wrong output. */
+static struct { int kind; long at; long seen[4]; } vk_fault;
 static pthread_once_t vk_fault_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t vk_fault_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -45,7 +47,8 @@ static void read_fault(void)
     long n;
     char kind[16];
     if (!e || sscanf(e, "%15[a-z]:%ld", kind, &n) != 2 || n < 1) return;
-    vk_fault.kind = !strcmp(kind, "alloc") ? SD_VK_FAULT_ALLOC : !strcmp(kind, "submit") ? SD_VK_FAULT_SUBMIT : 0;
+    vk_fault.kind = !strcmp(kind, "alloc") ? SD_VK_FAULT_ALLOC : !strcmp(kind, "submit") ? SD_VK_FAULT_SUBMIT
+                  : !strcmp(kind, "coop") ? SD_VK_FAULT_COOP : 0;
     vk_fault.at = n;
 }
 
@@ -91,8 +94,9 @@ int sd_vk_instance_new(sd_vk_instance *vk, char *err)
         snprintf(err, SD_ERR_LEN, "vulkan: the loader is older than Vulkan 1.1");
         return -1;
     }
+    /* 1.3 where the loader has it: the cooperative-matrix kernels are SPIR-V 1.6 */
     VkApplicationInfo app = {.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO, .pApplicationName = "showdown",
-                             .apiVersion = VK_API_VERSION_1_2};
+                             .apiVersion = api >= VK_API_VERSION_1_3 ? VK_API_VERSION_1_3 : VK_API_VERSION_1_2};
     VkInstanceCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, .pApplicationInfo = &app};
     VkResult r = create(&ci, NULL, &vk->inst);
     if (r != VK_SUCCESS) {
@@ -104,6 +108,8 @@ int sd_vk_instance_new(sd_vk_instance *vk, char *err)
     SD_VK_INSTANCE_FNS(SD_VK_LOAD)
     SD_VK_DEVICE_FNS(SD_VK_LOAD)
 #undef SD_VK_LOAD
+    vk->coop_props = (PFN_vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR)vk_gipa(
+        vk->inst, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
 #define SD_VK_CHECK(f) if (!vk->f) missing = #f;
     const char *missing = NULL;
     SD_VK_INSTANCE_FNS(SD_VK_CHECK)
@@ -135,7 +141,7 @@ int sd_vk_physical_devices(sd_vk_instance *vk, VkPhysicalDevice *devs, int max, 
     return 0;
 }
 
-static int has_extension(sd_vk_instance *vk, VkPhysicalDevice pd, const char *name)
+int sd_vk_has_extension(sd_vk_instance *vk, VkPhysicalDevice pd, const char *name)
 {
     VkExtensionProperties ext[512];
     uint32_t n = 512;
@@ -161,7 +167,7 @@ void sd_vk_describe(sd_vk_instance *vk, VkPhysicalDevice pd, sd_gpu_device_info 
     info->software = p->deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT};
-    int have_budget = has_extension(vk, pd, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+    int have_budget = sd_vk_has_extension(vk, pd, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     VkPhysicalDeviceMemoryProperties2 m2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2,
                                             .pNext = have_budget ? &budget : NULL};
     vk->vkGetPhysicalDeviceMemoryProperties2(pd, &m2);
@@ -183,7 +189,8 @@ static const uint32_t mv_types[SD_VK_N_FORMATS] = {
     SD_TYPE_Q2_K, SD_TYPE_Q3_K, SD_TYPE_Q4_K, SD_TYPE_Q5_K, SD_TYPE_Q6_K, SD_TYPE_MXFP4, SD_TYPE_NVFP4,
     SD_TYPE_IQ4_NL};
 static const char *const op_names[SD_VK_N_OPS] = {
-    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act"};
+    "rmsnorm", "rope", "kv_store", "attention", "swiglu", "add_bias", "quant_act", "geglu", "softcap",
+    "moe_route", "moe_act", "moe_combine", "rope_paged", "kv_store_paged", "attention_paged"};
 
 int sd_vk_matvec_index(uint32_t type)
 {
@@ -202,11 +209,11 @@ static const sd_spv *find_spv(const char *name)
 static int make_layout(sd_vk_device *d, char *err)
 {
     sd_vk_instance *vk = &d->vk;
-    VkDescriptorSetLayoutBinding b[4];
-    for (uint32_t i = 0; i < 4; i++)
+    VkDescriptorSetLayoutBinding b[SD_VK_BINDINGS];
+    for (uint32_t i = 0; i < SD_VK_BINDINGS; i++)
         b[i] = (VkDescriptorSetLayoutBinding){i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL};
     VkDescriptorSetLayoutCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
-                                           .bindingCount = 4, .pBindings = b};
+                                           .bindingCount = SD_VK_BINDINGS, .pBindings = b};
     VkResult r = vk->vkCreateDescriptorSetLayout(d->dev, &dci, NULL, &d->dsl);
     VkPushConstantRange pc = {VK_SHADER_STAGE_COMPUTE_BIT, 0, 64};
     VkPipelineLayoutCreateInfo lci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, .setLayoutCount = 1,
@@ -227,6 +234,10 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
     if (d->pipes[i]) return 0;
     char name[32];
     if (i < SD_VK_N_FORMATS) snprintf(name, sizeof name, "matvec_%s", sd_type_name(mv_types[i]));
+    else if (i >= SD_VK_MATVEC_ID_FIRST)
+        snprintf(name, sizeof name, "matvec_id_%s", sd_type_name(mv_types[i - SD_VK_MATVEC_ID_FIRST]));
+    else if (i >= SD_VK_COOP_FIRST)
+        snprintf(name, sizeof name, "matmul_coop_%s", sd_type_name(mv_types[i - SD_VK_COOP_FIRST]));
     else if (i >= SD_VK_MATMUL_FIRST)
         snprintf(name, sizeof name, "matmul_%s", sd_type_name(mv_types[i - SD_VK_MATMUL_FIRST]));
     else snprintf(name, sizeof name, "%s", op_names[i - SD_VK_N_FORMATS]);
@@ -245,6 +256,8 @@ int sd_vk_pipeline(sd_vk_device *d, int i, char *err)
             .stage = {.sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
                       .stage = VK_SHADER_STAGE_COMPUTE_BIT, .module = mod, .pName = "main"},
             .layout = d->layout};
+        sd_vk_coop_spec spec;
+        if (i >= SD_VK_COOP_FIRST && i < SD_VK_MATVEC_ID_FIRST) sd_vk_coop_stage(d, &pci.stage, &spec);
         VkPipeline p;
         r = vk->vkCreateComputePipelines(d->dev, VK_NULL_HANDLE, 1, &pci, NULL, &p);
         if (r == VK_SUCCESS) d->pipes[i] = p;
@@ -274,6 +287,12 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
     VkPhysicalDeviceProperties props;
     vk->vkGetPhysicalDeviceProperties(d->pd, &props);
     d->limits = props.limits;
+    /* Test-only: SHOWDOWN_VK_MAX_BINDING=BYTES lowers the size weights are
+     * split at, so small models take the paths of heads and expert tensors
+     * too large to bind whole (tests/test_gpu_arch.c). */
+    d->max_binding = d->limits.maxStorageBufferRange;
+    const char *mb = getenv("SHOWDOWN_VK_MAX_BINDING");
+    if (mb && atoll(mb) > 0 && (unsigned long long)atoll(mb) < d->max_binding) d->max_binding = (VkDeviceSize)atoll(mb);
     vk->vkGetPhysicalDeviceMemoryProperties(d->pd, &d->memprops);
     /* matvec.comp reduces with subgroupAdd: every Vulkan 1.1 GPU driver
      * (and lavapipe) has it in compute shaders, but it is optional. */
@@ -301,7 +320,21 @@ int sd_vk_device_open(int index, sd_vk_device *d, char *err)
                                    .queueFamilyIndex = d->queue_family, .queueCount = 1, .pQueuePriorities = &prio};
     VkDeviceCreateInfo dci = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
                               .pQueueCreateInfos = &qci};
+    sd_vk_coop_features cf;
+    const char *coop_ext = VK_KHR_COOPERATIVE_MATRIX_EXTENSION_NAME;
+    if (sd_vk_coop_probe(d, &props, &cf)) {
+        dci.pNext = &cf.v12;
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = &coop_ext;
+    }
     VkResult r = vk->vkCreateDevice(d->pd, &dci, NULL, &d->dev);
+    if (r != VK_SUCCESS && d->coop.on) {   /* the path is optional: the device without it */
+        memset(&d->coop, 0, sizeof d->coop);
+        d->coop.off = "the device refused the features it needs";
+        dci.pNext = NULL;
+        dci.enabledExtensionCount = 0;
+        r = vk->vkCreateDevice(d->pd, &dci, NULL, &d->dev);
+    }
     if (r != VK_SUCCESS) {
         d->dev = VK_NULL_HANDLE;
         snprintf(err, SD_ERR_LEN, "vulkan: cannot open %s (%s)", d->info.name, sd_vk_result(r));
@@ -428,6 +461,12 @@ int sd_vk_submit_wait(sd_vk_device *d, VkCommandBuffer cb, int step, char *err)
 int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSize bytes, sd_vk_buffer *stage,
                  char *err)
 {
+    return sd_vk_upload_at(d, dst, 0, src, bytes, stage, err);
+}
+
+int sd_vk_upload_at(sd_vk_device *d, sd_vk_buffer *dst, VkDeviceSize dst_off, const void *src, VkDeviceSize bytes,
+                    sd_vk_buffer *stage, char *err)
+{
     sd_vk_instance *vk = &d->vk;
     VkCommandBufferAllocateInfo ai = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
                                       .commandPool = d->cpool, .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
@@ -446,7 +485,7 @@ int sd_vk_upload(sd_vk_device *d, sd_vk_buffer *dst, const void *src, VkDeviceSi
                                        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT};
         vk->vkResetCommandBuffer(cb, 0);
         vk->vkBeginCommandBuffer(cb, &bi);
-        VkBufferCopy c = {0, at, n};
+        VkBufferCopy c = {0, dst_off + at, n};
         vk->vkCmdCopyBuffer(cb, stage->buf, dst->buf, 1, &c);
         rc = sd_vk_submit_wait(d, cb, 0, err);
     }

@@ -19,6 +19,12 @@ static void build(void)
     for (uint32_t h = 0; h < (1u << 16); h++) table[h] = sd_f32_to_f16(gelu(sd_f16_to_f32((uint16_t)h)));
 }
 
+const uint16_t *sd_geglu_table(void)
+{
+    pthread_once(&once, build);
+    return table;
+}
+
 void sd_geglu(float *g, const float *u, int64_t n)
 {
     pthread_once(&once, build);

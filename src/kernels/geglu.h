@@ -12,5 +12,8 @@
  * divergence from the reference against GELU in float (max 0.016 -> 0.009
  * nats a row on gemma3-270m-once.ref). */
 void sd_geglu(float *g, const float *u, int64_t n);
+/* The table itself (F16 bits of x -> F16 bits of GELU(x)), for a GPU to
+ * look up the same values. */
+const uint16_t *sd_geglu_table(void);
 
 #endif

@@ -15,7 +15,8 @@
  * byte r), NVFP4's four UE4M3
  * sub-block codes per 64-value block (code k of row r at byte 16k + r), or
  * Q4_K's d, dmin and 12 scale bytes per 256-value super-block, in 2-byte
- * units (unit k of row r at byte 32k + 2r).
+ * units (unit k of row r at byte 32k + 2r). Q4_K's scale bytes and Q6_K's
+ * quants are re-encoded on the way (same sizes; pack.c, x86/packed_zmm.h).
  *
  * Wide matrices are cut into panels of SD_PACK_PANEL_COLS = 2048 columns
  * (the last panel may be narrower), stored one after another:
@@ -58,8 +59,9 @@ int sd_pack_block_values(uint32_t type);
  * 0 if left as it is, -1 when out of memory. */
 int sd_weight_pack(sd_weight *w);
 void sd_weight_unpack(sd_weight *w);   /* frees w->packed */
-/* sd_weight_pack over n weights on up to n_threads threads (the copy is
- * bound by page clearing and memory, so it scales with cores). Returns how
+/* sd_weight_pack over n weights on up to n_threads threads, which share
+ * them in pieces of whole groups (the copy is bound by page clearing and
+ * memory, so it scales with cores). Returns how
  * many were packed; a weight that could not be (out of memory) stays as it
  * is. done(w, ctx), if set, is called once for each weight packed. */
 int sd_weights_pack(sd_weight *const *ws, int n, int n_threads, void (*done)(const sd_weight *, void *), void *ctx);

@@ -74,6 +74,8 @@ int sd_qnext_hparams(sd_model *m, char *err)
         q->rec_index[il] = rec ? q->n_recurrent++ : -1;
         q->kv_index[il] = rec ? -1 : n_att++;
     }
+    const char *chunk = getenv("SHOWDOWN_DELTANET_CHUNK");
+    q->chunk = chunk ? atoi(chunk) : 32;   /* measured fastest for 128-wide heads (docs/BENCHMARKS.md) */
     q->layer_state = (size_t)q->conv_dim * (size_t)(q->d_conv - 1) +
                      (size_t)q->n_v_heads * (size_t)q->head_v * (size_t)q->head_k;
     return 0;
@@ -191,9 +193,11 @@ typedef struct {
     float *mix, *z, *bd, *o;     /* recurrent: conv input/output, z, beta and decay, delta output */
     float *qkvz;                 /* recurrent, fused ssm_in: its output before the split */
     float *sh_g, *sh_u, *sh_y, *sh_w;   /* shared expert */
+    float *work;                 /* per thread: sd_deltanet_run's work space */
+    size_t work_floats;
 } qn_scratch;
 
-static size_t layout(const sd_model *m, int max_tok, float *base, qn_scratch *sc)
+static size_t layout(const sd_model *m, int max_tok, int n_threads, float *base, qn_scratch *sc)
 {
     const struct sd_qnext *q = m->qnext;
     size_t B = (size_t)max_tok, qd = (size_t)m->hp.n_head * m->hp.head_dim, o = 0;
@@ -209,11 +213,17 @@ static size_t layout(const sd_model *m, int max_tok, float *base, qn_scratch *sc
     TAKE(sh_u, B * q->n_ff_shexp);
     TAKE(sh_y, B * m->hp.n_embd);
     TAKE(sh_w, B);
+    size_t wf = sd_deltanet_work_floats(q->head_k, q->head_v);
+    if (base) sc->work_floats = wf;
+    TAKE(work, (size_t)(n_threads > 0 ? n_threads : 1) * wf);
 #undef TAKE
     return o;
 }
 
-size_t sd_qnext_scratch_floats(const sd_model *m, int max_tok) { return m->qnext ? layout(m, max_tok, NULL, NULL) : 0; }
+size_t sd_qnext_scratch_floats(const sd_model *m, int max_tok, int n_threads)
+{
+    return m->qnext ? layout(m, max_tok, n_threads, NULL, NULL) : 0;
+}
 
 /* ---- the layers --------------------------------------------------------- */
 
@@ -271,6 +281,15 @@ static float *seq_state(const sd_fwd *f, int seq, int il)
     return (float *)f->kv->seqs[seq].state + (size_t)q->rec_index[il] * q->layer_state;
 }
 
+/* Where the state of layer il after token t goes besides the sequence's
+ * own: its snapshot (model/kv_cache.h) when t ends the snapshot's prefix. */
+static float *snapshot_after(const sd_fwd *f, const sd_batch *b, int t, int il)
+{
+    const sd_kv_seq *s = &f->kv->seqs[b->seq[t]];
+    if (!s->snap || b->pos[t] + 1 != s->snap_pos) return NULL;
+    return (float *)s->snap + (size_t)f->m->qnext->rec_index[il] * f->m->qnext->layer_state;
+}
+
 /* Threads take slices of the channels; each runs its channels through the
  * batch's tokens in order (a sequence's tokens come in position order). */
 static void conv_part(void *ctx, int ti, int nt)
@@ -280,33 +299,47 @@ static void conv_part(void *ctx, int ti, int nt)
     const struct sd_qnext_layer *ql = j->f->m->layers[j->il].qn;
     int c0 = (int)((int64_t)q->conv_dim * ti / nt), c1 = (int)((int64_t)q->conv_dim * (ti + 1) / nt), m = q->d_conv - 1;
     if (c1 <= c0) return;
+    size_t part = (size_t)(c1 - c0) * m * sizeof(float);
     for (int t = 0; t < j->b->n; t++) {
-        float *st = seq_state(j->f, j->b->seq[t], j->il) + (size_t)c0 * m;
-        if (j->b->pos[t] == 0) memset(st, 0, (size_t)(c1 - c0) * m * sizeof(float));
+        float *st = seq_state(j->f, j->b->seq[t], j->il) + (size_t)c0 * m, *snap;
+        if (j->b->pos[t] == 0) memset(st, 0, part);
         float *x = j->sc->mix + (size_t)t * q->conv_dim + c0;
         sd_conv_step(st, ql->conv + (size_t)c0 * q->d_conv, x, c1 - c0, q->d_conv);
         for (int i = 0; i < c1 - c0; i++) x[i] = x[i] * sigmoidf(x[i]);
+        if ((snap = snapshot_after(j->f, j->b, t, j->il))) memcpy(snap + (size_t)c0 * m, st, part);
     }
 }
 
-/* Threads take slices of the value heads; each runs its heads through the tokens in order. */
+/* Threads take slices of the value heads; each runs its heads through the
+ * batch's runs of tokens (a sequence's consecutive positions), in chunks. */
 static void delta_part(void *ctx, int ti, int nt)
 {
     const rec_job *j = ctx;
     const struct sd_qnext *q = j->f->m->qnext;
+    const sd_batch *b = j->b;
     int h0 = q->n_v_heads * ti / nt, h1 = q->n_v_heads * (ti + 1) / nt, dk = q->head_k, dv = q->head_v;
-    int r = q->n_v_heads / q->n_k_heads;
+    int r = q->n_v_heads / q->n_k_heads, H = q->n_v_heads;
     size_t conv_floats = (size_t)q->conv_dim * (q->d_conv - 1), mat = (size_t)dv * dk;
-    for (int t = 0; t < j->b->n; t++) {
-        float *S = seq_state(j->f, j->b->seq[t], j->il) + conv_floats;
-        const float *mix = j->sc->mix + (size_t)t * q->conv_dim, *bd = j->sc->bd + (size_t)t * 2 * q->n_v_heads;
-        if (j->b->pos[t] == 0) memset(S + h0 * mat, 0, (size_t)(h1 - h0) * mat * sizeof(float));
+    float *work = j->sc->work + (size_t)ti * j->sc->work_floats;
+    if (h1 <= h0) return;
+    for (int t0 = 0, t1; t0 < b->n; t0 = t1) {
+        /* A run ends where its sequence's snapshot is taken. */
+        for (t1 = t0 + 1; t1 < b->n && b->seq[t1] == b->seq[t0] && b->pos[t1] == b->pos[t1 - 1] + 1 &&
+                          !snapshot_after(j->f, b, t1 - 1, j->il);
+             t1++)
+            ;
+        float *S = seq_state(j->f, b->seq[t0], j->il) + conv_floats, *snap;
+        const float *mix = j->sc->mix + (size_t)t0 * q->conv_dim, *bd = j->sc->bd + (size_t)t0 * 2 * H;
+        if (b->pos[t0] == 0) memset(S + h0 * mat, 0, (size_t)(h1 - h0) * mat * sizeof(float));
         for (int h = h0; h < h1; h++) {
             int kh = h / r;
-            sd_deltanet_step(S + h * mat, mix + (size_t)kh * dk, mix + q->key_dim + (size_t)kh * dk,
-                             mix + 2 * q->key_dim + (size_t)h * dv, bd[q->n_v_heads + h], bd[h], dk, dv,
-                             j->sc->o + (size_t)t * q->value_dim + (size_t)h * dv);
+            sd_deltanet_run(S + h * mat, mix + (size_t)kh * dk, mix + q->key_dim + (size_t)kh * dk, q->conv_dim,
+                            mix + 2 * q->key_dim + (size_t)h * dv, q->conv_dim, bd + h, bd + H + h, 2 * (size_t)H,
+                            t1 - t0, dk, dv, j->sc->o + (size_t)t0 * q->value_dim + (size_t)h * dv, q->value_dim,
+                            q->chunk, work);
         }
+        if ((snap = snapshot_after(j->f, b, t1 - 1, j->il)))
+            memcpy(snap + conv_floats + h0 * mat, S + h0 * mat, (size_t)(h1 - h0) * mat * sizeof(float));
     }
 }
 
@@ -427,7 +460,7 @@ void sd_qnext_forward_layer(sd_fwd *f, const sd_batch *b, int il)
     const sd_layer *L = &m->layers[il];
     int e = m->hp.n_embd;
     qn_scratch sc;
-    layout(m, f->max_tok, f->qnext, &sc);
+    layout(m, f->max_tok, sd_pool_size(f->pool), f->qnext, &sc);
     for (int t = 0; t < b->n; t++) sd_rmsnorm(f->xb + (size_t)t * e, f->x + (size_t)t * e, L->attn_norm, e, m->hp.norm_eps);
     if (m->qnext->rec_index[il] < 0) gated_attention_fwd(f, b, il, &sc);
     else linear_attention_fwd(f, b, il, &sc);

@@ -28,7 +28,10 @@
  * A recurrent layer keeps, per sequence, its convolution's last inputs and
  * each value head's state matrix: the KV cache's per-sequence state slot
  * (model/kv_cache.h), zeroed when the sequence is released or when a token
- * at position 0 arrives. Its matrices sit in the layer's ordinary slots:
+ * at position 0 arrives; a sequence's run of positions in a batch goes
+ * through the delta rule in chunks (sd_deltanet_run), and its state is also
+ * copied to an armed snapshot as the run passes its position (the prefix
+ * cache's, model/kv_cache.h). Its matrices sit in the layer's ordinary slots:
  * wq = attn_qkv, wk = attn_gate (or wq = the fused ssm_in, wk empty),
  * wv = ssm_ba, wo = ssm_out; in MoE layers
  * w_gate/w_up/w_down hold the shared expert. */
@@ -47,6 +50,8 @@ struct sd_qnext {
     int *rec_index;               /* per layer: its index among the recurrent layers, or -1 */
     int *kv_index;                /* per layer: its index among the attention layers (KV cache planes), or -1 */
     size_t layer_state;           /* floats of state per recurrent layer and sequence */
+    int chunk;                    /* tokens per chunk of the delta rule's prefill (sd_deltanet_run; <= 1: token
+                                     by token), SHOWDOWN_DELTANET_CHUNK overrides the default */
 };
 
 struct sd_qnext_layer {
@@ -67,8 +72,8 @@ void sd_qnext_free(sd_model *m);
 
 /* Bytes of recurrent state per sequence (0 for other models). */
 size_t sd_qnext_state_bytes(const sd_model *m);
-/* Floats of forward-pass scratch for batches of max_tok tokens (0 for other models). */
-size_t sd_qnext_scratch_floats(const sd_model *m, int max_tok);
+/* Floats of forward-pass scratch for batches of max_tok tokens on n_threads (0 for other models). */
+size_t sd_qnext_scratch_floats(const sd_model *m, int max_tok, int n_threads);
 /* Layer il over batch b (in place of the llama-family layer). */
 void sd_qnext_forward_layer(sd_fwd *f, const sd_batch *b, int il);
 

@@ -440,7 +440,7 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     f->units = malloc((size_t)f->max_units * sizeof *f->units);
     f->recs = malloc((size_t)f->max_recs * group * (hp->head_dim + 2) * sizeof(float));
     f->pool = sd_pool_new(n_threads);
-    size_t qn_floats = sd_qnext_scratch_floats(m, max_tok);
+    size_t qn_floats = sd_qnext_scratch_floats(m, max_tok, n_threads);
     if (qn_floats && !(f->qnext = malloc(qn_floats * sizeof(float)))) {
         sd_fwd_free(f);
         return fwd_fail(err, "%s: out of memory for the recurrent layers' scratch (%d tokens)", m->path, max_tok);

@@ -54,6 +54,7 @@ typedef struct {
     int32_t *moe_ids;      /* the last pass's chosen experts, moe_n tokens */
     int moe_n;
     struct sd_gpu_state *gpu;   /* KV cache and scratch of the GPU layers (model/offload.c), or NULL */
+    int gpu_paged;         /* gpu is the serving engine's paged pool, mirroring kv's blocks (sd_offload_engine_new) */
     char *gpu_err;         /* set when a GPU step failed: that batch's results are void */
 } sd_fwd;
 

@@ -160,6 +160,10 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
                        m->path, n_pos, state ? " and the recurrent state" : "", (double)(need + state) / (1 << 20),
                        (unsigned long long)(need + state));
     }
+    if (c->state_bytes) {
+        const char *env = getenv("SHOWDOWN_STATE_SNAPSHOTS");
+        sd_kv_snap_limit(c, env ? atoi(env) : n_seqs);
+    }
     /* The full pool's layers first, then the window pool's. */
     size_t at = 0, full_plane = (size_t)nb * SD_KV_BLOCK * c->kv_head;
     size_t win_plane = (size_t)sh.win_blocks * SD_KV_BLOCK * c->kv_head;
@@ -179,6 +183,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
 void sd_kv_cache_free(sd_kv_cache *c)
 {
     if (!c) return;
+    sd_kv_snap_free(c);
     if (c->seqs)
         for (int s = 0; s < c->n_seqs; s++) {
             free(c->seqs[s].blocks);
@@ -341,6 +346,7 @@ void sd_kv_seq_release(sd_kv_cache *c, int s)
     if (q->win) drop_window(c, q, 0, 0);
     q->n_blocks = q->n_hashed = q->win_lo = q->win_hi = 0;
     q->last_hash = 0;
+    sd_kv_snap_drop(c, s);
     if (q->state) memset(q->state, 0, c->state_bytes);
 }
 
@@ -358,7 +364,7 @@ static int window_cached(sd_kv_cache *c, const int32_t *tokens, int k, int *firs
 int sd_kv_seq_reuse_prefix(sd_kv_cache *c, int s, const int32_t *tokens, int n)
 {
     sd_kv_seq *q = &c->seqs[s];
-    if (q->n_blocks || q->win_hi || c->state_bytes) return 0;
+    if (q->n_blocks || q->win_hi) return 0;
     int k = 0;
     uint64_t h = 0;
     for (int i = 0; (i + 1) * SD_KV_BLOCK < n && i < c->n_blocks; i++) {
@@ -370,6 +376,8 @@ int sd_kv_seq_reuse_prefix(sd_kv_cache *c, int s, const int32_t *tokens, int n)
         h = hb;
         k++;
     }
+    /* With recurrent state: only as far as a snapshot of the state goes. */
+    if (c->state_bytes) k = sd_kv_snap_resume(c, s, tokens, k);
     /* A sliding layer's window of the first position computed must be
      * cached too: shorten the prefix until it is. */
     int first = 0;
@@ -411,4 +419,5 @@ void sd_kv_seq_publish(sd_kv_cache *c, int s, const int32_t *tokens, int n)
         if (q->win && i >= q->win_lo && i < q->win_hi) index_add(&c->win, q->win[i], hb, q->last_hash, t);
         q->last_hash = hb;
     }
+    sd_kv_snap_commit(c, s, n);
 }

@@ -18,6 +18,16 @@
  * needs are still cached too. Blocks no sequence holds stay cached and are
  * evicted least-recently-used when the free ones run out.
  *
+ * Recurrent state snapshots (kv_snap.c): a model with a per-sequence state
+ * (qwen3next) can reuse a cached prefix only together with the state at its
+ * end. When a prompt is admitted, a snapshot slot is armed for the end of
+ * its last full block before its last token; the forward pass copies the
+ * state there as it passes that position, and publishing commits it. A
+ * later sequence whose tokens begin with that prefix (and whose blocks are
+ * still cached) resumes from the copy; a shorter cached chain, or one with
+ * no snapshot, is not reused. At most snap.cap snapshots of state_bytes are
+ * held (the least recently used one is replaced).
+ *
  * Memory layout: per pool [layer][KV head][block][SD_KV_BLOCK][head_dim] in
  * the cache's type (the window pool's planes after the full pool's, in the
  * same arrays), so consecutive block ids are adjacent for one head: a
@@ -45,10 +55,30 @@ typedef struct {
     /* A fixed-size per-sequence state beside the KV blocks, for recurrent
      * layers (qwen3next's linear attention): state_bytes of it, owned by the
      * cache, zeroed when the sequence is released. NULL while no model needs
-     * it. Such a state is not positional, so a model that has one must not
-     * reuse prefix blocks (sd_kv_seq_reuse_prefix refuses then). */
+     * it. Such a state is not positional: a prefix is reused only where a
+     * snapshot of it is kept (see above). */
     void *state;
+    /* An armed snapshot: the forward pass copies the state after position
+     * snap_pos - 1 to snap (NULL: none armed). */
+    void *snap;
+    int snap_pos, snap_slot;
 } sd_kv_seq;
+
+/* The snapshots of recurrent state at the ends of cached prefixes. */
+typedef struct {
+    void *data;        /* state_bytes, or NULL while the slot has never held one */
+    int32_t *toks;     /* the prefix's tokens */
+    int n_tok;         /* its length, a multiple of SD_KV_BLOCK (0: empty) */
+    int owner;         /* the sequence filling it (armed), or -1 */
+    uint64_t used;     /* for least-recently-used replacement */
+} sd_kv_snap;
+
+typedef struct {
+    int cap;           /* snapshots at most (0: none kept) */
+    sd_kv_snap *slot;
+    uint64_t clock, hits, stores, replaced;
+    uint64_t bytes;    /* of the snapshots allocated: at most cap x state_bytes */
+} sd_kv_snaps;
 
 /* One pool of blocks and its part of the prefix cache. */
 typedef struct {
@@ -83,6 +113,7 @@ typedef struct sd_kv_cache {
     unsigned char *layer_win;  /* per layer: 1 if it lives in the window pool */
     sd_kv_seq *seqs;
     size_t state_bytes;
+    sd_kv_snaps snap;          /* with state_bytes: the recurrent state snapshots */
 } sd_kv_cache;
 
 /* Bytes of the cache sd_kv_cache_new would make for these arguments (keys
@@ -122,6 +153,23 @@ int sd_kv_seq_reuse_prefix(sd_kv_cache *c, int s, const int32_t *tokens, int n);
 /* Publishes sequence s's full blocks among its first n positions, whose
  * keys and values are written and whose tokens are tokens[0..n). */
 void sd_kv_seq_publish(sd_kv_cache *c, int s, const int32_t *tokens, int n);
+/* For a model with recurrent state: arms a snapshot of sequence s's state
+ * at the end of the last full block before tokens[n - 1] (its prompt),
+ * unless one of that prefix is kept already or the sequence reused that
+ * much; replaces the least recently used snapshot when cap are kept. */
+void sd_kv_seq_plan_snapshot(sd_kv_cache *c, int s, const int32_t *tokens, int n);
+/* Keeps at most cap snapshots (drops all those not being filled).
+ * sd_kv_cache_new sets n_seqs, or SHOWDOWN_STATE_SNAPSHOTS from the environment. */
+void sd_kv_snap_limit(sd_kv_cache *c, int cap);
+/* Between kv_cache.c and kv_snap.c: the longest prefix of at most k blocks
+ * of tokens with a snapshot, copied into sequence s's state (blocks, 0 if
+ * none); the armed snapshot of s committed once n positions are written, or
+ * dropped (its sequence released); every snapshot freed. */
+int sd_kv_snap_resume(sd_kv_cache *c, int s, const int32_t *tokens, int k);
+void sd_kv_snap_commit(sd_kv_cache *c, int s, int n);
+void sd_kv_snap_drop(sd_kv_cache *c, int s);
+void sd_kv_snap_free(sd_kv_cache *c);
+
 /* Full-pool blocks a sequence could still obtain (free plus evictable). */
 int sd_kv_available(const sd_kv_cache *c);
 

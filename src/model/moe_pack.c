@@ -31,14 +31,14 @@ void sd_moe_prepare(const sd_model *m, sd_moe *moe, const int32_t *experts, int 
         ws[nw++] = &moe->down[e];
         if (nw + 3 > (int)(sizeof ws / sizeof ws[0]) || i + 1 == n) {
             /* out of memory leaves a matrix unpacked: only slower */
-            sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, sd_model_drop_mapped, (void *)m);
+            sd_weights_pack(ws, nw, n_threads, sd_model_drop_mapped, (void *)m);
             for (int q = 0; q < nw; q += 3)
                 atomic_store_explicit(&moe->ready[ws[q] - moe->gate], 1, memory_order_release);
             nw = 0;
         }
     }
     if (nw) {
-        sd_weights_pack(ws, nw, nw / 3 < n_threads ? nw / 3 : n_threads, sd_model_drop_mapped, (void *)m);
+        sd_weights_pack(ws, nw, n_threads, sd_model_drop_mapped, (void *)m);
         for (int q = 0; q < nw; q += 3) atomic_store_explicit(&moe->ready[ws[q] - moe->gate], 1, memory_order_release);
     }
     pthread_mutex_unlock(&moe->mu);

@@ -178,7 +178,8 @@ static int list_tensors(const sd_synth_shape *s, tensor_list *l)
     int64_t e = s->n_embd, q = (int64_t)s->n_head * s->head_dim, kv = (int64_t)s->n_head_kv * s->head_dim;
     float res = SIGMA / sqrtf(2.0f * (float)s->n_layer);
     int gptoss = !strcmp(s->arch, "gpt-oss"), qwen2 = !strcmp(s->arch, "qwen2") || gptoss;
-    int qwen3 = !strcmp(s->arch, "qwen3") || !strcmp(s->arch, "qwen3moe");
+    int gemma3 = !strcmp(s->arch, "gemma3");
+    int qwen3 = !strcmp(s->arch, "qwen3") || !strcmp(s->arch, "qwen3moe") || gemma3;
     char n[64];
     int rc = add(l, "token_embd.weight", e, s->n_vocab, GEN_RANDOM, SIGMA);
     if (s->rope_llama3_factor > 0) rc |= add(l, "rope_freqs.weight", s->head_dim / 2, 1, GEN_ROPE_FREQS, 0);
@@ -206,8 +207,9 @@ static int list_tensors(const sd_synth_shape *s, tensor_list *l)
             T("attn_output.bias", e, 1, GEN_RANDOM, SIGMA);
             T("attn_sinks.weight", s->n_head, 1, GEN_RANDOM, 1.0f);
         }
-        if (gptoss) T("post_attention_norm.weight", e, 1, GEN_ONES, 0);   /* its pre-FFN norm */
-        else T("ffn_norm.weight", e, 1, GEN_ONES, 0);
+        if (gptoss || gemma3) T("post_attention_norm.weight", e, 1, GEN_ONES, 0);   /* gpt-oss: its pre-FFN norm */
+        if (gemma3) T("post_ffw_norm.weight", e, 1, GEN_ONES, 0);
+        if (!gptoss) T("ffn_norm.weight", e, 1, GEN_ONES, 0);
         if (s->n_expert) {
             rc |= list_experts(s, l, i, gptoss, res);
             continue;
@@ -388,6 +390,11 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
         U32("ssm.inner_size", s->ssm_state * s->ssm_heads);
         U32("full_attention_interval", s->attn_interval);
     }
+    if (!strcmp(a, "gemma3")) {
+        /* a window short enough for a test's prompt to slide past it */
+        U32("attention.sliding_window", 8);
+        F32("final_logit_softcapping", 30.0f);
+    }
     if (!strcmp(a, "gpt-oss")) {
         U32("attention.sliding_window", 128);
         snprintf(k, sizeof k, "%s.rope.scaling.type", a);
@@ -396,7 +403,7 @@ static int set_hparams(gguf_writer *w, const sd_synth_shape *s, const sd_qrecipe
         U32("rope.scaling.original_context_length", 4096);
     }
     if (s->head_dim * s->n_head != s->n_embd || !strcmp(a, "qwen3") || !strcmp(a, "qwen3moe") || !strcmp(a, "gpt-oss") ||
-        !strcmp(a, "qwen3next")) {
+        !strcmp(a, "qwen3next") || !strcmp(a, "gemma3")) {
         U32("attention.key_length", s->head_dim);
         U32("attention.value_length", s->head_dim);
     }

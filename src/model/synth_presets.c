@@ -63,7 +63,7 @@ const sd_synth_shape *sd_synth_preset(const char *name)
 
 int sd_synth_set_arch(sd_synth_shape *s, const char *arch)
 {
-    static const char *archs[] = {"llama", "qwen2", "qwen3", "qwen3moe", "gpt-oss", "qwen3next"};
+    static const char *archs[] = {"llama", "qwen2", "qwen3", "qwen3moe", "gpt-oss", "qwen3next", "gemma3"};
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         if (!strcasecmp(arch, archs[i])) {
             snprintf(s->arch, sizeof s->arch, "%s", archs[i]);
@@ -86,7 +86,8 @@ int sd_synth_check(const sd_synth_shape *s, char *err)
 {
     sd_synth_shape tmp = *s;
     if (sd_synth_set_arch(&tmp, s->arch))
-        return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss, qwen3next)", s->arch);
+        return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss, qwen3next, gemma3)",
+                   s->arch);
     int moe_arch = !strcmp(s->arch, "qwen3moe") || !strcmp(s->arch, "gpt-oss");
     if (moe_arch && s->n_expert < 1) return bad(err, "%s needs experts (--experts)", s->arch);
     if (s->n_expert < 0 || s->n_expert > 4096) return bad(err, "expert count %d is out of range (0..4096)", s->n_expert);
@@ -149,6 +150,7 @@ uint64_t sd_synth_n_params(const sd_synth_shape *s)
         return n + e * (uint64_t)s->n_vocab * (s->tied ? 1 : 2) + e;
     }
     if (!strcmp(s->arch, "qwen3") || !strcmp(s->arch, "qwen3moe")) layer += 2 * (uint64_t)s->head_dim;
+    if (!strcmp(s->arch, "gemma3")) layer += 2 * (uint64_t)s->head_dim + 2 * e;   /* q/k norms, post-norms */
     uint64_t n = layer * (uint64_t)s->n_layer + e * (uint64_t)s->n_vocab * (s->tied ? 1 : 2) + e;
     if (s->rope_llama3_factor > 0) n += (uint64_t)s->head_dim / 2;
     return n;

@@ -79,6 +79,14 @@ int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *
 
     pthread_mutex_lock(&e->mu);
     int free_slots = e->n_slots - e->busy;
+    if (e->failed) {
+        char why[SD_ERR_LEN];
+        snprintf(why, sizeof why, "%s", e->stats.failure);
+        pthread_mutex_unlock(&e->mu);
+        req_free(q);
+        if (queue_full) *queue_full = SD_SUBMIT_FAILED;
+        return eng_fail(err, "the GPU failed (%.160s); this server refuses requests until it is restarted", why);
+    }
     if (e->stopping || e->n_queued - free_slots >= e->max_queue) {
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);

@@ -10,7 +10,14 @@
  * This is the contract between the HTTP side (serve/http*.c) and the engine
  * (serve/engine.c over model/): submit and cancel may be called from any
  * thread; callbacks run on the scheduler thread and must not block. The
- * library never prints: stats go out through sd_engine_stats. */
+ * library never prints: stats go out through sd_engine_stats.
+ *
+ * A model offloaded with sd_model_offload runs its GPU layers in the same
+ * steps: one command buffer per step for the whole batch, the GPU layers'
+ * keys and values in a device pool that mirrors the CPU cache's blocks
+ * (model/offload.h). A failed GPU step (device lost) ends every request in
+ * flight with SD_FINISH_ERROR and the engine refuses new ones: it does not
+ * fall back to the CPU (docs/ARCHITECTURE.md, the GPU boundary). */
 #ifndef SD_SERVE_ENGINE_H
 #define SD_SERVE_ENGINE_H
 
@@ -103,7 +110,10 @@ void sd_engine_free(sd_engine *e);
  * published blocks usually still in the prefix cache) and goes on where it
  * stopped, with the same sampler state: its callbacks see no difference
  * but a pause. */
-enum { SD_SUBMIT_QUEUE_FULL = 1, SD_SUBMIT_STOPPING = 2 };
+/* SD_SUBMIT_FAILED: a GPU step failed earlier (device lost): the engine
+ * ended the requests it held with an error and refuses new ones (a 503),
+ * until the process is restarted. */
+enum { SD_SUBMIT_QUEUE_FULL = 1, SD_SUBMIT_STOPPING = 2, SD_SUBMIT_FAILED = 3 };
 int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *user, uint64_t *id,
                      int *queue_full, char *err);
 /* The request ends with SD_FINISH_CANCELLED within one scheduler step (its
@@ -114,10 +124,15 @@ typedef struct {
     int n_slots, busy_slots, queued;
     int kv_blocks, kv_blocks_used, kv_block_size;
     uint64_t kv_bytes;          /* the KV cache's keys and values (sliding layers: their windows only) */
+    uint64_t state_snapshot_bytes; /* recurrent state kept for prefix reuse (qwen3next; model/kv_cache.h) */
     uint64_t prefix_hit_tokens, prompt_tokens, generated_tokens, steps;
     uint64_t batch_tokens;      /* tokens through the forward pass (batch_tokens / steps: mean batch) */
     uint64_t preemptions;       /* sequences sent back to the queue for KV blocks (recomputed later) */
     int max_step_tokens;        /* the largest batch so far */
+    int gpu_layers, gpu_first;  /* layers [gpu_first, gpu_first + gpu_layers) run on the GPU (0: none) */
+    const char *placement;      /* what runs where (sd_model_placement), "" when -ngl was not asked */
+    int failed;                 /* a GPU step failed: requests are refused (SD_SUBMIT_FAILED) */
+    char failure[SD_ERR_LEN];   /* why */
 } sd_engine_stats;
 
 void sd_engine_get_stats(sd_engine *e, sd_engine_stats *st);

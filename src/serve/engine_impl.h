@@ -62,6 +62,7 @@ struct sd_engine {
     sd_engine_stats stats;
     float *pen;                /* n_vocab: logits with penalties (scheduler thread) */
     struct eng_sched *sc;      /* the scheduler's model state */
+    int failed;                /* a GPU step failed: submit refuses (under mu; the message in stats.failure) */
 };
 
 /* Scheduler thread helpers (engine.c). */

@@ -2,6 +2,7 @@
  * body limits, the small endpoints (models, health, tokenize, detokenize,
  * metrics) and one log line per request. Generation is in http_gen.c. */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,26 @@ static enum MHD_Result send_metrics(sd_server *s, http_conn *hc, struct MHD_Conn
     return rc;
 }
 
+/* 200 {"status":"ok"}; 503 with an error object once a GPU step failed
+ * (the engine refuses requests from then on). */
+static enum MHD_Result send_health(sd_server *s, http_conn *hc, struct MHD_Connection *c)
+{
+    pthread_mutex_lock(&s->mu);
+    sd_engine *e = s->e;
+    pthread_mutex_unlock(&s->mu);
+    sd_engine_stats st;
+    st.failed = 0;
+    if (e) sd_engine_get_stats(e, &st);
+    if (st.failed) {
+        char msg[SD_ERR_LEN];
+        snprintf(msg, sizeof msg, "the GPU failed (%.300s); this server refuses requests until it is restarted",
+                 st.failure);
+        return fail(hc, c, 503, "unavailable_error", NULL, NULL, msg);
+    }
+    hc->status = 200;
+    return sd_http_send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+}
+
 /* ---- the access handler ------------------------------------------------ */
 
 /* First call for a request: route, method, key and declared size. Returns
@@ -297,7 +318,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!ready)
         return fail(hc, c, 503, "unavailable_error", NULL, NULL, "the model is loading");
     switch (hc->r) {
-    case R_HEALTH: hc->status = 200; return sd_http_send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+    case R_HEALTH: return send_health(s, hc, c);
     case R_MODELS: return send_models(s, hc, c);
     case R_TOKENIZE: return send_tokenize(s, hc, c);
     case R_DETOKENIZE: return send_detokenize(s, hc, c);
@@ -436,7 +457,12 @@ void sd_server_shutdown(sd_server *s, int grace_ms)
         pthread_mutex_unlock(&s->mu);
         for (int i = 0; i < n; i++) sd_engine_cancel(s->e, ids[i]);
         free(ids);
-        wait_jobs(s, sd_time_ms() + 5000);
+        /* A cancelled request ends at the engine's next step, which can be
+         * many seconds away (a software Vulkan driver, a large prompt
+         * chunk); stopping the daemon with a connection still suspended
+         * aborts the process, so wait for every job. A step always ends: a
+         * hung device is reported lost at its fence's timeout. */
+        wait_jobs(s, INFINITY);
     }
     /* Let the connections send what they have (every job is done, so none
      * stays suspended), then stop the threads. */

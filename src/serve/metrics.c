@@ -142,12 +142,26 @@ char *sd_metrics_render(sd_metrics *m, const sd_engine_stats *st)
         put_one(&b, "showdown_slots", "gauge", "sequences that can generate at once", st->n_slots);
         put_one(&b, "showdown_busy_slots", "gauge", "slots generating now", st->busy_slots);
         put_one(&b, "showdown_queue_depth", "gauge", "requests waiting for a slot", st->queued);
+        put_one(&b, "showdown_gpu_layers", "gauge", "layers that run on the GPU", st->gpu_layers);
+        put_one(&b, "showdown_gpu_failed", "gauge", "1 after a failed GPU step: requests are refused (503)", st->failed);
+        /* the placement line as a label: "vulkan: layers 0-1 on <device>, output on GPU" */
+        put(&b, "# HELP showdown_placement_info what runs where\n# TYPE showdown_placement_info gauge\n"
+                "showdown_placement_info{placement=\"");
+        for (const char *p = st->placement ? st->placement : ""; *p; p++) {
+            const char *esc = *p == '"' ? "\\\"" : *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : NULL;
+            if (esc) put(&b, "%s", esc);
+            else put(&b, "%c", *p);
+        }
+        put(&b, "\"} 1\n");
         put_one(&b, "showdown_kv_cache_blocks", "gauge", "KV cache blocks in all", st->kv_blocks);
         put_one(&b, "showdown_kv_cache_blocks_used", "gauge", "KV cache blocks in use", st->kv_blocks_used);
         put_one(&b, "showdown_kv_cache_usage_ratio", "gauge", "fraction of the KV cache in use",
                 st->kv_blocks ? (double)st->kv_blocks_used / st->kv_blocks : 0);
         put_one(&b, "showdown_kv_cache_bytes", "gauge", "bytes of the KV cache (sliding-window layers: their windows only)",
                 (double)st->kv_bytes);
+        put_one(&b, "showdown_state_snapshot_bytes", "gauge",
+                "bytes of recurrent state kept at cached prefix ends (models with recurrent layers)",
+                (double)st->state_snapshot_bytes);
     }
     if (b.oom) { free(b.s); return NULL; }
     return b.s;

@@ -2,7 +2,10 @@
  * to free slots (reusing cached prefix blocks), then build one batch: one
  * token for every generating sequence, then chunks of waiting prompts,
  * first come first served, up to n_batch tokens; run it through the batched
- * forward pass over the paged KV cache; sample and report. */
+ * forward pass over the paged KV cache (its GPU layers, if the model has
+ * any, in one command buffer over a device pool mirroring the CPU cache's
+ * blocks: model/offload.h); sample and report. A failed GPU step ends every
+ * request in flight with an error, and the engine refuses new ones. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +13,7 @@
 
 #include "model/forward.h"
 #include "model/kv_cache.h"
+#include "model/offload.h"
 #include "serve/engine_impl.h"
 
 #define OUT_ROWS_EXTRA 64   /* rows of logits per step beyond two per slot (prompt log-probabilities) */
@@ -39,6 +43,7 @@ static void update_kv_stats(sd_engine *e)
     e->stats.kv_blocks_used = c->n_blocks - sd_kv_available(c);
     e->stats.kv_block_size = SD_KV_BLOCK;
     e->stats.kv_bytes = c->bytes;
+    e->stats.state_snapshot_bytes = c->snap.bytes;
 }
 
 /* Gives slot si's blocks back and empties it; returns its request, with
@@ -82,6 +87,7 @@ static void admit(sd_engine *e)
         int rows = q->r.prompt_logprobs && q->n_prompt_ev < n_prompt;
         /* Prompt log-probabilities need every position's logits: no reuse (engine.h). */
         int cached = rows ? 0 : sd_kv_seq_reuse_prefix(kv, i, sl->tokens, n_fill);
+        sd_kv_seq_plan_snapshot(kv, i, sl->tokens, n_fill);   /* recurrent state at the prompt's last block */
         /* Room for the first decode position too: otherwise a sequence
          * admitted into the last blocks could be preempted at once and
          * recompute its prompt every step until blocks come back. */
@@ -292,6 +298,30 @@ static void finish_slot_step(sd_engine *e, int si)
     if (sl->n_done < e->n_ctx) sl->tokens[sl->n_done] = sl->last;
 }
 
+/* A GPU step failed (device lost, or a failed allocation): its results are
+ * void and the device is not used again. Every running and queued request
+ * ends with the error; submit refuses new ones (SD_SUBMIT_FAILED). */
+static void gpu_failed(sd_engine *e, const char *why)
+{
+    char msg[SD_ERR_LEN];
+    snprintf(msg, sizeof msg, "the GPU step failed: %.400s", why);
+    pthread_mutex_lock(&e->mu);
+    e->failed = 1;
+    e->stats.failed = 1;
+    snprintf(e->stats.failure, sizeof e->stats.failure, "%s", why);
+    eng_req *queued = e->q_head;
+    e->q_head = e->q_tail = NULL;
+    e->n_queued = 0;
+    pthread_mutex_unlock(&e->mu);
+    for (int i = 0; i < e->n_slots; i++)
+        if (e->slots[i].req) release(e, i, SD_FINISH_ERROR, msg);
+    while (queued) {
+        eng_req *q = queued;
+        queued = q->next;
+        eng_finish(e, q, SD_FINISH_ERROR, msg);
+    }
+}
+
 static void step(sd_engine *e)
 {
     struct eng_sched *sc = e->sc;
@@ -302,6 +332,10 @@ static void step(sd_engine *e)
         if (e->slots[i].b_n > 0) n_out += e->slots[i].o_n;
     sd_batch b = {n, sc->tok, sc->pos, sc->seq, sc->out, n_out};
     sd_forward_batch(&sc->f, &b, sc->logits);
+    if (sc->f.gpu_err && sc->f.gpu_err[0]) {
+        gpu_failed(e, sc->f.gpu_err);
+        return;
+    }
     pthread_mutex_lock(&e->mu);
     e->stats.batch_tokens += (uint64_t)n;
     if (n > e->stats.max_step_tokens) e->stats.max_step_tokens = n;
@@ -398,6 +432,14 @@ int sd_engine_new(sd_model *m, const sd_engine_params *p, sd_engine **out, char 
         return -1;
     }
     sc->max_out = 2 * e->n_slots + OUT_ROWS_EXTRA;
+    if (sc->max_out > e->n_batch) sc->max_out = e->n_batch;   /* no step has more rows than tokens */
+    if (sd_offload_engine_new(&sc->f, sc->max_out, err)) {
+        sd_engine_free(e);
+        return -1;
+    }
+    e->stats.gpu_layers = sd_model_gpu_layers(m);
+    e->stats.gpu_first = m->hp.n_layer - e->stats.gpu_layers;
+    e->stats.placement = sd_model_placement(m);
     sc->logits = malloc((size_t)sc->max_out * nv * sizeof(float));
     sc->tok = malloc((size_t)e->n_batch * sizeof *sc->tok);
     sc->pos = malloc((size_t)e->n_batch * sizeof *sc->pos);
@@ -427,6 +469,7 @@ void sd_engine_free(sd_engine *e)
         pthread_join(e->thread, NULL);
     }
     if (e->sc) {
+        sd_offload_engine_free(&e->sc->f);
         sd_fwd_free(&e->sc->f);
         sd_kv_cache_free(e->sc->kv);
         free(e->sc->logits); free(e->sc->tok); free(e->sc->pos); free(e->sc->seq); free(e->sc->out);

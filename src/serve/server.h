@@ -40,8 +40,9 @@ int sd_server_port(const sd_server *s);
  * --chat-template. */
 void sd_server_set_model(sd_server *s, sd_model *m, sd_engine *e, sd_chat_template chat);
 /* Stops accepting connections, lets requests in flight finish for up to
- * grace_ms, cancels the rest, waits for their connections to close (a few
- * seconds at most) and stops the HTTP threads. */
+ * grace_ms, cancels the rest, waits for them to end (one engine step: a
+ * slow device's can take long) and their connections to close, and stops
+ * the HTTP threads. */
 void sd_server_shutdown(sd_server *s, int grace_ms);
 void sd_server_free(sd_server *s);
 

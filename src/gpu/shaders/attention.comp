@@ -4,12 +4,16 @@
 // the running max, sum and output are rescaled per chunk (online softmax),
 // so any context length fits. Each thread owns head dims tid, tid + 64, ...
 // q is rounded to F16 against an F16 cache, as the CPU path scores it.
+// swa > 0: a token sees itself and the swa - 1 positions before it (a
+// sliding window). sinks: one extra logit per query head in the softmax's
+// denominator that carries no value (gpt-oss).
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Qb { float Q[]; };
 layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
 layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
 layout(std430, binding = 3) writeonly buffer Ob { float O[]; };
-layout(push_constant) uniform P { uint n_head, n_kv, hd, n_ctx, pos0, f32; float scale; } p;
+layout(std430, binding = 4) readonly buffer Sb { float S[]; };
+layout(push_constant) uniform P { uint n_head, n_kv, hd, n_ctx, pos0, f32; float scale; uint swa, sinks; } p;
 shared float sc[64];
 shared float qs[512];
 
@@ -32,7 +36,8 @@ void main()
     barrier();
     float m = -1.0 / 0.0, l = 0.0, acc[8];
     for (uint k = 0u; k < 8u; k++) acc[k] = 0.0;
-    for (uint c0 = 0u; c0 < len; c0 += 64u) {
+    uint lo = p.swa != 0u && len > p.swa ? len - p.swa : 0u;
+    for (uint c0 = lo; c0 < len; c0 += 64u) {
         uint n = min(64u, len - c0), pos = c0 + tid;
         if (tid < n) {
             float s = 0.0;
@@ -54,6 +59,11 @@ void main()
         }
         m = cm;
         barrier();
+    }
+    if (p.sinks != 0u) {
+        float sk = S[h], mm = max(m, sk), c = exp(m - mm);
+        l = l * c + exp(sk - mm);
+        for (uint k = 0u; k < 8u; k++) acc[k] *= c;
     }
     for (uint k = 0u, d = tid; d < p.hd; k++, d += 64u) O[q0 + d] = acc[k] / l;
 }

@@ -1,4 +1,5 @@
 #version 450
+#extension GL_GOOGLE_include_directive : enable
 // The activations as the CPU's dot products see them: rounded to F16 or
 // BF16, or quantized to 8-bit blocks (Q8_0: 32 values, F16 scale; Q8_K: 256
 // values, F32 scale) and widened back, as tensor/q_legacy.c and q_k.c encode
@@ -11,20 +12,7 @@ layout(std430, binding = 0) readonly buffer Xb { float X[]; };
 layout(std430, binding = 1) writeonly buffer Ob { float O[]; };
 layout(push_constant) uniform P { uint n, rows, x_off, mode; } p;   // mode: 1 f16, 2 bf16, 3 q8_0, 4 q8_k, 5 q8_1
 
-// x rounded to the nearest F16 value, ties to even, as the CPU's
-// sd_f32_to_f16 (packHalf2x16 leaves the rounding to the implementation).
-float f16r(float x)
-{
-    float a = abs(x), r;
-    if (isnan(x)) return x;
-    if (a >= 65520.0) r = uintBitsToFloat(0x7f800000u);
-    else if (a < 6.103515625e-05) r = roundEven(a * 16777216.0) / 16777216.0;   // subnormal: steps of 2^-24
-    else {
-        uint m = floatBitsToUint(a);
-        r = uintBitsToFloat((m + 0xfffu + ((m >> 13) & 1u)) & 0xffffe000u);
-    }
-    return x < 0.0 ? -r : r;
-}
+#include "f16.glsl"
 
 void main()
 {

@@ -197,36 +197,37 @@ static inline __m512 pk_ue4m3_half(const char *codes)
  * (pair m of row r at 64 + 32m + 2r), then 32 chunks as above: chunk 8j + c
  * holds qs bytes 32j + 4c.. of every row, whose low nibbles are values
  * 64j + 4c.. (sub-block 2j) and high nibbles 64j + 32 + 4c.. (sub-block
- * 2j + 1). Activations are Q8_K: the sub-block sums for the mins come from
- * its bsums, no metadata beside them. Per sub-block k of 16 rows the
- * integer dot is eight vpdpbusd, times the rows' 6-bit scale (vpmulld);
- * w = d sc q - dmin mn, so a tile adds d dx sum_k sc_k dot_k - dmin dx
- * sum_k mn_k xsum_k to each row. */
+ * 2j + 1). The scale bytes are re-encoded at packing (kernels/pack.c,
+ * q4_k_recode): byte i < 8 is the scale s_i with the top two bits of the
+ * min m_i above it, bytes 8 + j the low nibbles of m_j and m_{j+4}.
+ * Activations are Q8_K: the sub-block sums for the mins come from its
+ * bsums, no metadata beside them. Per sub-block k of 16 rows the integer
+ * dot is eight vpdpbusd, times the rows' 6-bit scale (vpmulld); w = d sc q
+ * - dmin mn, so a tile adds d dx sum_k sc_k dot_k - dmin dx sum_k mn_k
+ * xsum_k to each row, the mins' sum four vpdpwssd over (m_2u, m_2u+1)
+ * pairs against (xsum_2u, xsum_2u+1). */
 #define PK_Q4_K_TILE (16 * 144)
 /* Each tile prefetches the one 4 tiles on (~9 KiB; a prefetch past the end
  * of the weights does not fault): one thread streamed a 151 MB matrix at
  * 33-36 GB/s so, against 19-21 without (2 or 8 tiles: 29-33). The hardware
- * prefetchers alone fall behind: a tile is ~350 operations per 2304 bytes,
- * so the loads of the next tiles issue late. */
+ * prefetchers alone fall behind: a tile is ~330 instructions per 2304
+ * bytes (~350 before the scale re-encoding), so the loads of the next
+ * tiles issue late. */
 #define PK_Q4_K_AHEAD 4
 
-/* Byte j of the 16 rows' scale bytes, one per 32-bit lane. */
-static inline __m512i pk_q4_k_byte(const __m512i *pair, int j)
+/* Pair m of the 16 rows' scale bytes: row r's bytes 2m and 2m + 1 in the
+ * low and high halves of lane r. */
+static inline __m512i pk_q4_k_pair(const char *tl, int m)
 {
-    __m512i v = pair[j / 2];
-    return _mm512_and_si512(j % 2 ? _mm512_srli_epi32(v, 8) : v, _mm512_set1_epi32(0xff));
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(tl + 64 + 32 * m)));
 }
 
-/* Sub-block k's 6-bit scale (mn = 0) or min (mn = 1) of the 16 rows: for
- * k < 4 the low 6 bits of byte k (mins: k + 4); for k >= 4 the low (scale)
- * or high (min) nibble of byte k + 4 and the top 2 bits of byte k - 4
- * (mins: byte k) above it. */
-static inline __m512i pk_q4_k_sm(const __m512i *pair, int k, int mn)
+/* A token's (xsum_2u, xsum_2u+1) pairs of 16-bit sums, u = 0..3, at
+ * xp[0], xp[1], xp[4], xp[5] (xsum_k = bsums 2k + 2k+1, |xsum| <= 4096). */
+static inline void pk_q4_k_xsums(const blk_q8_k *x, int32_t *xp)
 {
-    if (k < 4) return _mm512_and_si512(pk_q4_k_byte(pair, k + 4 * mn), _mm512_set1_epi32(63));
-    __m512i lo = pk_q4_k_byte(pair, k + 4), hi = pk_q4_k_byte(pair, mn ? k : k - 4);
-    lo = mn ? _mm512_srli_epi32(lo, 4) : _mm512_and_si512(lo, _mm512_set1_epi32(15));
-    return _mm512_or_si512(lo, _mm512_and_si512(_mm512_srli_epi32(hi, 2), _mm512_set1_epi32(0x30)));
+    __m256i s = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), _mm256_set1_epi16(1));
+    _mm256_storeu_si256((__m256i *)xp, _mm256_packs_epi32(s, s));
 }
 
 /* Up to 4 tokens per call: a tile's 8 unpacked chunks, each token's two
@@ -238,43 +239,51 @@ static inline __m512i pk_q4_k_sm(const __m512i *pair, int k, int mn)
                                          float *out, size_t ldo, int accum)                        \
     {                                                                                              \
         (void)xd; (void)xs; (void)mstride;                                                         \
-        const __m512i m4 = _mm512_set1_epi8(0x0f);                                                 \
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m63 = _mm512_set1_epi32(63);                    \
+        const __m512i mlo = _mm512_set1_epi32(0x000f000f), mtop = _mm512_set1_epi32(0x00300030);   \
         __m512 acc[NT];                                                                            \
         for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
             const char *tl = wg + b * PK_Q4_K_TILE;                                                \
             for (int o = 0; o < PK_Q4_K_TILE; o += 64)                                             \
                 _mm_prefetch(tl + PK_Q4_K_AHEAD * PK_Q4_K_TILE + o, _MM_HINT_T0);                  \
-            __m512i pair[6];                                                                       \
-            for (int m = 0; m < 6; m++)                                                            \
-                pair[m] = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(tl + 64 + 32 * m))); \
+            __m512i v[4], mp[4];                                                                   \
+            for (int u = 0; u < 4; u++) v[u] = pk_q4_k_pair(tl, u);                                \
+            __m512i w0 = pk_q4_k_pair(tl, 4), w1 = pk_q4_k_pair(tl, 5);                            \
+            mp[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(w0, mlo), _mm512_srli_epi32(v[0], 2), mtop, 0xf8); \
+            mp[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(w1, mlo), _mm512_srli_epi32(v[1], 2), mtop, 0xf8); \
+            mp[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(w0, 4), mlo),     \
+                                              _mm512_srli_epi32(v[2], 2), mtop, 0xf8);             \
+            mp[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(w1, 4), mlo),     \
+                                              _mm512_srli_epi32(v[3], 2), mtop, 0xf8);             \
             __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)tl));                   \
             __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(tl + 32)));         \
             const blk_q8_k *xb[NT];                                                                \
-            __m512i mins[NT], tot[NT];                                                             \
+            __m512i tot[NT];                                                                       \
             for (int t = 0; t < NT; t++) {                                                         \
                 xb[t] = (const blk_q8_k *)(x + (size_t)t * xs_row) + b;                            \
-                mins[t] = tot[t] = _mm512_setzero_si512();                                         \
+                int32_t xp[8];                                                                     \
+                pk_q4_k_xsums(xb[t], xp);                                                          \
+                __m512i mn = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_set1_epi32(xp[0])); \
+                mn = _mm512_dpwssd_epi32(mn, mp[1], _mm512_set1_epi32(xp[1]));                     \
+                mn = _mm512_dpwssd_epi32(mn, mp[2], _mm512_set1_epi32(xp[4]));                     \
+                mn = _mm512_dpwssd_epi32(mn, mp[3], _mm512_set1_epi32(xp[5]));                     \
+                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mn), _mm512_mul_ps(dmin, _mm512_set1_ps(xb[t]->d)), \
+                                          acc[t]);                                                 \
+                tot[t] = _mm512_setzero_si512();                                                   \
             }                                                                                      \
-            for (int k = 0; k < 8; k++) {                                                          \
-                __m512i mn = pk_q4_k_sm(pair, k, 1);                                               \
-                for (int t = 0; t < NT; t++)                                                       \
-                    mins[t] = _mm512_add_epi32(mins[t], _mm512_mullo_epi32(mn,                     \
-                        _mm512_set1_epi32(xb[t]->bsums[2 * k] + xb[t]->bsums[2 * k + 1])));        \
-            }                                                                                      \
-            for (int t = 0; t < NT; t++)                                                           \
-                acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[t]),                             \
-                                          _mm512_mul_ps(dmin, _mm512_set1_ps(xb[t]->d)), acc[t]);  \
             const char *qt = tl + 256;                                                             \
+            _Pragma("GCC unroll 4")                                                                \
             for (int j = 0; j < 4; j++) {                                                          \
                 __m512i lo[NT], hi[NT];                                                            \
                 for (int t = 0; t < NT; t++) lo[t] = hi[t] = _mm512_setzero_si512();               \
+                _Pragma("GCC unroll 2")                                                            \
                 for (int h = 0; h < 2; h++) {                                                      \
                     __m512i u[8];                                                                  \
                     for (int c = 0; c < 4; c++) {                                                  \
-                        __m512i v = _mm512_loadu_si512(qt + 64 * (8 * j + 4 * h + c));             \
-                        u[c] = _mm512_and_si512(v, m4);                                            \
-                        u[4 + c] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);                  \
+                        __m512i q4 = _mm512_loadu_si512(qt + 64 * (8 * j + 4 * h + c));            \
+                        u[c] = _mm512_and_si512(q4, m4);                                           \
+                        u[4 + c] = _mm512_and_si512(_mm512_srli_epi16(q4, 4), m4);                 \
                     }                                                                              \
                     _Pragma("GCC unroll 4")                                                        \
                     for (int t = 0; t < NT; t++) {                                                 \
@@ -285,7 +294,7 @@ static inline __m512i pk_q4_k_sm(const __m512i *pair, int k, int mn)
                         }                                                                          \
                     }                                                                              \
                 }                                                                                  \
-                __m512i s0 = pk_q4_k_sm(pair, 2 * j, 0), s1 = pk_q4_k_sm(pair, 2 * j + 1, 0);      \
+                __m512i s0 = _mm512_and_si512(v[j], m63), s1 = _mm512_and_si512(_mm512_srli_epi32(v[j], 16), m63); \
                 for (int t = 0; t < NT; t++)                                                       \
                     tot[t] = _mm512_add_epi32(tot[t], _mm512_add_epi32(_mm512_mullo_epi32(lo[t], s0), \
                                                                        _mm512_mullo_epi32(hi[t], s1))); \
@@ -312,8 +321,9 @@ static inline void packed_q4_k_g8(int64_t nb, const char *wg, const char *x, siz
  * r) and high bytes (272 + r), then 48 chunks as above: chunks 0-31 the ql
  * bytes, 32-47 the qh bytes. Within half n of the super-block, ql bytes
  * 64n + l and 64n + 32 + l (l < 32) and qh byte 32n + l hold values
- * 128n + l, + 32, + 64 and + 96 (low nibbles with qh bits 0-1 and 2-3,
- * high nibbles with bits 4-5 and 6-7), levels 0..63 standing for q - 32.
+ * 128n + l, + 32, + 64 and + 96, levels 0..63 standing for q - 32, as
+ * packing re-encodes them (kernels/pack.c, q6_k_recode): the first three
+ * in the three bytes' low 6 bits, the fourth in their top 2 bits.
  * Per sub-block of 16 values and row the integer dot starts at -32 times
  * the activations' bsum; it is scaled by the row's scale in float, and the
  * super-block's sum by d * dx. */
@@ -339,7 +349,7 @@ static inline __m512 pk_q6_k_scale(const char *tl, int j)
                                          float *out, size_t ldo, int accum)                        \
     {                                                                                              \
         (void)xd; (void)xs; (void)mstride;                                                         \
-        const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);                   \
+        const __m512i m63 = _mm512_set1_epi8(0x3f), m3 = _mm512_set1_epi8(0x03), m4 = _mm512_set1_epi8(0x0f); \
         __m512 acc[NT];                                                                            \
         for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                                 \
         for (int64_t b = 0; b < nb; b++) {                                                         \
@@ -352,23 +362,30 @@ static inline __m512 pk_q6_k_scale(const char *tl, int j)
                 xb[t] = (const blk_q8_k *)(x + (size_t)t * xs_row) + b;                            \
                 sum[t] = _mm512_setzero_ps();                                                      \
             }                                                                                      \
+            _Pragma("GCC unroll 2")                                                                \
             for (int n = 0; n < 2; n++)                                                            \
+                _Pragma("GCC unroll 2")                                                            \
                 for (int g = 0; g < 2; g++) {                                                      \
                     /* sub-blocks 8n + g + 2k of value offsets 128n + 32k + 16g */                 \
                     __m512i is[NT][4];                                                             \
                     for (int t = 0; t < NT; t++)                                                   \
                         for (int k = 0; k < 4; k++)                                                \
                             is[t][k] = _mm512_set1_epi32(-32 * xb[t]->bsums[8 * n + g + 2 * k]);   \
+                    _Pragma("GCC unroll 4")                                                        \
                     for (int c = 4 * g; c < 4 * g + 4; c++) {                                      \
                         __m512i l1 = _mm512_loadu_si512(qt + 64 * (16 * n + c));                   \
                         __m512i l2 = _mm512_loadu_si512(qt + 64 * (16 * n + 8 + c));               \
                         __m512i h = _mm512_loadu_si512(qt + 64 * (32 + 8 * n + c));                \
                         __m512i u[4];                                                              \
-                        u[0] = _mm512_or_si512(_mm512_and_si512(l1, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m30)); \
-                        u[1] = _mm512_or_si512(_mm512_and_si512(l2, m4), _mm512_and_si512(_mm512_slli_epi16(h, 2), m30)); \
-                        u[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4), _mm512_and_si512(h, m30)); \
-                        u[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l2, 4), m4),     \
-                                               _mm512_and_si512(_mm512_srli_epi16(h, 2), m30));    \
+                        u[0] = _mm512_and_si512(l1, m63);                                          \
+                        u[1] = _mm512_and_si512(l2, m63);                                          \
+                        u[2] = _mm512_and_si512(h, m63);                                           \
+                        /* top bits: l1's to bits 0-1, l2's to 2-3, h's to 4-5 (bit selects) */   \
+                        /* (0xe4: the third operand selects the first, else the second; the    \
+                         * destination is the first, a temporary, so no mask is copied) */         \
+                        __m512i t3 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l1, 6), _mm512_srli_epi16(l2, 4), m3, 0xe4); \
+                        t3 = _mm512_ternarylogic_epi32(t3, _mm512_srli_epi16(h, 2), m4, 0xe4);     \
+                        u[3] = _mm512_and_si512(t3, m63);                                          \
                         _Pragma("GCC unroll 4")                                                    \
                         for (int t = 0; t < NT; t++) {                                             \
                             const int8_t *q = xb[t]->qs + 128 * n;                                 \

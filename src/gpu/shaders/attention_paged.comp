@@ -1,0 +1,75 @@
+#version 450
+// Causal attention of a paged step (the serving engine's batch): one
+// workgroup per (query head, token); token t at position pos = M[t] of its
+// sequence attends to that sequence's positions 0..pos, position j read
+// from row table[j / block] * block + j % block of the layer's cache, its
+// table at M[M[n_tok + t]] (vk_paged.h). The arithmetic is attention.comp's
+// (chunks of 64 positions, online softmax, q rounded to F16 against an F16
+// cache). The output overwrites the token's query heads in QO: a workgroup
+// reads its query into shared memory before anything is written.
+// swa > 0: a token sees itself and the swa - 1 positions before it (a
+// sliding window, read from the sequence's full table). sinks: one extra
+// logit per query head in the softmax's denominator with no value (gpt-oss).
+layout(local_size_x = 64) in;
+layout(std430, binding = 0) buffer QOb { float QO[]; };
+layout(std430, binding = 1) readonly buffer KCb { uint KC[]; };
+layout(std430, binding = 2) readonly buffer VCb { uint VC[]; };
+layout(std430, binding = 3) readonly buffer Mb { uint M[]; };
+layout(std430, binding = 4) readonly buffer Sb { float S[]; };
+layout(push_constant) uniform P { uint n_head, n_kv, hd, n_pos, n_tok, block, f32; float scale; uint swa, sinks; } p;
+shared float sc[64];
+shared float qs[512];
+shared uint rows[64];
+
+float kv(uint w_base, uint d, bool is_k)
+{
+    if (p.f32 != 0u) return uintBitsToFloat(is_k ? KC[w_base + d] : VC[w_base + d]);
+    uint w = is_k ? KC[w_base + d / 2u] : VC[w_base + d / 2u];
+    vec2 v = unpackHalf2x16(w);
+    return (d & 1u) != 0u ? v.y : v.x;
+}
+
+void main()
+{
+    uint h = gl_WorkGroupID.x, t = gl_WorkGroupID.y, tid = gl_LocalInvocationID.x;
+    uint kvh = h / (p.n_head / p.n_kv), len = M[t] + 1u, tab = M[p.n_tok + t];
+    uint wrow = p.f32 != 0u ? p.hd : p.hd / 2u, base = kvh * p.n_pos * wrow;
+    uint q0 = (t * p.n_head + h) * p.hd;
+    for (uint d = tid; d < p.hd; d += 64u)
+        qs[d] = p.f32 != 0u ? QO[q0 + d] : unpackHalf2x16(packHalf2x16(vec2(QO[q0 + d], 0.0))).x;
+    barrier();
+    float m = -1.0 / 0.0, l = 0.0, acc[8];
+    for (uint k = 0u; k < 8u; k++) acc[k] = 0.0;
+    uint lo = p.swa != 0u && len > p.swa ? len - p.swa : 0u;
+    for (uint c0 = lo; c0 < len; c0 += 64u) {
+        uint n = min(64u, len - c0), pos = c0 + tid;
+        if (tid < n) {
+            uint row = M[tab + pos / p.block] * p.block + pos % p.block;
+            rows[tid] = row;
+            float s = 0.0;
+            uint kb = base + row * wrow;
+            for (uint d = 0u; d < p.hd; d++) s += qs[d] * kv(kb, d, true);
+            sc[tid] = s * p.scale;
+        }
+        barrier();
+        float cm = m;
+        for (uint i = 0u; i < n; i++) cm = max(cm, sc[i]);
+        float corr = exp(m - cm);
+        l *= corr;
+        for (uint k = 0u; k < 8u; k++) acc[k] *= corr;
+        for (uint i = 0u; i < n; i++) {
+            float e = exp(sc[i] - cm);
+            l += e;
+            uint vb = base + rows[i] * wrow;
+            for (uint k = 0u, d = tid; d < p.hd; k++, d += 64u) acc[k] += e * kv(vb, d, false);
+        }
+        m = cm;
+        barrier();
+    }
+    if (p.sinks != 0u) {
+        float sk = S[h], mm = max(m, sk), c = exp(m - mm);
+        l = l * c + exp(sk - mm);
+        for (uint k = 0u; k < 8u; k++) acc[k] *= c;
+    }
+    for (uint k = 0u, d = tid; d < p.hd; k++, d += 64u) QO[q0 + d] = acc[k] / l;
+}
