@@ -48,7 +48,7 @@ for ty in $types; do
 done
 
 prof=$dir/calibration.tsv
-"$sd" calibrate -q -t "$threads" --seconds 4 --profile "$prof" > /dev/null ||
+"$sd" calibrate -q -t "$threads" --seconds 12 --profile "$prof" > /dev/null ||
   { echo "error: showdown calibrate failed" >&2; exit 1; }
 bw=$(awk -F'\t' -v t="$threads" '$1 == "bw_gbps" && $2 == t { print $3 }' "$prof")
 echo "read bandwidth, $threads threads: ${bw:-?} GB/s ($prof)"
@@ -123,7 +123,7 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for ty in $types; do
   row=$(cat "$dir"/r*-"$ty"-showdown.json 2> /dev/null | jq -rs --argjson g "$tg" \
     '[.[][] | select(.n_prompt == 0 and .n_gen == $g)] | if length > 0 then
-       [(map(.roofline_ts) | add / length), (.[0].roofline_note | capture("/ (?<mb>[0-9.]+) MB").mb)] | @tsv
+       [(map(.roofline_ts) | add / length), (.[0].roofline_note | capture("(?<mb>[0-9.]+) MB per token").mb)] | @tsv
      else "-\t-" end')
   ceil=$(cut -f1 <<< "$row") mb=$(cut -f2 <<< "$row")
   s=$(mean "$ty" showdown 0 "$tg") a=$(mean "$ty" fork 0 "$tg") b=$(mean "$ty" fork-rtr 0 "$tg")
