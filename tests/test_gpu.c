@@ -34,39 +34,13 @@ static int have_device(void)
 
 /* ---- one product per format ------------------------------------------- */
 
-static uint64_t rng = 88172645463325252ull;
-static float frand(void)
-{
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 40) / 16777216.0 * 2.0 - 1.0);
-}
+#include "gpu_product.h"
 
+/* Q4_1/Q5_1 too within 1e-5: the GPU takes the offset term from Q8_1's F16
+ * sum s as the CPU does (with the exact sum they were 1.3e-3 apart). */
 static void check_product(uint32_t type, int rows, int cols, int n_tok)
 {
-    size_t rb = sd_row_bytes(type, cols);
-    cr_assert(rb, "%s: %d columns", sd_type_name(type), cols);
-    float *src = malloc((size_t)rows * cols * sizeof *src), *x = malloc((size_t)n_tok * cols * sizeof *x);
-    float *want = malloc((size_t)n_tok * rows * sizeof *want), *got = malloc((size_t)n_tok * rows * sizeof *got);
-    void *data = malloc((size_t)rows * rb);
-    for (int64_t i = 0; i < (int64_t)rows * cols; i++) src[i] = frand();
-    for (int64_t i = 0; i < (int64_t)n_tok * cols; i++) x[i] = frand() * 3;
-    sd_weight w = {data, type, rows, cols, rb, 1.0f, NULL};
-    w.scale = sd_quantize_tensor(type, src, data, rows, cols);
-    cr_assert(w.scale > 0);
-    sd_pool *pool = sd_pool_new(1);
-    void *scratch = malloc(sd_matmul_scratch_bytes(type, rows, cols, n_tok) + 64);
-    sd_matmul(pool, &w, x, n_tok, want, scratch);
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_vk_matvec_once(0, &w, x, n_tok, got, err), 0, "%s", err);
-    for (int t = 0; t < n_tok; t++) {
-        double e = sd_rel_l2(got + (size_t)t * rows, want + (size_t)t * rows, rows);
-        /* Q4_1/Q5_1 too: the GPU takes the offset term from Q8_1's F16 sum s
-         * as the CPU does (with the exact sum they were 1.3e-3 apart) */
-        double tol = 1e-5;
-        cr_expect_leq(e, tol, "%s %dx%d, token %d of %d: relative L2 %.2e", sd_type_name(type), rows, cols, t, n_tok, e);
-    }
-    free(src); free(x); free(want); free(got); free(data); free(scratch);
-    sd_pool_free(pool);
+    gpu_product_vs_cpu(type, rows, cols, n_tok, GPU_VIA_MATVEC, 1e-5);
 }
 
 /* Rows 37 and 67 (not multiples of the 64-thread workgroup, 67 > 64), odd

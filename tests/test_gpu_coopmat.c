@@ -46,40 +46,11 @@ static void need_coop(void)
     if (!c.on) cr_skip_test("no cooperative-matrix path on %s: %s", info[0].name, c.off);
 }
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-static float frand(void)
-{
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (float)((rng >> 40) / 16777216.0 * 2.0 - 1.0);
-}
+#include "gpu_product.h"
 
 static double check_product(uint32_t type, int rows, int cols, int n_tok)
 {
-    size_t rb = sd_row_bytes(type, cols);
-    cr_assert(rb, "%s: %d columns", sd_type_name(type), cols);
-    float *src = malloc((size_t)rows * cols * sizeof *src), *x = malloc((size_t)n_tok * cols * sizeof *x);
-    float *want = malloc((size_t)n_tok * rows * sizeof *want), *got = malloc((size_t)n_tok * rows * sizeof *got);
-    void *data = malloc((size_t)rows * rb);
-    for (int64_t i = 0; i < (int64_t)rows * cols; i++) src[i] = frand();
-    for (int64_t i = 0; i < (int64_t)n_tok * cols; i++) x[i] = frand() * 3;
-    sd_weight w = {data, type, rows, cols, rb, 1.0f, NULL};
-    w.scale = sd_quantize_tensor(type, src, data, rows, cols);
-    cr_assert(w.scale > 0);
-    sd_pool *pool = sd_pool_new(1);
-    void *scratch = malloc(sd_matmul_scratch_bytes(type, rows, cols, n_tok) + 64);
-    sd_matmul(pool, &w, x, n_tok, want, scratch);
-    char err[SD_ERR_LEN];
-    cr_assert_eq(sd_vk_product_once(0, &w, x, n_tok, SD_VK_PATH_COOP, got, err), 0, "%s", err);
-    double worst = 0;
-    for (int t = 0; t < n_tok; t++) {
-        double e = sd_rel_l2(got + (size_t)t * rows, want + (size_t)t * rows, rows);
-        cr_expect_leq(e, PRODUCT_TOL, "%s %dx%d, token %d of %d: relative L2 %.2e", sd_type_name(type), rows, cols, t,
-                      n_tok, e);
-        if (!(e <= worst)) worst = e;
-    }
-    free(src); free(x); free(want); free(got); free(data); free(scratch);
-    sd_pool_free(pool);
-    return worst;
+    return gpu_product_vs_cpu(type, rows, cols, n_tok, SD_VK_PATH_COOP, PRODUCT_TOL);
 }
 
 /* 17 tokens (the fewest the forward pass sends to a matrix kernel), 33 and
