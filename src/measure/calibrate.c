@@ -27,6 +27,22 @@ const char *sd_calib_path(char *buf, unsigned long n)
     return buf;
 }
 
+/* A page-aligned buffer with every page touched (and something non-zero
+ * for the reads to add); NULL with err set when it cannot be had. */
+static unsigned char *filled_buffer(unsigned long long bytes, const char *test, char *err)
+{
+    unsigned char *buf = NULL;
+    if (posix_memalign((void **)&buf, 4096, bytes) != 0) {
+        snprintf(err, SD_ERR_LEN, "cannot allocate %llu KiB for the %s test", bytes >> 10, test);
+        return NULL;
+    }
+    for (unsigned long long i = 0; i < bytes; i += 8) {
+        unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
+        memcpy(buf + i, &v, 8);
+    }
+    return buf;
+}
+
 /* The read rate of data already in cache: working sets of half the LLC (all
  * of it would lose lines to conflicts and to whatever else runs), an eighth
  * and a 32nd, read over and over. A smaller set reads faster (more of it in
@@ -42,15 +58,8 @@ static int measure_cache_bw(sd_calibration *c, double seconds, int verbose, char
     c->cache.n_cpus = c->n_cpus;   /* as a loaded profile has it */
     unsigned long long most = c->cache.llc_bytes / 2 / 4096 * 4096;
     if (most < 65536) most = 65536;
-    unsigned char *buf = NULL;
-    if (posix_memalign((void **)&buf, 4096, most) != 0) {
-        snprintf(err, SD_ERR_LEN, "cannot allocate %llu KiB for the cache bandwidth test", most >> 10);
-        return -1;
-    }
-    for (unsigned long long i = 0; i < most; i += 8) {
-        unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
-        memcpy(buf + i, &v, 8);
-    }
+    unsigned char *buf = filled_buffer(most, "cache bandwidth", err);
+    if (!buf) return -1;
     for (int k = 0; k < SD_CALIB_CACHE_SIZES; k++) {
         unsigned long long bytes = most >> (2 * k) & ~4095ULL;
         if (bytes < 65536) break;
@@ -92,16 +101,8 @@ int sd_calib_measure(sd_calibration *c, int max_threads, double seconds, int ver
     sd_cpu_model(c->cpu_model, sizeof c->cpu_model);
 
     unsigned long long bytes = sd_calib_bw_bytes();
-    unsigned char *buf = NULL;
-    if (posix_memalign((void **)&buf, 4096, bytes) != 0) {
-        snprintf(err, SD_ERR_LEN, "cannot allocate %llu MiB for the bandwidth test", bytes >> 20);
-        return -1;
-    }
-    /* Touch every page (and give the reads something non-zero to add). */
-    for (unsigned long long i = 0; i < bytes; i += 8) {
-        unsigned long long v = i * 0x9E3779B97F4A7C15ULL;
-        memcpy(buf + i, &v, 8);
-    }
+    unsigned char *buf = filled_buffer(bytes, "bandwidth", err);
+    if (!buf) return -1;
     /* About half the time on DRAM bandwidth (passes per thread count from a
      * trial), a tenth on the cache read rate, the rest on arithmetic. */
     double t0 = sd_time_ms();
