@@ -104,12 +104,5 @@ static inline void pk_unpack_mxfp4(const char *t, __m512i *u)
         pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
-PK_MXFP4_GROUP_FN(1)
-PK_MXFP4_GROUP_FN(2)
-PK_MXFP4_GROUP_FN(4)
-PK_MXFP4_GROUP_FN(8)
-PK_MXFP4_GROUP_FN(3)
-PK_MXFP4_GROUP_FN(5)
-PK_MXFP4_GROUP_FN(6)
-PK_MXFP4_GROUP_FN(7)
+PK_EACH_TILE(PK_MXFP4_GROUP_FN)
 PK_FNS(packed_mxfp4, PK_MXFP4_TILE, 32, sizeof(blk_q8_0), 1)

@@ -60,6 +60,17 @@ static inline void pk_store(float *out, size_t ldo, const __m512 *acc, int nt, i
                     xs ? xs + 2 * (A) * mstride : NULL, mstride, out + (size_t)(A) * ldo, ldo, accum); \
     }
 
+/* The tiles of a kernel whose GROUP_FN(NT) is instantiated for NT = 1..4:
+ * 5..8 tokens as a tile of 4 and one of the rest. */
+#define PK_SPLIT_TILES(name, GROUP_FN)                                                             \
+    GROUP_FN(1) GROUP_FN(2) GROUP_FN(4) GROUP_FN(3)                                                \
+    PK_SPLIT_FN(name, 5, 4, 1) PK_SPLIT_FN(name, 6, 4, 2) PK_SPLIT_FN(name, 7, 4, 3)               \
+    PK_SPLIT_FN(name, 8, 4, 4)
+
+/* Every tile size 1..8 of a kernel whose GROUP_FN(NT) takes any NT. */
+#define PK_EACH_TILE(GROUP_FN)                                                                     \
+    GROUP_FN(1) GROUP_FN(2) GROUP_FN(4) GROUP_FN(8) GROUP_FN(3) GROUP_FN(5) GROUP_FN(6) GROUP_FN(7)
+
 /* One group of 16 rows against NT tokens (compile-time, so the accumulators
  * stay in registers), over nb blocks; the activation metadata of token t is
  * at xd[t * mstride], xs[2 * t * mstride] (two half sums per block). The integer sum starts at -OFF * sum(xq), folding
@@ -318,19 +329,7 @@ static inline void pk_q4_k_xsums(const blk_q8_k *x, int32_t *xp)
         pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
-PK_Q4_K_GROUP_FN(1)
-PK_Q4_K_GROUP_FN(2)
-PK_Q4_K_GROUP_FN(4)
-PK_Q4_K_GROUP_FN(3)
-PK_SPLIT_FN(packed_q4_k, 5, 4, 1)
-PK_SPLIT_FN(packed_q4_k, 6, 4, 2)
-PK_SPLIT_FN(packed_q4_k, 7, 4, 3)
-static inline void packed_q4_k_g8(int64_t nb, const char *wg, const char *x, size_t xs_row, const float *xd,
-                                  const int32_t *xs, int64_t mstride, float *out, size_t ldo, int accum)
-{
-    packed_q4_k_g4(nb, wg, x, xs_row, xd, xs, mstride, out, ldo, accum);
-    packed_q4_k_g4(nb, wg, x + 4 * xs_row, xs_row, xd, xs, mstride, out + 4 * ldo, ldo, accum);
-}
+PK_SPLIT_TILES(packed_q4_k, PK_Q4_K_GROUP_FN)
 
 /* Q6_K: a tile is 16 rows x 256 columns (one super-block per row): the
  * rows' 16 scale bytes (byte j of row r at 16j + r), d's low bytes (256 +
@@ -422,19 +421,7 @@ static inline __m512 pk_q6_k_scale(const char *tl, int j)
         pk_store(out, ldo, acc, NT, accum);                                                        \
     }
 
-PK_Q6_K_GROUP_FN(1)
-PK_Q6_K_GROUP_FN(2)
-PK_Q6_K_GROUP_FN(4)
-PK_Q6_K_GROUP_FN(3)
-PK_SPLIT_FN(packed_q6_k, 5, 4, 1)
-PK_SPLIT_FN(packed_q6_k, 6, 4, 2)
-PK_SPLIT_FN(packed_q6_k, 7, 4, 3)
-static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, size_t xs_row, const float *xd,
-                                  const int32_t *xs, int64_t mstride, float *out, size_t ldo, int accum)
-{
-    packed_q6_k_g4(nb, wg, x, xs_row, xd, xs, mstride, out, ldo, accum);
-    packed_q6_k_g4(nb, wg, x + 4 * xs_row, xs_row, xd, xs, mstride, out + 4 * ldo, ldo, accum);
-}
+PK_SPLIT_TILES(packed_q6_k, PK_Q6_K_GROUP_FN)
 
 /* Panel by panel; within a panel, groups in chunks of about 128 KiB
  * (L2-resident while every token tile of the batch passes over them),
@@ -497,24 +484,10 @@ static inline void packed_q6_k_g8(int64_t nb, const char *wg, const char *x, siz
 
 PK_LEGACY_FNS(packed_q4_0, pk_unpack_q4_0, PK_Q4_0_TILE, 8)
 PK_LEGACY_FNS(packed_q8_0, pk_unpack_q8_0, PK_Q8_0_TILE, 128)
-PK_NVFP4_GROUP_FN(1)
-PK_NVFP4_GROUP_FN(2)
-PK_NVFP4_GROUP_FN(4)
-PK_NVFP4_GROUP_FN(8)
-PK_NVFP4_GROUP_FN(3)
-PK_NVFP4_GROUP_FN(5)
-PK_NVFP4_GROUP_FN(6)
-PK_NVFP4_GROUP_FN(7)
+PK_EACH_TILE(PK_NVFP4_GROUP_FN)
 PK_FNS(packed_nvfp4, PK_NVFP4_TILE, QKNV, 2 * sizeof(blk_q8_0), 1)
 PK_FNS(packed_q4_k, PK_Q4_K_TILE, QKK, sizeof(blk_q8_k), 0)
-PK_Q4_1_GROUP_FN(1)
-PK_Q4_1_GROUP_FN(2)
-PK_Q4_1_GROUP_FN(4)
-PK_Q4_1_GROUP_FN(8)
-PK_Q4_1_GROUP_FN(3)
-PK_Q4_1_GROUP_FN(5)
-PK_Q4_1_GROUP_FN(6)
-PK_Q4_1_GROUP_FN(7)
+PK_EACH_TILE(PK_Q4_1_GROUP_FN)
 PK_FNS(packed_q4_1, PK_Q4_1_TILE, 32, sizeof(blk_q8_1), 0)
 PK_FNS(packed_q6_k, PK_Q6_K_TILE, QKK, sizeof(blk_q8_k), 0)
 #include "kernels/x86/packed_mxfp4_zmm.h"
