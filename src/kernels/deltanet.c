@@ -37,7 +37,7 @@ void sd_conv_step(float *state, const float *w, float *x, int n, int d_conv)
 
 #define LANES 16
 
-void sd_l2norm(float *x, int n, float eps)
+static float sumsq(const float *x, int n)
 {
     float acc[LANES] = {0}, s = 0.0f;
     int j = 0;
@@ -45,7 +45,12 @@ void sd_l2norm(float *x, int n, float eps)
         for (int l = 0; l < LANES; l++) acc[l] += x[j + l] * x[j + l];
     for (int l = 0; l < LANES; l++) s += acc[l];
     for (; j < n; j++) s += x[j] * x[j];
-    s = 1.0f / fmaxf(sqrtf(s), eps);
+    return s;
+}
+
+void sd_l2norm(float *x, int n, float eps)
+{
+    float s = 1.0f / fmaxf(sqrtf(sumsq(x, n)), eps);
     for (int i = 0; i < n; i++) x[i] *= s;
 }
 
@@ -136,17 +141,6 @@ size_t sd_deltanet_work_floats(int dk, int dv)
     size_t c = SD_DELTANET_CHUNK_MAX;
     /* KQ (2c x dk), KT (dk x c), A (2c x c), WP (2c x dv), U (c x dv), l (c doubles) */
     return 2 * c * (size_t)dk + (size_t)dk * c + 2 * c * c + 2 * c * (size_t)dv + c * (size_t)dv + 2 * c + 2;
-}
-
-static float sumsq(const float *x, int n)
-{
-    float acc[LANES] = {0}, s = 0.0f;
-    int j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += x[j + l] * x[j + l];
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    for (; j < n; j++) s += x[j] * x[j];
-    return s;
 }
 
 /* Can the clamp act within these c tokens? With decay and beta in [0, 1]
