@@ -9,17 +9,9 @@
 #include "model/forward.h"
 #include "model/kv_cache.h"
 #include "model/model.h"
+#include "runtime/errf.h"
 
 #define PAR_UBATCH 64   /* prefill tokens per pass, as a session's */
-
-static int par_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -111,7 +103,7 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
 {
     int B = r->n_parallel;
     if (B < 1 || r->n_prompt < 1 || r->n_gen < 1 || r->n_reps < 1 || r->n_reps > SD_PAR_MAX_REPS || r->n_threads < 1)
-        return par_fail(err, "parallel bench: %d sequences, %d prompt and %d generated tokens, %d repetitions: "
+        return sd_errf(err, "parallel bench: %d sequences, %d prompt and %d generated tokens, %d repetitions: "
                              "each must be at least 1 (repetitions at most %d)",
                         B, r->n_prompt, r->n_gen, r->n_reps, SD_PAR_MAX_REPS);
     int n_pos = r->n_prompt + r->n_gen, max_tok = B > PAR_UBATCH ? B : PAR_UBATCH;
@@ -126,7 +118,7 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
     s.logits = malloc((size_t)B * m->hp.n_vocab * sizeof *s.logits);
     if (!s.tok || !s.last || !s.pos || !s.seq || !s.out || !s.logits) {
         state_free(&s);
-        return par_fail(err, "out of memory for %d sequences", B);
+        return sd_errf(err, "out of memory for %d sequences", B);
     }
     if (sd_fwd_init(&s.f, m, s.kv, max_tok, r->n_threads, err)) {
         state_free(&s);
@@ -139,7 +131,7 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
             sd_kv_seq_release(s.kv, q);
             if (sd_kv_seq_grow(s.kv, q, n_pos)) {
                 state_free(&s);
-                return par_fail(err, "parallel bench: the KV cache has no room for sequence %d", q);
+                return sd_errf(err, "parallel bench: the KV cache has no room for sequence %d", q);
             }
         }
         double t0 = sd_time_ms();
@@ -147,7 +139,7 @@ int sd_bench_parallel(sd_model *m, sd_par_row *r, int warmup, uint64_t seed, cha
         double pp = sd_time_ms() - t0, tg = held ? -1 : decode(&s, r);
         if (tg < 0) {
             state_free(&s);
-            return par_fail(err, "parallel bench: the KV cache cannot hold a sliding layer's window");
+            return sd_errf(err, "parallel bench: the KV cache cannot hold a sliding layer's window");
         }
         if (rep < 0) continue;
         r->pp_ms[rep] = pp;

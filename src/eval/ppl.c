@@ -6,15 +6,7 @@
 #include <string.h>
 
 #include "eval/ppl.h"
-
-static int ppl_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "runtime/errf.h"
 
 sd_ppl_params sd_ppl_default_params(void)
 {
@@ -27,16 +19,16 @@ int sd_vocab_check(sd_model *a, sd_model *b, char *err)
     const sd_tokenizer *ta = sd_model_tokenizer(a), *tb = sd_model_tokenizer(b);
     int na = sd_tokenizer_n_vocab(ta), nb = sd_tokenizer_n_vocab(tb);
     if (na != nb || sd_model_hparams(a)->n_vocab != sd_model_hparams(b)->n_vocab)
-        return ppl_fail(err, "%s and %s do not share a vocabulary (%d vs %d tokens)", sd_model_path(b),
+        return sd_errf(err, "%s and %s do not share a vocabulary (%d vs %d tokens)", sd_model_path(b),
                         sd_model_path(a), nb, na);
     if (sd_token_bos(ta) != sd_token_bos(tb))
-        return ppl_fail(err, "%s and %s do not share a vocabulary (BOS is token %d vs %d)", sd_model_path(b),
+        return sd_errf(err, "%s and %s do not share a vocabulary (BOS is token %d vs %d)", sd_model_path(b),
                         sd_model_path(a), sd_token_bos(tb), sd_token_bos(ta));
     for (int i = 0; i < na; i++) {
         size_t la, lb;
         const char *pa = sd_token_piece(ta, i, &la), *pb = sd_token_piece(tb, i, &lb);
         if (la != lb || memcmp(pa, pb, la))
-            return ppl_fail(err, "%s and %s do not share a vocabulary (token %d differs)", sd_model_path(b),
+            return sd_errf(err, "%s and %s do not share a vocabulary (token %d differs)", sd_model_path(b),
                             sd_model_path(a), i);
     }
     return 0;
@@ -138,10 +130,10 @@ int sd_ppl_run_many(sd_model **models, int n_models, sd_model *base, const char 
 {
     sd_ppl_params d = sd_ppl_default_params();
     if (!p) p = &d;
-    if (n_models < 1) return ppl_fail(err, "no model to measure");
+    if (n_models < 1) return sd_errf(err, "no model to measure");
     memset(outs, 0, (size_t)n_models * sizeof *outs);
     if (p->n_ctx < SD_PPL_MIN_CTX)
-        return ppl_fail(err, "context of %d tokens is too short for perplexity (at least %d)", p->n_ctx,
+        return sd_errf(err, "context of %d tokens is too short for perplexity (at least %d)", p->n_ctx,
                         SD_PPL_MIN_CTX);
     for (int i = 0; i < n_models; i++) {
         if (base && sd_vocab_check(models[i], base, err)) return -1;
@@ -154,7 +146,7 @@ int sd_ppl_run_many(sd_model **models, int n_models, sd_model *base, const char 
     if (sd_tokenize(tok, text, len, 1, &b.tokens, &n_tok, err)) goto done;
     const int n_ctx = p->n_ctx, nv = sd_model_hparams(models[0])->n_vocab;
     if (n_tok < n_ctx) {
-        ppl_fail(err, "the text is %d tokens, fewer than one window of %d (-c); use -c %d or less", n_tok,
+        sd_errf(err, "the text is %d tokens, fewer than one window of %d (-c); use -c %d or less", n_tok,
                  n_ctx, n_tok);
         goto done;
     }
@@ -164,7 +156,7 @@ int sd_ppl_run_many(sd_model **models, int n_models, sd_model *base, const char 
     const int64_t n_scored = (int64_t)n_win * per_win;
 
     b.m = calloc((size_t)n_models, sizeof *b.m);
-    if (!b.m) { ppl_fail(err, "out of memory"); goto done; }
+    if (!b.m) { sd_errf(err, "out of memory"); goto done; }
     b.n_m = n_models;
     for (int i = 0; i < n_models; i++)
         if (new_session(models[i], p, &b.m[i].s, err)) goto done;
@@ -180,7 +172,7 @@ int sd_ppl_run_many(sd_model **models, int n_models, sd_model *base, const char 
         oom |= !b.logits_b || !b.lp_b;
     }
     for (int i = 0; i < n_models && !oom; i++) oom |= model_bufs(&b.m[i], n_scored, base != NULL) != 0;
-    if (oom) { ppl_fail(err, "out of memory for %d windows of %d tokens", n_win, n_ctx); goto done; }
+    if (oom) { sd_errf(err, "out of memory for %d windows of %d tokens", n_win, n_ctx); goto done; }
 
     const int bos = sd_token_bos(tok);
     double t0 = sd_time_ms();

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "eval/sweep.h"
+#include "runtime/errf.h"
 
 enum { W = 760, H = 480, ML = 78, MR = 110, MT = 56, MB = 64 };   /* canvas and margins, px */
 
@@ -76,15 +77,6 @@ static void put_text(FILE *f, const char *s)
     }
 }
 
-static int svg_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows, int n, char *err)
 {
     /* Axis ranges: whole bits on x, whole decades of KLD on y. */
@@ -99,7 +91,7 @@ int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows
         if (k > 0) { kmin = fmin(kmin, k); kmax = fmax(kmax, k); } else any_zero = 1;
         any_fb |= rows[i].n_fallback > 0;
     }
-    if (!n_ok) return svg_fail(err, "%s: no measured format to plot", path);
+    if (!n_ok) return sd_errf(err, "%s: no measured format to plot", path);
     if (!isfinite(kmin)) kmin = kmax = 1e-6;   /* every KLD was 0: any decade will do */
     double x0 = floor(xmin) - 1, x1 = ceil(xmax) + 1;
     int xstep = x1 - x0 > 12 ? 2 : 1;
@@ -108,7 +100,7 @@ int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows
     const double pw = W - ML - MR, ph = H - MT - MB;
 
     FILE *f = fopen(path, "w");
-    if (!f) return svg_fail(err, "%s: cannot create the file", path);
+    if (!f) return sd_errf(err, "%s: cannot create the file", path);
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"sans-serif\" font-size=\"12\">\n", W, H, W, H);
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
@@ -142,7 +134,7 @@ int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows
         free(text);
         fclose(f);
         remove(path);
-        return svg_fail(err, "out of memory");
+        return sd_errf(err, "out of memory");
     }
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -191,6 +183,6 @@ int sd_quality_svg(const char *path, const char *title, const sd_sweep_row *rows
         fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#444\">* hollow: some matrices fell back to another "
                    "format (rows do not fit the block); see the table</text>\n", ML, H - 8);
     fputs("</svg>\n", f);
-    if (fclose(f)) { remove(path); return svg_fail(err, "%s: cannot write the file", path); }
+    if (fclose(f)) { remove(path); return sd_errf(err, "%s: cannot write the file", path); }
     return 0;
 }

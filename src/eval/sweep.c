@@ -10,15 +10,7 @@
 #include "quant/quantize.h"
 #include "quant/recipe.h"
 #include "tensor/types.h"
-
-static int sweep_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "runtime/errf.h"
 
 /* The formats of a file's matrices ("Q4_0 x30, Q6_K x1"), read back from
  * the file itself so the table shows what was written, not what was asked. */
@@ -83,7 +75,7 @@ int sd_sweep_run(const sd_sweep_params *p, const char *const *types, int n, sd_s
         if (!sd_qrecipe_find(types[i])) {
             char names[512];
             sd_qrecipe_names(names, sizeof names);
-            return sweep_fail(err, "unknown format '%s' (formats: %s)", types[i], names);
+            return sd_errf(err, "unknown format '%s' (formats: %s)", types[i], names);
         }
 
     sd_model *base = NULL;
@@ -98,7 +90,7 @@ int sd_sweep_run(const sd_sweep_params *p, const char *const *types, int n, sd_s
     free(tok);
     if (n_tok < p->ppl.n_ctx) {
         sd_model_free(base);
-        return sweep_fail(err, "the text is %d tokens, fewer than one window of %d (-c); use -c %d or less",
+        return sd_errf(err, "the text is %d tokens, fewer than one window of %d (-c); use -c %d or less",
                           n_tok, p->ppl.n_ctx, n_tok);
     }
     const char *dir = p->tmp_dir ? p->tmp_dir : getenv("TMPDIR");
@@ -112,7 +104,7 @@ int sd_sweep_run(const sd_sweep_params *p, const char *const *types, int n, sd_s
     if (!q || !res || !idx) {
         free(q); free(res); free(idx);
         sd_model_free(base);
-        return sweep_fail(err, "out of memory");
+        return sd_errf(err, "out of memory");
     }
     int n_ok = 0;
     for (int i = 0; i < n; i++) {

@@ -19,6 +19,7 @@
 #include "model/moe.h"
 #include "model/offload.h"
 #include "tensor/types.h"
+#include "runtime/errf.h"
 
 /* ---- attention ------------------------------------------------------------
  * Work units are (token, KV head, chunk of SD_ATT_CHUNK positions at fixed
@@ -383,15 +384,6 @@ void sd_forward_batch(sd_fwd *f, const sd_batch *b, float *logits)
 
 /* ---- scratch ------------------------------------------------------------ */
 
-static int fwd_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Largest activation-conversion scratch any matrix of the model needs. */
 static size_t xq_bytes(const sd_model *m, int n_tok)
 {
@@ -413,8 +405,8 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     const sd_hparams *hp = &m->hp;
     memset(f, 0, sizeof *f);
     if (hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > SD_MAX_GROUP)
-        return fwd_fail(err, "%s: %d query heads over %d KV heads is not supported", m->path, hp->n_head, hp->n_head_kv);
-    if (n_threads < 1 || n_threads > 512) return fwd_fail(err, "%d threads is not supported", n_threads);
+        return sd_errf(err, "%s: %d query heads over %d KV heads is not supported", m->path, hp->n_head, hp->n_head_kv);
+    if (n_threads < 1 || n_threads > 512) return sd_errf(err, "%d threads is not supported", n_threads);
     f->m = m;
     f->kv = kv;
     f->max_tok = max_tok;
@@ -443,7 +435,7 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
     size_t qn_floats = sd_qnext_scratch_floats(m, max_tok, n_threads);
     if (qn_floats && !(f->qnext = malloc(qn_floats * sizeof(float)))) {
         sd_fwd_free(f);
-        return fwd_fail(err, "%s: out of memory for the recurrent layers' scratch (%d tokens)", m->path, max_tok);
+        return sd_errf(err, "%s: out of memory for the recurrent layers' scratch (%d tokens)", m->path, max_tok);
     }
     size_t moe_floats = sd_moe_scratch_floats(m, max_tok);
     if (moe_floats) {
@@ -451,13 +443,13 @@ int sd_fwd_init(sd_fwd *f, sd_model *m, sd_kv_cache *kv, int max_tok, int n_thre
         f->moe_ids = calloc(B * (size_t)hp->n_layer * (size_t)hp->n_expert_used, sizeof(int32_t));
         if (!f->moe || !f->moe_ids) {
             sd_fwd_free(f);
-            return fwd_fail(err, "%s: out of memory for the experts' scratch (%d tokens)", m->path, max_tok);
+            return sd_errf(err, "%s: out of memory for the experts' scratch (%d tokens)", m->path, max_tok);
         }
     }
     if (!f->x || !f->xb || !f->q || !f->k || !f->v || !f->att_out || !f->hb || !f->hb2 || !f->att || !f->att_tmp ||
         !f->xq || !f->units || !f->recs || !f->pool) {
         sd_fwd_free(f);
-        return fwd_fail(err, "%s: out of memory for the forward pass's scratch (%d tokens)", m->path, max_tok);
+        return sd_errf(err, "%s: out of memory for the forward pass's scratch (%d tokens)", m->path, max_tok);
     }
     return 0;
 }

@@ -8,15 +8,7 @@
 #include "model/arch_qwen3next.h"
 #include "model/kv_cache.h"
 #include "tensor/types.h"
-
-static int kv_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "runtime/errf.h"
 
 /* ---- shape: which layers go to the window pool, and the pools' sizes ---- */
 
@@ -114,11 +106,11 @@ static void pool_free(sd_kv_pool *p)
 int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, int n_batch, sd_kv_cache **out,
                     char *err)
 {
-    if (n_pos < 1 || n_seqs < 1) return kv_fail(err, "a KV cache needs positions and sequences");
+    if (n_pos < 1 || n_seqs < 1) return sd_errf(err, "a KV cache needs positions and sequences");
     kv_shape sh = shape_of(m, n_pos, n_seqs, n_batch);
     uint64_t need = shape_bytes(m, type, &sh);
     sd_kv_cache *c = calloc(1, sizeof *c);
-    if (!c) return kv_fail(err, "out of memory");
+    if (!c) return sd_errf(err, "out of memory");
     c->n_layer = kv_layers(m);
     c->n_head_kv = m->hp.n_head_kv;
     c->head_dim = m->hp.head_dim;
@@ -156,7 +148,7 @@ int sd_kv_cache_new(const sd_model *m, sd_kv_type type, int n_pos, int n_seqs, i
     for (int s = 0; ok && c->state_bytes && s < n_seqs; s++) ok = (c->seqs[s].state = calloc(1, c->state_bytes)) != NULL;
     if (!ok) {
         sd_kv_cache_free(c);
-        return kv_fail(err, "%s: not enough memory for a KV cache of %d positions%s: it needs %.1f MiB (%llu bytes)",
+        return sd_errf(err, "%s: not enough memory for a KV cache of %d positions%s: it needs %.1f MiB (%llu bytes)",
                        m->path, n_pos, state ? " and the recurrent state" : "", (double)(need + state) / (1 << 20),
                        (unsigned long long)(need + state));
     }

@@ -8,15 +8,7 @@
 #include "model/offload.h"
 #include "model/session.h"
 #include "tensor/types.h"
-
-static int sess_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "runtime/errf.h"
 
 sd_session_params sd_session_default_params(void)
 {
@@ -42,23 +34,23 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     if (!p) p = &d;
     int n_ctx = p->n_ctx > 0 ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
     if (n_ctx < 1) n_ctx = 1;
-    if (n_ctx > (1 << 22)) return sess_fail(err, "%s: context length %d is too large", m->path, n_ctx);
+    if (n_ctx > (1 << 22)) return sd_errf(err, "%s: context length %d is too large", m->path, n_ctx);
     int n_threads = p->n_threads > 0 ? p->n_threads : sd_cpu_count();
-    if (n_threads > 512) return sess_fail(err, "%d threads is too many", n_threads);
+    if (n_threads > 512) return sd_errf(err, "%d threads is too many", n_threads);
     if (hp->n_head / hp->n_head_kv > SD_MAX_GROUP)
-        return sess_fail(err, "%s: %d query heads per KV head is more than the %d supported", m->path,
+        return sd_errf(err, "%s: %d query heads per KV head is more than the %d supported", m->path,
                          hp->n_head / hp->n_head_kv, SD_MAX_GROUP);
     switch (p->kv_type) {
     case SD_KV_F32: case SD_KV_F16: break;
     case SD_KV_Q8_0:
         if (hp->head_dim % 32)
-            return sess_fail(err, "%s: a q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)", m->path,
+            return sd_errf(err, "%s: a q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)", m->path,
                              hp->head_dim);
         break;
-    default: return sess_fail(err, "KV cache type %d is not supported (f32, f16, q8_0)", (int)p->kv_type);
+    default: return sd_errf(err, "KV cache type %d is not supported (f32, f16, q8_0)", (int)p->kv_type);
     }
     sd_session *s = calloc(1, sizeof *s);
-    if (!s) return sess_fail(err, "out of memory");
+    if (!s) return sd_errf(err, "out of memory");
     s->m = m;
     s->n_ctx = n_ctx;
     s->kv_type = p->kv_type;
@@ -68,7 +60,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->out_buf = malloc((size_t)s->ubatch * sizeof(int));
     if (!s->pos_buf || !s->seq_buf || !s->out_buf) {
         sd_session_free(s);
-        return sess_fail(err, "out of memory");
+        return sd_errf(err, "out of memory");
     }
     if (sd_kv_cache_new(m, p->kv_type, n_ctx, 1, s->ubatch, &s->kv, err)) {
         sd_session_free(s);
@@ -82,7 +74,7 @@ int sd_session_new(sd_model *m, const sd_session_params *p, sd_session **out, ch
     s->logits = calloc((size_t)hp->n_vocab, sizeof(float));
     if (!s->logits) {
         sd_session_free(s);
-        return sess_fail(err, "out of memory");
+        return sd_errf(err, "out of memory");
     }
     if (sd_offload_session_new(s, err)) {
         sd_session_free(s);
@@ -121,19 +113,19 @@ void sd_forward(sd_session *s, const int32_t *tokens, int n, float *logits_out)
 int sd_session_eval(sd_session *s, const int32_t *tokens, int n, float *logits_all, char *err)
 {
     int nv = s->m->hp.n_vocab;
-    if (n < 0) return sess_fail(err, "negative token count");
+    if (n < 0) return sd_errf(err, "negative token count");
     if (n > s->n_ctx - s->pos)
-        return sess_fail(err, "context full: %d tokens at position %d exceed the context of %d", n, s->pos, s->n_ctx);
+        return sd_errf(err, "context full: %d tokens at position %d exceed the context of %d", n, s->pos, s->n_ctx);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= nv)
-            return sess_fail(err, "token id %d out of range (vocabulary of %d)", (int)tokens[i], nv);
+            return sd_errf(err, "token id %d out of range (vocabulary of %d)", (int)tokens[i], nv);
     for (int i = 0; i < n; i += s->ubatch) {
         int c = n - i < s->ubatch ? n - i : s->ubatch;
         /* Sliding layers: this chunk's window blocks (a chunk fits the pool's). */
         if (sd_kv_seq_window(s->kv, 0, s->pos, s->pos + c))
-            return sess_fail(err, "KV cache: the sliding window of positions %d..%d is not held", s->pos, s->pos + c - 1);
+            return sd_errf(err, "KV cache: the sliding window of positions %d..%d is not held", s->pos, s->pos + c - 1);
         sd_forward(s, tokens + i, c, logits_all ? logits_all + (size_t)i * nv : NULL);
-        if (s->f.gpu_err && s->f.gpu_err[0]) return sess_fail(err, "%s", s->f.gpu_err);
+        if (s->f.gpu_err && s->f.gpu_err[0]) return sd_errf(err, "%s", s->f.gpu_err);
     }
     if (logits_all && n > 0) memcpy(s->logits, logits_all + (size_t)(n - 1) * nv, (size_t)nv * sizeof(float));
     return 0;

@@ -9,6 +9,7 @@
 
 #include "model/synth.h"
 #include "showdown.h"
+#include "runtime/errf.h"
 
 static const sd_synth_shape presets[] = {
     /* name            arch     embd  lay head kv hd   ffn    vocab   ctx     rope      eps  llama3 tied */
@@ -72,30 +73,20 @@ int sd_synth_set_arch(sd_synth_shape *s, const char *arch)
     return -1;
 }
 
-static int bad(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int bad(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int sd_synth_check(const sd_synth_shape *s, char *err)
 {
     sd_synth_shape tmp = *s;
     if (sd_synth_set_arch(&tmp, s->arch))
-        return bad(err, "unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss, qwen3next, gemma3)",
+        return sd_errf(err, "unknown architecture '%s' (llama, qwen2, qwen3, qwen3moe, gpt-oss, qwen3next, gemma3)",
                    s->arch);
     int moe_arch = !strcmp(s->arch, "qwen3moe") || !strcmp(s->arch, "gpt-oss");
-    if (moe_arch && s->n_expert < 1) return bad(err, "%s needs experts (--experts)", s->arch);
-    if (s->n_expert < 0 || s->n_expert > 4096) return bad(err, "expert count %d is out of range (0..4096)", s->n_expert);
+    if (moe_arch && s->n_expert < 1) return sd_errf(err, "%s needs experts (--experts)", s->arch);
+    if (s->n_expert < 0 || s->n_expert > 4096) return sd_errf(err, "expert count %d is out of range (0..4096)", s->n_expert);
     if (s->n_expert && (s->n_expert_used < 1 || s->n_expert_used > s->n_expert || s->n_expert_used > 64))
-        return bad(err, "%d experts per token is out of range (1..%d)", s->n_expert_used,
+        return sd_errf(err, "%d experts per token is out of range (1..%d)", s->n_expert_used,
                    s->n_expert < 64 ? s->n_expert : 64);
     if (s->n_expert && (s->n_ff_exp < 1 || s->n_ff_exp > (1 << 20)))
-        return bad(err, "expert FFN size %d is out of range (1..%d)", s->n_ff_exp, 1 << 20);
+        return sd_errf(err, "expert FFN size %d is out of range (1..%d)", s->n_ff_exp, 1 << 20);
     struct { const char *what; int v, lo, hi; } lim[] = {
         {"embedding size", s->n_embd, 2, 1 << 16},  {"layer count", s->n_layer, 1, 1024},
         {"head count", s->n_head, 1, 1024},         {"KV head count", s->n_head_kv, 1, 1024},
@@ -104,10 +95,10 @@ int sd_synth_check(const sd_synth_shape *s, char *err)
     };
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
         if (lim[i].v < lim[i].lo || lim[i].v > lim[i].hi)
-            return bad(err, "%s %d is out of range (%d..%d)", lim[i].what, lim[i].v, lim[i].lo, lim[i].hi);
-    if (s->n_head % s->n_head_kv) return bad(err, "%d KV heads do not divide %d heads", s->n_head_kv, s->n_head);
-    if (s->head_dim % 2) return bad(err, "head size %d must be even (rotary embedding)", s->head_dim);
-    if (!(s->rope_base > 0) || !(s->norm_eps > 0)) return bad(err, "rope base and RMS epsilon must be positive");
+            return sd_errf(err, "%s %d is out of range (%d..%d)", lim[i].what, lim[i].v, lim[i].lo, lim[i].hi);
+    if (s->n_head % s->n_head_kv) return sd_errf(err, "%d KV heads do not divide %d heads", s->n_head_kv, s->n_head);
+    if (s->head_dim % 2) return sd_errf(err, "head size %d must be even (rotary embedding)", s->head_dim);
+    if (!(s->rope_base > 0) || !(s->norm_eps > 0)) return sd_errf(err, "rope base and RMS epsilon must be positive");
     if (!strcmp(s->arch, "qwen3next")) {
         struct { const char *what; int v, lo, hi; } q[] = {
             {"shared expert FFN size", s->n_ff_shexp, 1, 1 << 20}, {"convolution taps", s->ssm_conv, 2, 64},
@@ -117,11 +108,11 @@ int sd_synth_check(const sd_synth_shape *s, char *err)
         };
         for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
             if (q[i].v < q[i].lo || q[i].v > q[i].hi)
-                return bad(err, "%s %d is out of range (%d..%d)", q[i].what, q[i].v, q[i].lo, q[i].hi);
+                return sd_errf(err, "%s %d is out of range (%d..%d)", q[i].what, q[i].v, q[i].lo, q[i].hi);
         if (s->ssm_heads % s->ssm_groups)
-            return bad(err, "%d DeltaNet value heads are not a multiple of %d key heads", s->ssm_heads, s->ssm_groups);
-        if (s->n_rot % 2) return bad(err, "rotated values per head %d must be even", s->n_rot);
-        if (s->n_expert < 1) return bad(err, "qwen3next needs experts (--experts)");
+            return sd_errf(err, "%d DeltaNet value heads are not a multiple of %d key heads", s->ssm_heads, s->ssm_groups);
+        if (s->n_rot % 2) return sd_errf(err, "rotated values per head %d must be even", s->n_rot);
+        if (s->n_expert < 1) return sd_errf(err, "qwen3next needs experts (--experts)");
     }
     return 0;
 }

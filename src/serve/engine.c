@@ -14,15 +14,7 @@
 #include "model/model.h"
 #include "serve/engine.h"
 #include "serve/engine_impl.h"
-
-static int eng_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
+#include "runtime/errf.h"
 
 sd_engine_params sd_engine_default_params(void)
 {
@@ -52,24 +44,24 @@ int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *
 {
     if (queue_full) *queue_full = 0;
     int nv = e->m->hp.n_vocab;
-    if (!r || !cb) return eng_fail(err, "no request or no callback");
-    if (r->n_prompt < 1 || !r->prompt) return eng_fail(err, "the prompt is empty");
+    if (!r || !cb) return sd_errf(err, "no request or no callback");
+    if (r->n_prompt < 1 || !r->prompt) return sd_errf(err, "the prompt is empty");
     if (r->n_prompt > e->n_ctx)
-        return eng_fail(err, "the prompt has %d tokens, more than the context of %d", r->n_prompt, e->n_ctx);
+        return sd_errf(err, "the prompt has %d tokens, more than the context of %d", r->n_prompt, e->n_ctx);
     for (int i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= nv)
-            return eng_fail(err, "token id %d out of range (vocabulary of %d)", (int)r->prompt[i], nv);
+            return sd_errf(err, "token id %d out of range (vocabulary of %d)", (int)r->prompt[i], nv);
     if (r->n_top < 0 || r->n_top > SD_ENGINE_MAX_TOP)
-        return eng_fail(err, "%d top log-probabilities asked, at most %d", r->n_top, SD_ENGINE_MAX_TOP);
+        return sd_errf(err, "%d top log-probabilities asked, at most %d", r->n_top, SD_ENGINE_MAX_TOP);
     eng_req *q = calloc(1, sizeof *q);
-    if (!q) return eng_fail(err, "out of memory");
+    if (!q) return sd_errf(err, "out of memory");
     q->r = *r;
     q->prompt = malloc((size_t)r->n_prompt * sizeof *q->prompt);
     q->smp = sd_sampler_new(&r->sampling, nv);
     if (r->presence_penalty != 0 || r->frequency_penalty != 0) q->counts = calloc((size_t)nv, sizeof *q->counts);
     if (!q->prompt || !q->smp || ((r->presence_penalty != 0 || r->frequency_penalty != 0) && !q->counts)) {
         req_free(q);
-        return eng_fail(err, "out of memory");
+        return sd_errf(err, "out of memory");
     }
     memcpy(q->prompt, r->prompt, (size_t)r->n_prompt * sizeof *q->prompt);
     q->r.prompt = q->prompt;
@@ -85,14 +77,14 @@ int sd_engine_submit(sd_engine *e, const sd_gen_request *r, sd_gen_cb cb, void *
         pthread_mutex_unlock(&e->mu);
         req_free(q);
         if (queue_full) *queue_full = SD_SUBMIT_FAILED;
-        return eng_fail(err, "the GPU failed (%.160s); this server refuses requests until it is restarted", why);
+        return sd_errf(err, "the GPU failed (%.160s); this server refuses requests until it is restarted", why);
     }
     if (e->stopping || e->n_queued - free_slots >= e->max_queue) {
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);
         req_free(q);
         if (queue_full) *queue_full = stopping ? SD_SUBMIT_STOPPING : SD_SUBMIT_QUEUE_FULL;
-        return eng_fail(err, stopping ? "the engine is shutting down" : "the queue is full (%d waiting)", e->max_queue);
+        return sd_errf(err, stopping ? "the engine is shutting down" : "the queue is full (%d waiting)", e->max_queue);
     }
     q->id = ++e->next_id;
     if (id) *id = q->id;

@@ -15,6 +15,7 @@
 #include "model/kv_cache.h"
 #include "model/offload.h"
 #include "serve/engine_impl.h"
+#include "runtime/errf.h"
 
 #define OUT_ROWS_EXTRA 64   /* rows of logits per step beyond two per slot (prompt log-probabilities) */
 
@@ -26,15 +27,6 @@ struct eng_sched {
     int32_t *tok;              /* the batch */
     int *pos, *seq, *out;
 };
-
-static int sch_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static void update_kv_stats(sd_engine *e)
 {
@@ -390,20 +382,20 @@ int sd_engine_new(sd_model *m, const sd_engine_params *p, sd_engine **out, char 
 {
     sd_engine_params d = sd_engine_default_params();
     if (!p) p = &d;
-    if (p->n_slots < 1 || p->n_slots > 256) return sch_fail(err, "%d slots: between 1 and 256, please", p->n_slots);
-    if (p->n_ctx < 0 || p->n_ctx > (1 << 22)) return sch_fail(err, "context of %d positions is not supported", p->n_ctx);
-    if (p->n_batch < 0 || p->n_batch > 4096) return sch_fail(err, "batch of %d tokens is not supported", p->n_batch);
+    if (p->n_slots < 1 || p->n_slots > 256) return sd_errf(err, "%d slots: between 1 and 256, please", p->n_slots);
+    if (p->n_ctx < 0 || p->n_ctx > (1 << 22)) return sd_errf(err, "context of %d positions is not supported", p->n_ctx);
+    if (p->n_batch < 0 || p->n_batch > 4096) return sd_errf(err, "batch of %d tokens is not supported", p->n_batch);
     switch (p->kv_type) {
     case SD_KV_F32: case SD_KV_F16: break;
     case SD_KV_Q8_0:
         if (m->hp.head_dim % 32)
-            return sch_fail(err, "%s: a q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)", m->path,
+            return sd_errf(err, "%s: a q8_0 KV cache needs a head size that is a multiple of 32 (it is %d)", m->path,
                             m->hp.head_dim);
         break;
-    default: return sch_fail(err, "KV cache type %d is not supported (f32, f16, q8_0)", (int)p->kv_type);
+    default: return sd_errf(err, "KV cache type %d is not supported (f32, f16, q8_0)", (int)p->kv_type);
     }
     sd_engine *e = calloc(1, sizeof *e);
-    if (!e) return sch_fail(err, "out of memory");
+    if (!e) return sd_errf(err, "out of memory");
     int nv = m->hp.n_vocab;
     e->m = m;
     e->n_slots = p->n_slots;
@@ -448,14 +440,14 @@ int sd_engine_new(sd_model *m, const sd_engine_params *p, sd_engine **out, char 
     if (!sc->logits || !sc->tok || !sc->pos || !sc->seq || !sc->out) goto oom;
     if (pthread_create(&e->thread, NULL, sched_main, e)) {
         sd_engine_free(e);
-        return sch_fail(err, "cannot start the scheduler thread");
+        return sd_errf(err, "cannot start the scheduler thread");
     }
     e->started = 1;
     *out = e;
     return 0;
 oom:
     sd_engine_free(e);
-    return sch_fail(err, "out of memory");
+    return sd_errf(err, "out of memory");
 }
 
 void sd_engine_free(sd_engine *e)

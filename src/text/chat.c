@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "text/tokenizer.h"
+#include "runtime/errf.h"
 
 /* ---- names -------------------------------------------------------------- */
 
@@ -121,15 +122,6 @@ static void put_trim(sbuf *b, const char *s)
     while (n && strchr(" \t\n\r\v\f", s[n - 1])) n--;
     while (n && strchr(" \t\n\r\v\f", *s)) { s++; n--; }
     put_n(b, s, n);
-}
-
-static int chat_fail(char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err) vsnprintf(err, SD_ERR_LEN, fmt, ap);
-    va_end(ap);
-    return -1;
 }
 
 typedef enum { R_SYSTEM, R_USER, R_ASSISTANT } role;
@@ -296,23 +288,23 @@ static int check_roles(sd_chat_template t, const sd_chat_msg *m, int n, char *er
                     t == SD_CHAT_GEMMA || t == SD_CHAT_HARMONY || t == SD_CHAT_LLAMA31;
     int turn = 0;
     for (int i = 0; i < n; i++) {
-        if (!m[i].role || !m[i].content) return chat_fail(err, "chat: message %d has no role or no content", i);
+        if (!m[i].role || !m[i].content) return sd_errf(err, "chat: message %d has no role or no content", i);
         if (!is_role(&m[i], R_SYSTEM) && !is_role(&m[i], R_USER) && !is_role(&m[i], R_ASSISTANT)) {
             char shown[33];  /* the role as one harmless line */
             size_t k = 0;
             for (; k < 32 && m[i].role[k]; k++) shown[k] = (unsigned char)m[i].role[k] < 0x20 ? '?' : m[i].role[k];
             shown[k] = 0;
-            return chat_fail(err, "chat: message %d has role '%s' (system, user and assistant are supported)", i,
+            return sd_errf(err, "chat: message %d has role '%s' (system, user and assistant are supported)", i,
                              shown);
         }
         if (!sys_first) continue;
         if (is_role(&m[i], R_SYSTEM)) {
-            if (i) return chat_fail(err, "chat: the %s template takes a system message only first", sd_chat_name(t));
+            if (i) return sd_errf(err, "chat: the %s template takes a system message only first", sd_chat_name(t));
             continue;
         }
         if (t == SD_CHAT_HARMONY || t == SD_CHAT_LLAMA31) continue;
         if (is_role(&m[i], R_USER) != (turn % 2 == 0))
-            return chat_fail(err, "chat: the %s template wants user and assistant turns alternating, "
+            return sd_errf(err, "chat: the %s template wants user and assistant turns alternating, "
                                   "starting with the user", sd_chat_name(t));
         turn++;
     }
@@ -324,8 +316,8 @@ int sd_chat_apply_opts(sd_chat_template t, const sd_chat_msg *msgs, int n_msgs, 
 {
     *out = NULL;
     if (t == SD_CHAT_UNKNOWN || !strcmp(sd_chat_name(t), "unknown"))
-        return chat_fail(err, "chat: no template given (one of %s)", sd_chat_names());
-    if (n_msgs <= 0 || !msgs) return chat_fail(err, "chat: the conversation is empty");
+        return sd_errf(err, "chat: no template given (one of %s)", sd_chat_names());
+    if (n_msgs <= 0 || !msgs) return sd_errf(err, "chat: the conversation is empty");
     if (check_roles(t, msgs, n_msgs, err)) return -1;
     /* the templates that take the system prompt out of the list */
     const char *sys = NULL;
@@ -361,7 +353,7 @@ int sd_chat_apply_opts(sd_chat_template t, const sd_chat_msg *msgs, int n_msgs, 
     case SD_CHAT_HARMONY: harmony(&b, m, n, sys, gen, date); break;
     default: break;
     }
-    if (b.oom) { free(b.s); return chat_fail(err, "chat: out of memory"); }
+    if (b.oom) { free(b.s); return sd_errf(err, "chat: out of memory"); }
     *out = b.s;
     return 0;
 }
